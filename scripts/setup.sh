@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything vmhost needs on a fresh Debian 12 machine (as root) and start the daemons
+# when no init system does it. Idempotent: safe to run again.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
+
+packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
+          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# No udev here: give /dev/kvm the group and mode Debian's udev rule would. Otherwise libvirt's QEMU
+# capability cache never validates (KVM usable for root, not for the qemu user) and every define re-probes
+# QEMU for a minute or more.
+if [[ -c /dev/kvm ]] && getent group kvm >/dev/null; then
+    chgrp kvm /dev/kvm
+    chmod 660 /dev/kvm
+fi
+
+# Debian's postinst starts nothing without systemd: start the daemons by hand when they are not up.
+pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x libvirtd >/dev/null || libvirtd -d
+for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+virsh -c qemu:///system version >/dev/null
+
+if [[ ! -x "$repo/.venv/bin/vmhost" ]]; then
+    python3 -m venv "$repo/.venv"
+    "$repo/.venv/bin/pip" install -q --upgrade pip
+fi
+"$repo/.venv/bin/pip" install -q -e "$repo[test]"
+
+"$repo/guest/build.sh" "$guest_dir"

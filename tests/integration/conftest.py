@@ -1,0 +1,149 @@
+"""Real-guest harness: a real libvirtd + QEMU (TCG) booting the project's tiny guest.
+
+Every VM a test makes is named with the session prefix; teardown deletes them and then checks that no
+domain and no QEMU process with that prefix survived.
+"""
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from vmhost.config import HostConfig
+from vmhost.drivers.libvirt import LibvirtDriver
+from vmhost.engine import Engine
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_DIR = Path(os.environ.get("VMHOST_GUEST_DIR", "/var/lib/vmhost/images/tiny-guest"))
+URI = "qemu:///system"
+PREFIX = f"vmhost-test-{secrets.token_hex(3)}-"
+BOOT_TIMEOUT = 90.0
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def libvirt_conn() -> Iterator[libvirt.virConnect]:
+    try:
+        conn = libvirt.open(URI)
+    except libvirt.libvirtError as exc:
+        pytest.fail(f"libvirtd is not reachable at {URI} (run scripts/setup.sh): {exc}")
+    yield conn
+    leftovers = [d.name() for d in conn.listAllDomains() if d.name().startswith(PREFIX)]
+    for name in leftovers:
+        dom = conn.lookupByName(name)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+    conn.close()
+    assert not leftovers, f"tests left domains behind: {leftovers}"
+    processes = subprocess.run(["pgrep", "-f", f"guest={PREFIX}"], capture_output=True, text=True).stdout
+    assert not processes.strip(), f"tests left QEMU processes behind: {processes}"
+
+
+@pytest.fixture(scope="session")
+def guest() -> dict[str, Path]:
+    """The tiny guest, built by guest/build.sh (fast when already built)."""
+    subprocess.run([str(REPO / "guest" / "build.sh"), str(GUEST_DIR)], check=True, capture_output=True)
+    return {"kernel": GUEST_DIR / "vmlinuz", "initrd": GUEST_DIR / "initrd.img"}
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vmhost-data")
+    path.chmod(0o711)
+    for parent in path.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o111)
+    return path
+
+
+@pytest.fixture
+def config(data_dir: Path) -> HostConfig:
+    return HostConfig(libvirt_uri=URI, data_dir=data_dir, accel="tcg", stop_timeout=30)
+
+
+@pytest.fixture
+def config_file(config: HostConfig, tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'libvirt_uri = "{config.libvirt_uri}"\ndata_dir = "{config.data_dir}"\n'
+        f'accel = "{config.accel}"\nstop_timeout = {config.stop_timeout}\n'
+    )
+    return path
+
+
+@pytest.fixture
+def engine(config: HostConfig, libvirt_conn: libvirt.virConnect) -> Iterator[Engine]:
+    engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel))
+    yield engine
+    for record in engine.store.list_vms():
+        engine.delete(record.name)
+
+
+@pytest.fixture
+def vm_name() -> Callable[[str], str]:
+    return lambda suffix: PREFIX + suffix
+
+
+@pytest.fixture
+def guest_spec(guest: dict[str, Path]) -> Callable[..., dict[str, Any]]:
+    def make(name: str, cmdline: str = "", **fields: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "name": name,
+            "memory": "256MiB",
+            "boot": {"kernel": {"kernel": str(guest["kernel"]), "initrd": str(guest["initrd"]),
+                                "cmdline": f"console=ttyS0 quiet {cmdline}".strip()}},
+            "guest_agent": False,
+        }
+        spec.update(fields)
+        return spec
+
+    return make
+
+
+@pytest.fixture
+def cli(config_file: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real `vmhost` command against the test config."""
+
+    def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "VMHOST_CONFIG": str(config_file)}
+        return subprocess.run([str(REPO / ".venv" / "bin" / "vmhost"), *args], capture_output=True, text=True,
+                              env=env, timeout=timeout)
+
+    return run
+
+
+def wait_for_console(engine: Engine, name: str, marker: str, timeout: float = BOOT_TIMEOUT) -> str:
+    """Poll the console log (written by virtlogd) until `marker` shows up; return the whole log."""
+    path = engine.console_log_path(name)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if marker in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{marker!r} not seen on {name}'s console within {timeout}s:\n{text[-2000:]}")
+
+
+def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT) -> bytes:
+    seen = b""
+    end = time.monotonic() + timeout
+    while marker not in seen:
+        if time.monotonic() > end:
+            raise AssertionError(f"{marker!r} not seen within {timeout}s: {seen[-2000:]!r}")
+        seen += stream.read(0.5)
+    return seen
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,196 @@
+"""Lifecycle against real libvirtd + QEMU booting the tiny guest."""
+
+import time
+
+import libvirt
+import pytest
+from lxml import etree
+
+from tests.integration.conftest import read_console_until, wait_for_console
+from vmhost.drivers.base import DomainState
+from vmhost.errors import Conflict, HostResourceError, HypervisorError
+
+
+def test_started_vm_prints_marker_through_console_api_and_get_shows_uptime(engine, guest_spec, vm_name):
+    name = vm_name("boot")
+    engine.create(guest_spec(name))
+    stream = None
+    try:
+        engine.start(name)
+        stream = engine.open_console(name)
+        seen = read_console_until(stream, b"VMHOST-GUEST-READY")
+    finally:
+        if stream:
+            stream.close()
+    assert b"VMHOST-GUEST-READY uptime=" in seen
+    view = engine.get(name)
+    assert view["state"] == "running"
+    assert view["runtime"]["uptime_seconds"] > 0
+    assert view["runtime"]["pid"] > 0
+
+
+def test_console_is_interactive(engine, guest_spec, vm_name):
+    name = vm_name("shell")
+    engine.create(guest_spec(name), start=True)
+    wait_for_console(engine, name, "VMHOST-GUEST-DEVICES-DONE")
+    stream = engine.open_console(name)
+    try:
+        stream.write(b"\recho hello-$((6*7))\r")
+        assert b"hello-42" in read_console_until(stream, b"hello-42", timeout=30)
+    finally:
+        stream.close()
+
+
+def test_graceful_stop_returns_soon_after_guest_powers_off(engine, guest_spec, vm_name):
+    name = vm_name("acpi")
+    engine.create(guest_spec(name), start=True)
+    wait_for_console(engine, name, "VMHOST-GUEST-READY")
+    result = engine.stop(name, timeout=30)
+    assert result.method == "acpi"
+    assert result.seconds < 10
+    assert "VMHOST-GUEST-POWEROFF" in wait_for_console(engine, name, "VMHOST-GUEST-POWEROFF", timeout=1)
+    assert engine.get(name)["state"] == "stopped"
+
+
+def test_stop_forces_destroy_when_guest_ignores_acpi(engine, guest_spec, vm_name):
+    name = vm_name("stubborn")
+    engine.create(guest_spec(name, cmdline="vmhost.ignore_acpi=1"), start=True)
+    wait_for_console(engine, name, "VMHOST-GUEST-READY")
+    result = engine.stop(name, timeout=5)
+    assert result.method == "forced"
+    assert 5 <= result.seconds < 5 + 5
+    assert engine.driver.state(name) == DomainState.SHUTOFF
+    assert engine.get(name)["state"] == "stopped"
+
+
+def test_forced_stop_does_not_wait(engine, guest_spec, vm_name):
+    name = vm_name("force")
+    engine.create(guest_spec(name, cmdline="vmhost.ignore_acpi=1"), start=True)
+    result = engine.stop(name, force=True, timeout=60)
+    assert result.method == "forced"
+    assert result.seconds < 5
+
+
+def test_start_and_stop_are_idempotent(engine, guest_spec, vm_name):
+    name = vm_name("idem")
+    engine.create(guest_spec(name))
+    assert engine.stop(name).method == "already-stopped"
+    engine.start(name)
+    pid = engine.driver.info(name).pid
+    engine.start(name)
+    assert engine.driver.info(name).pid == pid
+    engine.kill(name)
+    assert engine.stop(name).method == "already-stopped"
+
+
+def test_start_is_two_phase_activation_runs_while_paused(engine, guest_spec, vm_name):
+    name = vm_name("twophase")
+    seen: list[tuple[str, DomainState]] = []
+    engine.activation_steps.append(lambda spec, driver: seen.append((spec.name, driver.state(spec.name))))
+    engine.create(guest_spec(name), start=True)
+    assert seen == [(name, DomainState.PAUSED)]
+    assert engine.driver.state(name) == DomainState.RUNNING
+
+
+def test_failing_activation_step_rolls_back_the_start(engine, guest_spec, vm_name):
+    name = vm_name("badhook")
+
+    def tune_nics(spec, driver):
+        raise RuntimeError("ethtool exploded")
+
+    engine.create(guest_spec(name))
+    engine.activation_steps.append(tune_nics)
+    with pytest.raises(HypervisorError, match="activation step tune_nics failed") as failure:
+        engine.start(name)
+    assert "ethtool exploded" in failure.value.detail
+    assert engine.driver.state(name) == DomainState.SHUTOFF
+    view = engine.get(name)
+    assert view["state"] == "stopped"
+    assert "tune_nics" in view["state_reason"]
+
+
+def test_create_with_start_that_fails_leaves_nothing(engine, guest_spec, vm_name, libvirt_conn):
+    name = vm_name("atomic")
+
+    def refuse(spec, driver):
+        raise RuntimeError("no")
+
+    engine.activation_steps.append(refuse)
+    with pytest.raises(HypervisorError):
+        engine.create(guest_spec(name, disks=[{"source": {"type": "new", "size": "16MiB"}}]), start=True)
+    assert engine.store.get_vm(name) is None
+    assert name not in [d.name() for d in libvirt_conn.listAllDomains()]
+    assert not list((engine.config.data_dir / "vms").iterdir())
+
+
+def test_reboot_graceful_and_forced_boot_the_guest_again(engine, guest_spec, vm_name):
+    name = vm_name("reboot")
+    engine.create(guest_spec(name), start=True)
+    wait_for_console(engine, name, "VMHOST-GUEST-READY")
+    engine.reboot(name)
+    _wait_for_count(engine, name, "VMHOST-GUEST-READY", 2)
+    engine.reboot(name, force=True)
+    _wait_for_count(engine, name, "VMHOST-GUEST-READY", 3)
+    assert engine.get(name)["state"] == "running"
+
+
+def test_reboot_of_stopped_vm_is_refused(engine, guest_spec, vm_name):
+    name = vm_name("rebootoff")
+    engine.create(guest_spec(name))
+    with pytest.raises(Conflict, match="not running"):
+        engine.reboot(name)
+
+
+def test_guest_poweroff_is_seen_as_stopped(engine, guest_spec, vm_name):
+    name = vm_name("selfoff")
+    engine.create(guest_spec(name, cmdline="vmhost.poweroff_after=1"), start=True)
+    wait_for_console(engine, name, "VMHOST-GUEST-POWEROFF")
+    end = time.monotonic() + 15
+    while engine.get(name)["state"] != "stopped" and time.monotonic() < end:
+        time.sleep(0.2)
+    assert engine.get(name)["state"] == "stopped"
+
+
+def test_destroy_behind_vmhosts_back_is_reflected(engine, guest_spec, vm_name, libvirt_conn):
+    name = vm_name("external")
+    engine.create(guest_spec(name), start=True)
+    libvirt_conn.lookupByName(name).destroy()
+    assert engine.get(name)["state"] == "stopped"
+    [(_record, state)] = [row for row in engine.list() if row[0].name == name]
+    assert state == "stopped"
+
+
+def test_start_refuses_when_host_memory_is_short(engine, guest_spec, vm_name):
+    name = vm_name("huge")
+    engine.create(guest_spec(name, memory="4TiB"))
+    with pytest.raises(HostResourceError, match="not enough host memory"):
+        engine.start(name)
+    assert engine.driver.state(name) == DomainState.SHUTOFF
+
+
+def test_update_changes_a_stopped_vm_and_refuses_a_running_one(engine, guest_spec, vm_name, libvirt_conn):
+    name = vm_name("update")
+    engine.create(guest_spec(name))
+    engine.update(name, {"cpu": {"vcpus": 2}, "memory": {"size": "320MiB"},
+                         "disks": [{"source": {"type": "new", "size": "16MiB"}}]})
+    xml = etree.fromstring(libvirt_conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert xml.findtext("vcpu") == "2"
+    assert int(xml.findtext("memory")) == 320 * 1024
+    [disk_path] = engine.record(name).owned_paths
+    assert disk_path.endswith("vda.qcow2")
+    engine.start(name)
+    wait_for_console(engine, name, "VMHOST-BLK vda 16777216")
+    with pytest.raises(Conflict, match="must be stopped"):
+        engine.update(name, {"cpu": {"vcpus": 1}})
+    engine.stop(name, force=True)
+    engine.update(name, {"disks": []})
+    assert engine.record(name).owned_paths == []
+    assert not (engine.config.data_dir / "vms" / engine.record(name).uuid / "disks" / "vda.qcow2").exists()
+
+
+def _wait_for_count(engine, name: str, marker: str, count: int, timeout: float = 90) -> None:
+    path = engine.console_log_path(name)
+    end = time.monotonic() + timeout
+    while path.read_text(errors="replace").count(marker) < count:
+        assert time.monotonic() < end, f"{marker} not seen {count} times"
+        time.sleep(0.2)

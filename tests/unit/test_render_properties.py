@@ -1,0 +1,30 @@
+"""Property tests: every spec parse_spec() accepts renders to a document libvirt's schema accepts, stably."""
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.unit.strategies import context_for, spec_dicts
+from vmhost.render.libvirt import domain_xml, render_domain, validate_domain_xml
+from vmhost.spec import parse_spec
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(data=spec_dicts(), accel=st.sampled_from(["kvm", "tcg"]))
+def test_accepted_specs_render_schema_valid(data: dict[str, Any], accel: str) -> None:
+    spec = parse_spec(data)
+    errors = validate_domain_xml(render_domain(spec, context_for(spec, accel)))
+    assert errors == [], "\n".join(errors)
+
+
+@PROPERTY_SETTINGS
+@given(data=spec_dicts(), accel=st.sampled_from(["kvm", "tcg"]))
+def test_rendering_is_deterministic(data: dict[str, Any], accel: str) -> None:
+    """Same input, same bytes; and a re-parsed copy of the same dict renders the same too."""
+    spec = parse_spec(data)
+    ctx = context_for(spec, accel)
+    assert domain_xml(spec, ctx) == domain_xml(spec, ctx)
+    assert domain_xml(parse_spec(data), ctx) == domain_xml(spec, ctx)

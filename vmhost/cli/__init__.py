@@ -1,0 +1,1 @@
+"""The `vmhost` command line, in the style of SmartOS vmadm."""

@@ -1,0 +1,57 @@
+"""Host configuration (TOML): which hypervisor, where state lives, defaults for operations."""
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from vmhost.errors import VmhostError
+
+DEFAULT_CONFIG_PATH = Path("/etc/vmhost/config.toml")
+CONFIG_ENV = "VMHOST_CONFIG"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """accel defaults to kvm; hosts without usable KVM (e.g. nested CI machines) set accel = "tcg"."""
+
+    libvirt_uri: str = "qemu:///system"
+    data_dir: Path = Path("/var/lib/vmhost")
+    accel: Literal["kvm", "tcg"] = "kvm"
+    stop_timeout: float = 60.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "state.db"
+
+
+def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
+    known = {f.name for f in fields(HostConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise VmhostError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if "accel" in values and values["accel"] not in ("kvm", "tcg"):
+        raise VmhostError(f"{source}: accel must be 'kvm' or 'tcg', got {values['accel']!r}")
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    if "stop_timeout" in values:
+        values["stop_timeout"] = float(values["stop_timeout"])
+    return values
+
+
+def load_config(path: Path | None = None) -> HostConfig:
+    """An explicit path must exist; otherwise $VMHOST_CONFIG, then /etc/vmhost/config.toml if present."""
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return HostConfig()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        values = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise VmhostError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VmhostError(f"config {path} is not valid TOML: {exc}") from None
+    return replace(HostConfig(), **_coerce(values, path))

@@ -1,0 +1,1 @@
+"""Drivers: each talks to one hypervisor, behind the Driver protocol."""

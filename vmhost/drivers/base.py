@@ -1,0 +1,99 @@
+"""The hypervisor-agnostic driver contract the lifecycle engine is written against."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from vmhost.spec import VMSpec
+
+
+class DomainState(StrEnum):
+    """What the hypervisor says about a domain right now."""
+
+    ABSENT = "absent"
+    SHUTOFF = "shutoff"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTTING_DOWN = "shutting-down"
+    CRASHED = "crashed"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Host resources the engine allocated for a VM, handed to the driver at define time."""
+
+    console_log: Path
+    disk_paths: Mapping[str, Path] = field(default_factory=dict)
+    disk_formats: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    uuid: str
+    state: DomainState
+    reason: str = ""
+    vcpus: int = 0
+    memory_bytes: int = 0
+    cpu_time_ns: int = 0
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hypervisor: str
+    cpus: int
+    memory_total: int
+    memory_available: int
+    accel: str
+
+
+class ConsoleStream(Protocol):
+    def read(self, timeout: float) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Driver(Protocol):
+    """One hypervisor. Every method is blocking; names are already validated by the spec."""
+
+    kind: str
+
+    def host_info(self) -> HostInfo: ...
+
+    def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
+        """(path, message) for what this host lacks that the spec needs (bridges, networks, devices)."""
+        ...
+
+    def define(self, spec: VMSpec, resources: Resources) -> None: ...
+
+    def undefine(self, name: str) -> None: ...
+
+    def create_paused(self, name: str) -> None: ...
+
+    def resume(self, name: str) -> None: ...
+
+    def request_shutdown(self, name: str) -> None: ...
+
+    def destroy(self, name: str) -> None: ...
+
+    def request_reboot(self, name: str) -> None: ...
+
+    def reset(self, name: str) -> None: ...
+
+    def state(self, name: str) -> DomainState: ...
+
+    def info(self, name: str) -> DomainInfo: ...
+
+    def list_owned(self) -> list[DomainInfo]: ...
+
+    def open_console(self, name: str) -> ConsoleStream: ...
+
+    def reserve_pci(self, address: str) -> None: ...
+
+    def release_pci(self, address: str) -> None: ...

@@ -1,0 +1,233 @@
+"""LibvirtDriver: the Driver protocol on libvirt-python (qemu:///system by default)."""
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import libvirt
+
+from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Resources
+from vmhost.drivers.libvirt.console import LibvirtConsole
+from vmhost.drivers.libvirt.errors import translate
+from vmhost.errors import HypervisorError, NotFound
+from vmhost.render.libvirt import domain_xml
+from vmhost.render.libvirt.context import METADATA_NS, RenderContext
+from vmhost.spec import VMSpec
+
+T = TypeVar("T")
+
+_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: DomainState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: DomainState.SHUTTING_DOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
+}
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+)
+_NODE_MEMORY_KEYS = ("free", "buffers", "cached")
+
+
+def _ignore_libvirt_error(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we report errors ourselves."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+
+class LibvirtDriver:
+    kind = "libvirt"
+
+    def __init__(self, uri: str, accel: str):
+        self.uri = uri
+        self.accel = accel
+        self._conn: libvirt.virConnect | None = None
+        self._conn_lock = threading.Lock()
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        with self._conn_lock:
+            if self._conn is None or not self._conn.isAlive():
+                try:
+                    self._conn = libvirt.open(self.uri)
+                except libvirt.libvirtError as exc:
+                    raise HypervisorError(
+                        f"cannot connect to libvirt at {self.uri} (is libvirtd running?)", exc.get_error_message()
+                    ) from None
+            return self._conn
+
+    def _domain(self, name: str) -> libvirt.virDomain:
+        return self._call(name, "look up", lambda: self.conn.lookupByName(name))
+
+    def _call(self, name: str, action: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except libvirt.libvirtError as exc:
+            raise translate(exc, name, action) from None
+
+    def host_info(self) -> HostInfo:
+        model, _memory_mib, cpus, *_ = self.conn.getInfo()
+        stats = self.conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        return HostInfo(
+            hypervisor=f"{self.conn.getType()} {_version(self.conn.getVersion())} ({model})",
+            cpus=cpus,
+            memory_total=stats["total"] * 1024,
+            memory_available=sum(stats.get(key, 0) for key in _NODE_MEMORY_KEYS) * 1024,
+            accel=self.accel,
+        )
+
+    def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if (spec.accel or self.accel) == "kvm" and not os.path.exists("/dev/kvm"):
+            problems.append(("accel", "KVM is not available on this host (no /dev/kvm); use accel tcg"))
+        for index, nic in enumerate(spec.nics):
+            problems += [(f"nics.{index}.source", m) for m in self._nic_source_problems(nic.type, nic.source)]
+        for index, device in enumerate(spec.passthrough.pci):
+            if not self._node_device_exists(_pci_name(device.address)):
+                problems.append((f"passthrough.pci.{index}.address", f"no PCI device {device.address} on this host"))
+        return problems
+
+    def _nic_source_problems(self, kind: str, source: str) -> list[str]:
+        if kind == "bridge" and not Path(f"/sys/class/net/{source}/bridge").is_dir():
+            return [f"bridge {source} does not exist on this host"]
+        if kind == "direct" and not Path(f"/sys/class/net/{source}").exists():
+            return [f"host interface {source} does not exist"]
+        if kind == "network":
+            try:
+                if not self.conn.networkLookupByName(source).isActive():
+                    return [f"libvirt network {source} is not active"]
+            except libvirt.libvirtError:
+                return [f"libvirt network {source} does not exist"]
+        return []
+
+    def _node_device_exists(self, name: str) -> bool:
+        try:
+            self.conn.nodeDeviceLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def define(self, spec: VMSpec, resources: Resources) -> None:
+        context = RenderContext(
+            accel=spec.accel or self.accel,  # type: ignore[arg-type]
+            console_log=resources.console_log,
+            disk_paths=resources.disk_paths,
+            disk_formats=resources.disk_formats,
+        )
+        xml = domain_xml(spec, context)
+        self._call(spec.name, "define", lambda: self.conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
+
+    def undefine(self, name: str) -> None:
+        try:
+            self._domain(name).undefineFlags(_UNDEFINE_FLAGS)
+        except NotFound:
+            return
+        except libvirt.libvirtError as exc:
+            raise translate(exc, name, "undefine") from None
+
+    def create_paused(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "start", lambda: dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED))
+
+    def resume(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "resume", dom.resume)
+
+    def request_shutdown(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "shut down", lambda: dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN))
+
+    def destroy(self, name: str) -> None:
+        """Idempotent: a domain that is already off is fine."""
+        try:
+            dom = self._domain(name)
+            dom.destroy()
+        except NotFound:
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not dom.isActive():
+                return
+            raise translate(exc, name, "destroy") from None
+
+    def request_reboot(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "reboot", lambda: dom.reboot(libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN))
+
+    def reset(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "reset", lambda: dom.reset(0))
+
+    def state(self, name: str) -> DomainState:
+        try:
+            state, _reason = self._domain(name).state()
+        except NotFound:
+            return DomainState.ABSENT
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return DomainState.ABSENT
+            raise translate(exc, name, "query") from None
+        return _STATES.get(state, DomainState.OTHER)
+
+    def info(self, name: str) -> DomainInfo:
+        dom = self._domain(name)
+        return self._info(dom)
+
+    def _info(self, dom: libvirt.virDomain) -> DomainInfo:
+        state, _max_kib, memory_kib, vcpus, cpu_time = self._call(dom.name(), "query", dom.info)
+        mapped = _STATES.get(state, DomainState.OTHER)
+        return DomainInfo(
+            name=dom.name(),
+            uuid=dom.UUIDString(),
+            state=mapped,
+            vcpus=vcpus,
+            memory_bytes=memory_kib * 1024,
+            cpu_time_ns=cpu_time,
+            pid=_qemu_pid(dom.name()) if mapped != DomainState.SHUTOFF else None,
+        )
+
+    def list_owned(self) -> list[DomainInfo]:
+        """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""
+        owned = []
+        for dom in self.conn.listAllDomains():
+            try:
+                dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+            except libvirt.libvirtError:
+                continue
+            owned.append(self._info(dom))
+        return owned
+
+    def open_console(self, name: str) -> ConsoleStream:
+        dom = self._domain(name)
+        return self._call(name, "open the console of", lambda: LibvirtConsole(self.conn, dom))
+
+    def reserve_pci(self, address: str) -> None:
+        device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))
+        self._call(address, "detach PCI device", lambda: device.detachFlags(None, 0))
+
+    def release_pci(self, address: str) -> None:
+        device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))
+        self._call(address, "reattach PCI device", device.reAttach)
+
+
+def _pci_name(address: str) -> str:
+    return "pci_" + address.replace(":", "_").replace(".", "_")
+
+
+def _version(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def _qemu_pid(name: str) -> int | None:
+    """libvirt's pid file for the domain's QEMU process (local system connection)."""
+    try:
+        return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None

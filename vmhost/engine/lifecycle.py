@@ -1,0 +1,413 @@
+"""Engine: create, start (two-phase), stop, reboot, kill, delete and update VMs, one VM lock at a time."""
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmhost.config import HostConfig
+from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, Driver
+from vmhost.engine import resources
+from vmhost.engine.activation import ActivationStep, step_name
+from vmhost.engine.locks import VmLocks
+from vmhost.engine.merge import merge_patch
+from vmhost.engine.rollback import Rollback
+from vmhost.engine.states import OBSERVED, TRANSIENT, VmState
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.spec import Problem, SpecError, VMSpec, parse_spec
+from vmhost.spec.disk import NewDisk, OverlayDisk
+from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.spec.units import format_size
+from vmhost.store.sqlite import Store, VmRecord
+
+GONE = {DomainState.SHUTOFF, DomainState.ABSENT}
+POLL_INTERVAL = 0.1
+FORCED_STOP_WAIT = 30.0
+MASKED_SECRET = "********"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    """Default progress sink."""
+
+
+@dataclass(frozen=True)
+class StopResult:
+    method: str
+    seconds: float
+
+
+class Engine:
+    def __init__(
+        self,
+        config: HostConfig,
+        driver: Driver,
+        store: Store | None = None,
+        activation_steps: Sequence[ActivationStep] = (),
+        progress: Progress = _quiet,
+    ):
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.config = config
+        self.driver = driver
+        self.store = store or Store(config.db_path)
+        self.locks = VmLocks(config.data_dir / "locks")
+        self.activation_steps = list(activation_steps)
+        self.progress = progress
+
+    # ---- lookups -------------------------------------------------------------------------
+
+    def record(self, name_or_uuid: str) -> VmRecord:
+        record = self.store.find_vm(name_or_uuid)
+        if record is None:
+            raise NotFound(f"no VM named {name_or_uuid}")
+        return record
+
+    @staticmethod
+    def spec_of(record: VmRecord) -> VMSpec:
+        return VMSpec.model_validate(record.spec)
+
+    @contextmanager
+    def _locked(self, name_or_uuid: str) -> Iterator[VmRecord]:
+        name = self.record(name_or_uuid).name
+        with self.locks.hold(name):
+            yield self.record(name)
+
+    @contextmanager
+    def _operation(self, kind: str, record: VmRecord | VMSpec) -> Iterator[None]:
+        name = record.name
+        op = self.store.begin_operation(name, str(record.uuid), kind)
+        try:
+            yield
+        except Exception as exc:
+            self.store.finish_operation(op, "failed", error=str(exc))
+            raise
+        self.store.finish_operation(op, "succeeded")
+
+    def _set_state(self, name: str, state: VmState, reason: str = "") -> None:
+        self.store.update_vm(name, state=state.value, reason=reason)
+
+    def _observe(self, record: VmRecord) -> VmState:
+        """The hypervisor's view wins; store it so the record stays true."""
+        state = OBSERVED[self.driver.state(record.name)]
+        reason = "the hypervisor has no definition for this VM" if state == VmState.FAILED else ""
+        if state.value != record.state or reason != record.reason:
+            self._set_state(record.name, state, reason)
+        return state
+
+    # ---- create ----------------------------------------------------------------------------
+
+    def _host_problems(self, spec: VMSpec) -> resources.Plan:
+        plan = resources.plan(spec, self.config.data_dir)
+        plan.problems += [Problem(path, message) for path, message in self.driver.host_problems(spec)]
+        return plan
+
+    def create(self, document: Any, start: bool = False) -> VmRecord:
+        """Validate, allocate disks, define. With start, a failed start undoes the create too."""
+        spec = parse_spec(document)
+        with self.locks.hold(spec.name):
+            if self.store.get_vm(spec.name) is not None:
+                raise Conflict(f"a VM named {spec.name} already exists")
+            if self.store.uuid_in_use(str(spec.uuid)):
+                raise Conflict(f"a VM with uuid {spec.uuid} already exists")
+            if self.driver.state(spec.name) != DomainState.ABSENT:
+                raise Conflict(f"libvirt already has a domain named {spec.name} that vmhost does not manage")
+            plan = self._host_problems(spec)
+            if plan.problems:
+                raise SpecError(plan.problems)
+            with self._operation("create", spec), Rollback() as rollback:
+                self.progress(f"creating disks for {spec.name}")
+                resources.allocate(plan, rollback)
+                self.driver.define(spec, plan.resources)
+                rollback.add(f"undefine {spec.name}", lambda: self.driver.undefine(spec.name))
+                self.store.insert_vm(
+                    spec.name, str(spec.uuid), self.driver.kind, _stored(spec), VmState.STOPPED.value,
+                    [str(p) for p in plan.resources.disk_paths.values()],
+                )
+                rollback.add("forget the VM record", lambda: self.store.delete_vm(spec.name))
+                if start:
+                    self._start_locked(self.record(spec.name))
+        return self.record(spec.name)
+
+    # ---- start ----------------------------------------------------------------------------
+
+    def start(self, name: str) -> VmRecord:
+        with self._locked(name) as record:
+            self._start_locked(record)
+            return self.record(record.name)
+
+    def _start_locked(self, record: VmRecord) -> None:
+        current = self._observe(record)
+        if current == VmState.RUNNING:
+            return
+        if current == VmState.PAUSED:
+            self.driver.resume(record.name)
+            self._set_state(record.name, VmState.RUNNING)
+            return
+        spec = self.spec_of(record)
+        self._check_startable(spec)
+        with self._operation("start", record):
+            self._set_state(record.name, VmState.STARTING)
+            try:
+                self._two_phase_start(spec)
+            except Exception as exc:
+                self._set_state(record.name, VmState.STOPPED, reason=f"start failed: {exc}")
+                raise
+            self._set_state(record.name, VmState.RUNNING)
+
+    def _check_startable(self, spec: VMSpec) -> None:
+        problems = self._host_problems(spec).problems
+        if problems:
+            raise HostResourceError(f"cannot start {spec.name}: " + "; ".join(map(str, problems)))
+        available = self.driver.host_info().memory_available
+        if spec.memory.size > available:
+            raise HostResourceError(
+                f"not enough host memory to start {spec.name}: it needs {format_size(spec.memory.size)}, "
+                f"the host has {available // 2**20}MiB available"
+            )
+
+    def _two_phase_start(self, spec: VMSpec) -> None:
+        """Create paused, run the activation steps, then resume; any failure destroys what started."""
+        name = spec.name
+        with Rollback() as rollback:
+            for device in spec.passthrough.pci:
+                if not device.managed:
+                    self.driver.reserve_pci(device.address)
+                    rollback.add(f"release {device.address}", lambda a=device.address: self.driver.release_pci(a))
+            self.progress(f"creating {name} paused")
+            self.driver.create_paused(name)
+            rollback.add(f"destroy {name}", lambda: self.driver.destroy(name))
+            for step in self.activation_steps:
+                self.progress(f"activation: {step_name(step)}")
+                try:
+                    step(spec, self.driver)
+                except VmhostError:
+                    raise
+                except Exception as exc:
+                    raise HypervisorError(f"activation step {step_name(step)} failed for {name}", str(exc)) from exc
+            self.driver.resume(name)
+
+    # ---- stop, reboot, kill ----------------------------------------------------------------
+
+    def stop(self, name: str, force: bool = False, timeout: float | None = None) -> StopResult:
+        """Graceful: ACPI power button, wait until gone, force-destroy at the deadline. Idempotent."""
+        deadline = self.config.stop_timeout if timeout is None else timeout
+        with self._locked(name) as record:
+            if self._observe(record) in (VmState.STOPPED, VmState.FAILED):
+                return StopResult("already-stopped", 0.0)
+            began = time.monotonic()
+            with self._operation("stop", record):
+                self._set_state(record.name, VmState.STOPPING)
+                method = self._stop_domain(record.name, force, deadline)
+                self._after_stop(record)
+            return StopResult(method, time.monotonic() - began)
+
+    def _stop_domain(self, name: str, force: bool, deadline: float) -> str:
+        if not force:
+            try:
+                self.driver.request_shutdown(name)
+            except VmhostError:
+                if self.driver.state(name) in GONE:
+                    return "acpi"
+                raise
+            if self._wait_gone(name, deadline, "waiting for the guest to power off"):
+                return "acpi"
+        self.driver.destroy(name)
+        if not self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the forced stop"):
+            raise HypervisorError(f"{name} is still running after a forced stop")
+        return "forced"
+
+    def _wait_gone(self, name: str, seconds: float, what: str) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.driver.state(name) in GONE:
+                return True
+            self.progress(f"{what} ({end - time.monotonic():.0f}s left)")
+            time.sleep(POLL_INTERVAL)
+        return self.driver.state(name) in GONE
+
+    def _after_stop(self, record: VmRecord) -> None:
+        for device in self.spec_of(record).passthrough.pci:
+            if not device.managed:
+                self.driver.release_pci(device.address)
+        self._set_state(record.name, VmState.STOPPED)
+
+    def kill(self, name: str) -> None:
+        with self._locked(name) as record, self._operation("kill", record):
+            self._stop_domain(record.name, force=True, deadline=0)
+            self._after_stop(record)
+
+    def reboot(self, name: str, force: bool = False) -> None:
+        with self._locked(name) as record:
+            if self._observe(record) != VmState.RUNNING:
+                raise Conflict(f"{record.name} is not running")
+            with self._operation("reboot", record):
+                if force:
+                    self.driver.reset(record.name)
+                else:
+                    self.driver.request_reboot(record.name)
+
+    # ---- delete, update --------------------------------------------------------------------
+
+    def delete(self, name: str) -> None:
+        """Stop at once, undefine, remove the disks vmhost created. User-supplied paths are never touched."""
+        with self._locked(name) as record, self._operation("delete", record):
+            if self.driver.state(record.name) not in GONE:
+                self._stop_domain(record.name, force=True, deadline=0)
+                self._after_stop(record)
+            self.driver.undefine(record.name)
+            resources.release(resources.vm_dir(self.config.data_dir, self.spec_of(record)),
+                              [Path(p) for p in record.owned_paths])
+            self.store.delete_vm(record.name)
+            self.locks.discard(record.name)
+
+    def update(self, name: str, patch: dict[str, Any]) -> VmRecord:
+        """Offline changes as a JSON merge patch on the stored spec; validated like a new spec."""
+        with self._locked(name) as record:
+            if self._observe(record) not in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED):
+                raise Conflict(f"{record.name} must be stopped to be updated (changes are applied offline)")
+            old = self.spec_of(record)
+            spec = parse_spec(merge_patch(record.spec, _without_masked_secrets(patch)))
+            problems = _identity_changes(old, spec) + _resized_disks(old, spec)
+            plan = self._host_problems(spec)
+            if problems + plan.problems:
+                raise SpecError(problems + plan.problems)
+            old_paths = {Path(p) for p in record.owned_paths}
+            new_paths = set(plan.resources.disk_paths.values())
+            with self._operation("update", record), Rollback() as rollback:
+                resources.allocate(plan, rollback, keep=frozenset(old_paths & new_paths))
+                self.driver.define(spec, plan.resources)
+                rollback.add(f"restore the definition of {old.name}",
+                             lambda: self.driver.define(old, resources.plan(old, self.config.data_dir).resources))
+                self.store.update_vm(record.name, spec=_stored(spec), owned_paths=sorted(map(str, new_paths)))
+            for path in old_paths - new_paths:
+                path.unlink(missing_ok=True)
+            return self.record(record.name)
+
+    # ---- views -----------------------------------------------------------------------------
+
+    def list(self) -> list[tuple[VmRecord, VmState]]:
+        """One bulk hypervisor query for all VMs; VMs with an operation in flight keep their stored state."""
+        live = {info.name: info for info in self.driver.list_owned()}
+        rows = []
+        for record in self.store.list_vms():
+            rows.append((record, self._state_from(record, live.get(record.name))))
+        return rows
+
+    def _state_from(self, record: VmRecord, info: DomainInfo | None) -> VmState:
+        if VmState(record.state) in TRANSIENT and self.locks.is_held(record.name):
+            return VmState(record.state)
+        state = OBSERVED[info.state if info else DomainState.ABSENT]
+        if state.value != record.state:
+            reason = "the hypervisor has no definition for this VM" if state == VmState.FAILED else ""
+            self._set_state(record.name, state, reason)
+        return state
+
+    def get(self, name: str) -> dict[str, Any]:
+        """The VM as operators see it: its spec (secrets masked), state on top, runtime facts."""
+        record = self.record(name)
+        info = self._info_or_none(record.name)
+        state = self._state_from(record, info)
+        view = self.spec_of(record).model_dump(mode="json")
+        view.update(
+            state=state.value,
+            state_reason=self.record(record.name).reason,
+            driver=record.driver,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            runtime=_runtime(info) if state in (VmState.RUNNING, VmState.PAUSED) and info else None,
+        )
+        return view
+
+    def info(self, name: str) -> dict[str, Any]:
+        record = self.record(name)
+        info = self._info_or_none(record.name)
+        return {
+            "name": record.name,
+            "uuid": record.uuid,
+            "state": self._state_from(record, info).value,
+            "runtime": _runtime(info) if info else None,
+            "console_log": str(self.console_log_path(record.name)),
+            "owned_paths": record.owned_paths,
+            "operations": [
+                {"kind": op.kind, "state": op.state, "started_at": op.started_at, "finished_at": op.finished_at,
+                 "error": op.error}
+                for op in self.store.operations(record.name, limit=10)
+            ],
+        }
+
+    def _info_or_none(self, name: str) -> DomainInfo | None:
+        try:
+            return self.driver.info(name)
+        except NotFound:
+            return None
+
+    def console_log_path(self, name: str) -> Path:
+        record = self.record(name)
+        spec = self.spec_of(record)
+        return spec.console.log_file or resources.vm_dir(self.config.data_dir, spec) / "console.log"
+
+    def open_console(self, name: str) -> ConsoleStream:
+        record = self.record(name)
+        if self.driver.state(record.name) in GONE:
+            raise Conflict(f"{record.name} is not running")
+        return self.driver.open_console(record.name)
+
+
+def _stored(spec: VMSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
+
+
+def _without_masked_secrets(patch: dict[str, Any]) -> dict[str, Any]:
+    """A patch made from `get` output carries the masked password: keep the stored one instead."""
+    graphics = patch.get("graphics")
+    if isinstance(graphics, dict) and graphics.get("password") == MASKED_SECRET:
+        patch = {**patch, "graphics": {k: v for k, v in graphics.items() if k != "password"}}
+    return patch
+
+
+def _identity_changes(old: VMSpec, new: VMSpec) -> list[Problem]:
+    problems = []
+    if old.name != new.name:
+        problems.append(Problem("name", "cannot be changed by update"))
+    if old.uuid != new.uuid:
+        problems.append(Problem("uuid", "cannot be changed by update"))
+    return problems
+
+
+def _resized_disks(old: VMSpec, new: VMSpec) -> list[Problem]:
+    """An owned disk kept under the same target must keep its source; resizing is not supported."""
+    before = {d.target: d.source for d in old.disks if isinstance(d.source, NewDisk | OverlayDisk)}
+    problems = []
+    for index, disk in enumerate(new.disks):
+        previous = before.get(disk.target)
+        if previous is not None and isinstance(disk.source, NewDisk | OverlayDisk) and previous != disk.source:
+            problems.append(Problem(f"disks.{index}.source",
+                                    f"the disk vmhost created as {disk.target} cannot be changed or resized; "
+                                    "remove it and add a new one under another target"))
+    return problems
+
+
+def _runtime(info: DomainInfo) -> dict[str, Any]:
+    return {
+        "vcpus": info.vcpus,
+        "memory": format_size(info.memory_bytes),
+        "cpu_time_seconds": round(info.cpu_time_ns / 1e9, 3),
+        "pid": info.pid,
+        "uptime_seconds": _uptime(info.pid),
+    }
+
+
+def _uptime(pid: int | None) -> float | None:
+    """Seconds since the VM's QEMU process started (from /proc; the agent runs on the host)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 1)
+    except (OSError, IndexError, ValueError):
+        return None

@@ -1,0 +1,34 @@
+"""Operator-facing errors: a plain message first, the technical detail attached, never a traceback."""
+
+
+class VmhostError(Exception):
+    """Base for every error an operator should read; `detail` carries the hypervisor's own words."""
+
+    code = "error"
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotFound(VmhostError):
+    code = "not_found"
+
+
+class Conflict(VmhostError):
+    """The request clashes with what exists: a name in use, a VM running where it must be stopped."""
+
+    code = "conflict"
+
+
+class HostResourceError(VmhostError):
+    """The host cannot provide what the spec asks for (memory, a bridge, a device)."""
+
+    code = "host_resource"
+
+
+class HypervisorError(VmhostError):
+    """The hypervisor refused or failed an operation."""
+
+    code = "hypervisor"

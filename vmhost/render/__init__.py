@@ -1,0 +1,1 @@
+"""Renderers: pure functions from a VMSpec to what one hypervisor reads."""

@@ -1,0 +1,25 @@
+"""Host facts a libvirt rendering needs that are not part of the spec itself."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+METADATA_NS = "https://vmhost.dev/xmlns/domain/1"
+METADATA_PREFIX = "vmhost"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Resolved by the lifecycle engine before rendering, so rendering stays pure and deterministic.
+
+    accel: domain type to use (kvm or tcg).
+    console_log: where virtlogd keeps the serial console output when the spec names no log file.
+    disk_paths: target -> image path for disks vmhost creates (source types new and overlay).
+    disk_formats: target -> format detected by qemu-img for file disks whose format is 'auto'.
+    """
+
+    accel: Literal["kvm", "tcg"]
+    console_log: Path
+    disk_paths: Mapping[str, Path] = field(default_factory=dict)
+    disk_formats: Mapping[str, str] = field(default_factory=dict)

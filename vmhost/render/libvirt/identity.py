@@ -1,0 +1,55 @@
+"""Who the domain is: name, UUID, description, and the vmhost metadata used to re-adopt it later."""
+
+from typing import TypedDict
+
+from lxml import etree
+
+from vmhost.render.libvirt.context import METADATA_NS, METADATA_PREFIX, RenderContext
+from vmhost.render.libvirt.nodes import element, sub
+from vmhost.spec import VMSpec
+
+_NSMAP = {METADATA_PREFIX: METADATA_NS}
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+class VmhostMetadata(TypedDict):
+    labels: dict[str, str]
+    owned_disks: list[str]
+
+
+def _ns(tag: str) -> str:
+    return f"{{{METADATA_NS}}}{tag}"
+
+
+def identity_elements(spec: VMSpec) -> list[etree._Element]:
+    """<name>, <uuid> and, when there is one, <description>; no <title>, the name already says it."""
+    parts = [element("name", spec.name), element("uuid", str(spec.uuid))]
+    if spec.description:
+        parts.append(element("description", spec.description))
+    return parts
+
+
+def metadata_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
+    """Labels and the disk images vmhost created, so a restarted agent knows what it owns and may delete.
+
+    Only data from the spec that is safe to show goes here: `virsh dumpxml` prints it to anyone with read access.
+    """
+    metadata = element("metadata")
+    instance = etree.SubElement(metadata, _ns("instance"), nsmap=_NSMAP)
+    labels = etree.SubElement(instance, _ns("labels"))
+    for key, value in sorted(spec.labels.items()):
+        sub(labels, _ns("label"), value, key=key)
+    for target, path in sorted(ctx.disk_paths.items()):
+        sub(instance, _ns("owned-disk"), target=target, path=str(path))
+    return metadata
+
+
+def read_metadata(domain_xml: str) -> VmhostMetadata | None:
+    """The vmhost metadata of any domain XML, or None when the domain was not made by vmhost."""
+    root = etree.fromstring(domain_xml.encode(), _SAFE_PARSER)
+    instance = root.find(f"metadata/{_ns('instance')}")
+    if instance is None:
+        return None
+    labels = {label.get("key", ""): label.text or "" for label in instance.iterfind(f"{_ns('labels')}/{_ns('label')}")}
+    disks = [disk.get("path", "") for disk in instance.iterfind(_ns("owned-disk"))]
+    return {"labels": labels, "owned_disks": disks}

@@ -1,0 +1,178 @@
+"""Cross-field rules that no single block can check alone; each returns every problem it finds."""
+
+import string
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from vmhost.spec.cpu import parse_cpuset
+from vmhost.spec.errors import Problem
+from vmhost.spec.vm import LABEL_KEY_PATTERN, VMSpec
+
+BUS_PREFIX = {"virtio": "vd", "virtio-scsi": "sd", "scsi": "sd", "sata": "sd", "ide": "hd"}
+WWN_BUSES = {"scsi", "virtio-scsi", "ide"}
+
+
+def max_vcpus(spec: VMSpec) -> int:
+    return spec.cpu.max_vcpus or spec.cpu.vcpus
+
+
+def _cpu(spec: VMSpec) -> Iterator[Problem]:
+    cpu = spec.cpu
+    if cpu.max_vcpus is not None and cpu.max_vcpus < cpu.vcpus:
+        yield Problem("cpu.max_vcpus", f"must be at least vcpus ({cpu.vcpus}), got {cpu.max_vcpus}")
+    if cpu.topology and cpu.topology.total != max_vcpus(spec):
+        t = cpu.topology
+        yield Problem(
+            "cpu.topology",
+            f"sockets*cores*threads = {t.sockets}*{t.cores}*{t.threads} = {t.total} "
+            f"does not match {'max_vcpus' if cpu.max_vcpus else 'vcpus'} ({max_vcpus(spec)})",
+        )
+    for index, pin in enumerate(cpu.pinning):
+        if pin.vcpu >= max_vcpus(spec):
+            yield Problem(f"cpu.pinning.{index}.vcpu", f"vCPU {pin.vcpu} does not exist (VM has {max_vcpus(spec)})")
+    yield from _duplicates("cpu.pinning.{}.vcpu", [p.vcpu for p in cpu.pinning], "vCPU pinned twice")
+
+
+def _memory(spec: VMSpec) -> Iterator[Problem]:
+    mem = spec.memory
+    if mem.max_size is not None:
+        if mem.max_size < mem.size:
+            yield Problem("memory.max_size", "must be at least memory.size")
+        if mem.slots is None:
+            yield Problem("memory.slots", "is required when memory.max_size is set (memory hotplug)")
+    elif mem.slots is not None:
+        yield Problem("memory.max_size", "is required when memory.slots is set (memory hotplug)")
+    if mem.balloon_stats_period and not mem.balloon:
+        yield Problem("memory.balloon_stats_period", "needs memory.balloon to be true")
+
+
+def _numa(spec: VMSpec) -> Iterator[Problem]:
+    if not spec.numa:
+        return
+    seen: set[int] = set()
+    for index, cell in enumerate(spec.numa):
+        cpus = parse_cpuset(cell.cpus)
+        if cpus & seen:
+            yield Problem(f"numa.{index}.cpus", f"vCPUs {sorted(cpus & seen)} are already in another cell")
+        seen |= cpus
+    expected = set(range(max_vcpus(spec)))
+    if seen != expected:
+        yield Problem("numa", f"cells must cover vCPUs 0-{max_vcpus(spec) - 1} exactly; they cover {sorted(seen)}")
+    total = sum(cell.memory for cell in spec.numa)
+    if total != spec.memory.size:
+        yield Problem("numa", f"cell memory adds up to {total} bytes, not memory.size ({spec.memory.size})")
+
+
+def _devices(spec: VMSpec) -> Iterator[Problem]:
+    for index, disk in enumerate(spec.disks):
+        path = f"disks.{index}"
+        if disk.target and not disk.target.startswith(BUS_PREFIX[disk.bus]):
+            yield Problem(f"{path}.target", f"bus {disk.bus} needs a name starting with {BUS_PREFIX[disk.bus]!r}")
+        if disk.wwn and disk.bus not in WWN_BUSES:
+            yield Problem(f"{path}.wwn", f"only scsi, virtio-scsi and ide disks carry a wwn, not {disk.bus}")
+        if disk.bus == "ide" and spec.boot.machine and "q35" in spec.boot.machine:
+            yield Problem(f"{path}.bus", "ide is not available on q35 machines; use sata")
+        yield from _io_limits(path, disk.io_limits)
+    for index, cdrom in enumerate(spec.cdroms):
+        if cdrom.target and not cdrom.target.startswith(BUS_PREFIX[cdrom.bus]):
+            yield Problem(f"cdroms.{index}.target", f"bus {cdrom.bus} needs a name starting with {BUS_PREFIX[cdrom.bus]!r}")
+        if cdrom.bus == "ide" and spec.boot.machine and "q35" in spec.boot.machine:
+            yield Problem(f"cdroms.{index}.bus", "ide is not available on q35 machines; use sata")
+    targets = [(f"disks.{i}.target", d.target) for i, d in enumerate(spec.disks)]
+    targets += [(f"cdroms.{i}.target", c.target) for i, c in enumerate(spec.cdroms)]
+    counts = Counter(t for _, t in targets if t)
+    for path, target in targets:
+        if target and counts[target] > 1:
+            yield Problem(path, f"target {target!r} is used by more than one disk or cdrom")
+
+
+def _io_limits(path: str, limits: object) -> Iterator[Problem]:
+    if limits is None:
+        return
+    for kind in ("bytes_sec", "iops_sec"):
+        if getattr(limits, f"total_{kind}") and (getattr(limits, f"read_{kind}") or getattr(limits, f"write_{kind}")):
+            yield Problem(f"{path}.io_limits.total_{kind}", f"cannot be combined with read_{kind}/write_{kind}")
+
+
+def _boot(spec: VMSpec) -> Iterator[Problem]:
+    orders = [(f"disks.{i}.boot_order", d.boot_order) for i, d in enumerate(spec.disks)]
+    orders += [(f"cdroms.{i}.boot_order", c.boot_order) for i, c in enumerate(spec.cdroms)]
+    orders += [(f"nics.{i}.boot_order", n.boot_order) for i, n in enumerate(spec.nics)]
+    given = [(path, order) for path, order in orders if order is not None]
+    if given and spec.boot.order:
+        yield Problem("boot.order", "cannot be combined with per-device boot_order; use one or the other")
+    counts = Counter(order for _, order in given)
+    for path, order in given:
+        if counts[order] > 1:
+            yield Problem(path, f"boot order {order} is given to more than one device")
+    yield from _duplicates("boot.order.{}", list(spec.boot.order), "device class listed twice")
+
+
+def _nics(spec: VMSpec) -> Iterator[Problem]:
+    for index, nic in enumerate(spec.nics):
+        if nic.queues and nic.model != "virtio":
+            yield Problem(f"nics.{index}.queues", "multiqueue needs model virtio")
+        if nic.type == "direct" and nic.tap:
+            yield Problem(f"nics.{index}.tap", "direct (macvtap) NICs are named by the host, not by tap")
+    yield from _duplicates("nics.{}.mac", [n.mac for n in spec.nics], "MAC address used twice")
+    yield from _duplicates("nics.{}.tap", [n.tap for n in spec.nics], "tap name used twice")
+
+
+def _graphics(spec: VMSpec) -> Iterator[Problem]:
+    graphics = spec.graphics
+    if graphics and graphics.sound and graphics.type != "spice":
+        yield Problem("graphics.sound", "sound is only carried over SPICE")
+    if graphics and graphics.type == "vnc" and graphics.password and len(graphics.password.get_secret_value()) > 8:
+        yield Problem("graphics.password", "VNC passwords are at most 8 characters")
+    if spec.usb.redirection and not (graphics and graphics.type == "spice"):
+        yield Problem("usb.redirection", "USB redirection needs SPICE graphics")
+    if spec.usb.controller == "none" and spec.passthrough.usb:
+        yield Problem("usb.controller", "USB passthrough needs a USB controller")
+
+
+def _passthrough(spec: VMSpec) -> Iterator[Problem]:
+    yield from _duplicates("passthrough.pci.{}.address", [d.address for d in spec.passthrough.pci], "PCI device given twice")
+
+
+def _labels(spec: VMSpec) -> Iterator[Problem]:
+    import re
+
+    for key in spec.labels:
+        if not re.match(LABEL_KEY_PATTERN, key):
+            yield Problem(f"labels.{key}", "label keys are letters, digits, '-', '_', '.' (≤63 chars)")
+
+
+def _duplicates(path_template: str, values: list, what: str) -> Iterator[Problem]:
+    counts = Counter(v for v in values if v is not None)
+    for index, value in enumerate(values):
+        if value is not None and counts[value] > 1:
+            yield Problem(path_template.format(index), f"{what}: {value}")
+
+
+RULES: list[Callable[[VMSpec], Iterator[Problem]]] = [
+    _cpu, _memory, _numa, _devices, _boot, _nics, _graphics, _passthrough, _labels,
+]
+
+
+def cross_check(spec: VMSpec) -> list[Problem]:
+    return sorted(problem for rule in RULES for problem in rule(spec))
+
+
+def _letters(index: int) -> str:
+    """0 → a, 25 → z, 26 → aa (the kernel's disk naming)."""
+    letters = string.ascii_lowercase
+    return letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
+
+
+def assign_targets(spec: VMSpec) -> VMSpec:
+    """Give every disk and cdrom without a target the next free name for its bus, in spec order."""
+    used = {d.target for d in spec.disks if d.target} | {c.target for c in spec.cdroms if c.target}
+    for device in [*spec.disks, *spec.cdroms]:
+        if device.target is None:
+            prefix = BUS_PREFIX[device.bus]
+            index = 0
+            while f"{prefix}{_letters(index)}" in used:
+                index += 1
+            device.target = f"{prefix}{_letters(index)}"
+            used.add(device.target)
+    return spec

@@ -1,0 +1,71 @@
+"""vCPU count, hotplug ceiling, topology, model and host placement."""
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from vmhost.spec.base import SpecModel
+
+CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def parse_cpuset(value: str) -> set[int]:
+    """Expand a cpuset string such as "0-3,6" into its members."""
+    members: set[int] = set()
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        members.update(range(int(low), int(high or low) + 1))
+    return members
+
+
+def check_cpuset(value: str) -> str:
+    if not CPUSET_RE.match(value):
+        raise ValueError(f"must be a CPU list such as '0-3,6', got {value!r}")
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        if high and int(high) < int(low):
+            raise ValueError(f"range {part!r} runs backwards")
+    return value
+
+
+class CpuTopology(SpecModel):
+    sockets: int = Field(1, ge=1, le=256)
+    cores: int = Field(1, ge=1, le=256)
+    threads: int = Field(1, ge=1, le=8)
+
+    @property
+    def total(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+
+class VcpuPin(SpecModel):
+    """Pins one guest vCPU to a set of host CPUs."""
+
+    vcpu: int = Field(ge=0)
+    host_cpus: str = Field(description="Host CPU list, e.g. '0-3,6'.")
+
+    _check = field_validator("host_cpus")(check_cpuset)
+
+
+CpuMode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        description=(
+            "'auto' (host-model under kvm, the emulator default under tcg), 'host-model', "
+            "'host-passthrough', or a named CPU model such as 'Skylake-Server'."
+        ),
+    ),
+]
+
+
+class Cpu(SpecModel):
+    vcpus: int = Field(1, ge=1, le=1024, description="vCPUs online at boot.")
+    max_vcpus: int | None = Field(None, ge=1, le=1024, description="Ceiling for vCPU hotplug.")
+    topology: CpuTopology | None = Field(
+        None, description="sockets*cores*threads must equal max_vcpus (or vcpus)."
+    )
+    mode: CpuMode = "auto"
+    shares: int | None = Field(None, ge=2, le=262144, description="Relative CPU weight.")
+    pinning: list[VcpuPin] = Field(default_factory=list)

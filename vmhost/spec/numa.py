@@ -1,0 +1,14 @@
+"""Guest NUMA cells."""
+
+from pydantic import Field, field_validator
+
+from vmhost.spec.base import SpecModel
+from vmhost.spec.cpu import check_cpuset
+from vmhost.spec.units import ByteSize
+
+
+class NumaCell(SpecModel):
+    cpus: str = Field(description="Guest vCPUs in this cell, e.g. '0-1'.")
+    memory: ByteSize
+
+    _check = field_validator("cpus")(check_cpuset)

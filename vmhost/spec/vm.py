@@ -1,0 +1,55 @@
+"""The root of a VM spec."""
+
+import uuid as uuidlib
+from typing import Literal
+
+from pydantic import Field
+
+from vmhost.spec.base import SpecModel
+from vmhost.spec.boot import Boot
+from vmhost.spec.cdrom import Cdrom
+from vmhost.spec.clock import Clock
+from vmhost.spec.console import Console
+from vmhost.spec.cpu import Cpu
+from vmhost.spec.disk import Disk
+from vmhost.spec.features import Features, LifecycleActions
+from vmhost.spec.graphics import Graphics
+from vmhost.spec.memory import Memory
+from vmhost.spec.nic import Nic
+from vmhost.spec.numa import NumaCell
+from vmhost.spec.passthrough import Passthrough, Usb
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+Accel = Literal["kvm", "tcg"]
+
+
+class VMSpec(SpecModel):
+    """Everything vmhost needs to define, start and keep one virtual machine."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Unique on the host: letters, digits, '-', '_', '.'; starts with a letter or digit; ≤63 chars.",
+    )
+    uuid: uuidlib.UUID = Field(default_factory=uuidlib.uuid4, description="Generated when omitted.")
+    description: str = Field("", max_length=1024)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Key/value metadata, kept in the domain's vmhost metadata."
+    )
+    accel: Accel | None = Field(None, description="kvm or tcg; default: the host config's accel.")
+    cpu: Cpu = Field(default_factory=Cpu)
+    memory: Memory
+    numa: list[NumaCell] = Field(default_factory=list)
+    boot: Boot = Field(default_factory=Boot)
+    disks: list[Disk] = Field(default_factory=list)
+    cdroms: list[Cdrom] = Field(default_factory=list)
+    nics: list[Nic] = Field(default_factory=list)
+    graphics: Graphics | None = Field(None, description="Omit for a headless VM.")
+    console: Console = Field(default_factory=Console)
+    passthrough: Passthrough = Field(default_factory=Passthrough)
+    usb: Usb = Field(default_factory=Usb)
+    guest_agent: bool = Field(True, description="virtio-serial channel org.qemu.guest_agent.0.")
+    clock: Clock = Field(default_factory=Clock)
+    features: Features = Field(default_factory=Features)
+    lifecycle: LifecycleActions = Field(default_factory=LifecycleActions)

@@ -1,0 +1,1 @@
+"""Disk images on the host, through qemu-img."""

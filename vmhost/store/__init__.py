@@ -1,0 +1,1 @@
+"""Persistent state: VM records and operation history in SQLite (WAL)."""

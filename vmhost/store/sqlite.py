@@ -1,0 +1,181 @@
+"""SQLite store for VM records and operation history; safe across threads and processes."""
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS vms (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    owned_paths TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm_name TEXT NOT NULL,
+    vm_uuid TEXT,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    result TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS operations_vm ON operations(vm_name, id);
+"""
+
+
+@dataclass(frozen=True)
+class VmRecord:
+    name: str
+    uuid: str
+    driver: str
+    spec: dict[str, Any]
+    state: str
+    reason: str
+    owned_paths: list[str]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: int
+    vm_name: str
+    kind: str
+    state: str
+    started_at: float
+    finished_at: float | None
+    result: str
+    error: str
+
+
+class Store:
+    """The spec JSON holds secrets (e.g. VNC passwords), so the database file is root-only (0600)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        fresh = not path.exists()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        if fresh:
+            os.chmod(path, 0o600)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def insert_vm(self, name: str, uuid: str, driver: str, spec: dict[str, Any], state: str,
+                  owned_paths: list[str]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO vms (name, uuid, driver, spec, state, owned_paths, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, uuid, driver, json.dumps(spec), state, json.dumps(owned_paths), now, now),
+            )
+
+    def update_vm(self, name: str, **changes: Any) -> None:
+        """Update columns by name; spec and owned_paths are JSON-encoded here."""
+        for column in ("spec", "owned_paths"):
+            if column in changes:
+                changes[column] = json.dumps(changes[column])
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        with self._transaction() as db:
+            db.execute(f"UPDATE vms SET {assignments} WHERE name = ?", (*changes.values(), name))
+
+    def delete_vm(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM vms WHERE name = ?", (name,))
+
+    def get_vm(self, name: str) -> VmRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM vms WHERE name = ?", (name,)).fetchone()
+        return _vm(row) if row else None
+
+    def find_vm(self, name_or_uuid: str) -> VmRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM vms WHERE name = ? OR uuid = ?", (name_or_uuid, name_or_uuid.lower())
+            ).fetchone()
+        return _vm(row) if row else None
+
+    def uuid_in_use(self, uuid: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM vms WHERE uuid = ?", (uuid,)).fetchone() is not None
+
+    def list_vms(self) -> list[VmRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM vms ORDER BY name").fetchall()
+        return [_vm(row) for row in rows]
+
+    def begin_operation(self, vm_name: str, vm_uuid: str | None, kind: str) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO operations (vm_name, vm_uuid, kind, state, started_at) VALUES (?, ?, ?, 'running', ?)",
+                (vm_name, vm_uuid, kind, time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_operation(self, op_id: int, state: str, result: str = "", error: str = "") -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE operations SET state = ?, finished_at = ?, result = ?, error = ? WHERE id = ?",
+                (state, time.time(), result, error, op_id),
+            )
+
+    def operations(self, vm_name: str | None = None, limit: int = 50) -> list[OperationRecord]:
+        query = "SELECT * FROM operations"
+        params: tuple[Any, ...] = ()
+        if vm_name is not None:
+            query += " WHERE vm_name = ?"
+            params = (vm_name,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [
+            OperationRecord(r["id"], r["vm_name"], r["kind"], r["state"], r["started_at"], r["finished_at"],
+                            r["result"], r["error"])
+            for r in rows
+        ]
+
+
+def _vm(row: sqlite3.Row) -> VmRecord:
+    return VmRecord(
+        name=row["name"],
+        uuid=row["uuid"],
+        driver=row["driver"],
+        spec=json.loads(row["spec"]),
+        state=row["state"],
+        reason=row["reason"],
+        owned_paths=json.loads(row["owned_paths"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
