@@ -6,6 +6,7 @@
 # Usage: guest/build.sh [OUT_DIR]   (default: build/guest in the repo root)
 # Idempotent: downloads once into OUT_DIR/cache, rebuilds only what is stale.
 set -euo pipefail
+umask 022
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/../build/guest}")
@@ -13,25 +14,27 @@ cache=$out/cache
 busybox=/bin/busybox   # from busybox-static
 # Modules the guest loads; dependencies are added automatically, in load order.
 MODULES="virtio_pci virtio_blk virtio_scsi virtio_net virtio_console
-         ata_piix ahci sd_mod button evdev"
+         ata_piix ahci sd_mod sym53c8xx button evdev"
 
 # fresh TARGET DEPS...: TARGET exists and is newer than every DEP.
 fresh() { local t=$1 d; shift; [[ -e $t ]] || return 1
           for d; do [[ $t -nt $d ]] || return 1; done; }
 
+# fetch PKG[=VER]: apt-get download into the cache; a partial download never lands.
+fetch() { rm -rf .dl && mkdir .dl &&
+          (cd .dl && apt-get download -q -o APT::Sandbox::User="$(id -un)" "$1") &&
+          mv .dl/*.deb . && rmdir .dl; }
+
 # 1. Download (once) linux-image-amd64 and the versioned image it depends on.
 mkdir -p "$cache"
 cd "$cache"
-meta=$(ls linux-image-amd64_*.deb 2>/dev/null | tail -n1) || true
-if [[ -z $meta ]]; then
-    apt-get download -q linux-image-amd64
-    meta=$(ls linux-image-amd64_*.deb | tail -n1)
-fi
+ls linux-image-amd64_*.deb >/dev/null 2>&1 || fetch linux-image-amd64
+meta=$(ls linux-image-amd64_*.deb | tail -n1)
 # Depends: "linux-image-6.1.0-56-amd64 (= 6.1.192-2)"
 read -r name ver < <(dpkg-deb -f "$meta" Depends |
                      sed -E 's/^(linux-image-[^ ,]+) \(= ([^)]+)\).*/\1 \2/')
 deb=${name}_${ver}_amd64.deb
-[[ -e $deb ]] || apt-get download -q "$name=$ver"
+[[ -e $deb ]] || fetch "$name=$ver"
 
 deps=("$deb" "$here/init" "$here/build.sh" "$busybox")
 if fresh "$out/vmlinuz" "$deb" && fresh "$out/initrd.img" "${deps[@]}"; then
@@ -54,7 +57,7 @@ install -m 755 "$here/init" "$root/init"
 
 declare -A ko=() seen=()   # module name -> .ko path; names already added
 while read -r f; do m=${f##*/}; m=${m%%.ko*}; ko[${m//-/_}]=$f
-done < <(find "$tmp/pkg/lib/modules" -name '*.ko*')
+done < <(find "$tmp/pkg" -name '*.ko*')
 add() {  # add module $1 after its dependencies (decompressing .ko.xz)
     local m=${1//-/_} d
     [[ -z ${seen[$m]:-} ]] || return 0

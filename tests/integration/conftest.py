@@ -111,8 +111,8 @@ def guest_spec(guest: dict[str, Path]) -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
-def cli(config_file: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the real `vmhost` command against the test config."""
+def cli(config_file: Path, engine: Engine) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real `vmhost` command against the test config (the engine fixture cleans up after it)."""
 
     def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "VMHOST_CONFIG": str(config_file)}

@@ -16,8 +16,9 @@ PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_ch
 @given(data=spec_dicts(), accel=st.sampled_from(["kvm", "tcg"]))
 def test_accepted_specs_render_schema_valid(data: dict[str, Any], accel: str) -> None:
     spec = parse_spec(data)
-    errors = validate_domain_xml(render_domain(spec, context_for(spec, accel)))
-    assert errors == [], "\n".join(errors)
+    ctx = context_for(spec, accel)
+    errors = validate_domain_xml(render_domain(spec, ctx))
+    assert errors == [], "\n".join([*errors, domain_xml(spec, ctx)])
 
 
 @PROPERTY_SETTINGS

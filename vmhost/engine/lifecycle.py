@@ -27,6 +27,7 @@ GONE = {DomainState.SHUTOFF, DomainState.ABSENT}
 POLL_INTERVAL = 0.1
 FORCED_STOP_WAIT = 30.0
 MASKED_SECRET = "********"
+VIEW_ONLY_KEYS = ("state", "state_reason", "driver", "created_at", "updated_at", "runtime")
 
 Progress = Callable[[str], None]
 
@@ -270,7 +271,7 @@ class Engine:
             if self._observe(record) not in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED):
                 raise Conflict(f"{record.name} must be stopped to be updated (changes are applied offline)")
             old = self.spec_of(record)
-            spec = parse_spec(merge_patch(record.spec, _without_masked_secrets(patch)))
+            spec = parse_spec(merge_patch(record.spec, _editable(patch)))
             problems = _identity_changes(old, spec) + _resized_disks(old, spec)
             plan = self._host_problems(spec)
             if problems + plan.problems:
@@ -312,7 +313,7 @@ class Engine:
         info = self._info_or_none(record.name)
         state = self._state_from(record, info)
         view = self.spec_of(record).model_dump(mode="json")
-        view.update(
+        view.update(  # keep in step with VIEW_ONLY_KEYS
             state=state.value,
             state_reason=self.record(record.name).reason,
             driver=record.driver,
@@ -361,8 +362,9 @@ def _stored(spec: VMSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
 
 
-def _without_masked_secrets(patch: dict[str, Any]) -> dict[str, Any]:
-    """A patch made from `get` output carries the masked password: keep the stored one instead."""
+def _editable(patch: dict[str, Any]) -> dict[str, Any]:
+    """A patch may be edited `get` output: drop the view-only keys and keep the stored password for a masked one."""
+    patch = {key: value for key, value in patch.items() if key not in VIEW_ONLY_KEYS}
     graphics = patch.get("graphics")
     if isinstance(graphics, dict) and graphics.get("password") == MASKED_SECRET:
         patch = {**patch, "graphics": {k: v for k, v in graphics.items() if k != "password"}}
