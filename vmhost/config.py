@@ -30,7 +30,9 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
     known = {f.name for f in fields(HostConfig)}
     unknown = set(values) - known
     if unknown:
-        raise VmhostError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise VmhostError(
+            f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
     if "accel" in values and values["accel"] not in ("kvm", "tcg"):
         raise VmhostError(f"{source}: accel must be 'kvm' or 'tcg', got {values['accel']!r}")
     if "data_dir" in values:

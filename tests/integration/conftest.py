@@ -44,7 +44,7 @@ def libvirt_conn() -> Iterator[libvirt.virConnect]:
         dom.undefine()
     conn.close()
     assert not leftovers, f"tests left domains behind: {leftovers}"
-    processes = subprocess.run(["pgrep", "-f", f"guest={PREFIX}"], capture_output=True, text=True).stdout
+    processes = subprocess.run(["pgrep", "-f", f"guest={PREFIX}"], capture_output=True, text=True, check=False).stdout
     assert not processes.strip(), f"tests left QEMU processes behind: {processes}"
 
 
@@ -100,8 +100,13 @@ def guest_spec(guest: dict[str, Path]) -> Callable[..., dict[str, Any]]:
         spec: dict[str, Any] = {
             "name": name,
             "memory": "256MiB",
-            "boot": {"kernel": {"kernel": str(guest["kernel"]), "initrd": str(guest["initrd"]),
-                                "cmdline": f"console=ttyS0 quiet {cmdline}".strip()}},
+            "boot": {
+                "kernel": {
+                    "kernel": str(guest["kernel"]),
+                    "initrd": str(guest["initrd"]),
+                    "cmdline": f"console=ttyS0 quiet {cmdline}".strip(),
+                }
+            },
             "guest_agent": False,
         }
         spec.update(fields)
@@ -116,8 +121,14 @@ def cli(config_file: Path, engine: Engine) -> Callable[..., subprocess.Completed
 
     def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "VMHOST_CONFIG": str(config_file)}
-        return subprocess.run([str(REPO / ".venv" / "bin" / "vmhost"), *args], capture_output=True, text=True,
-                              env=env, timeout=timeout)
+        return subprocess.run(
+            [str(REPO / ".venv" / "bin" / "vmhost"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 

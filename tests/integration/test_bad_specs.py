@@ -3,6 +3,7 @@
 import copy
 import json
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -27,13 +28,20 @@ BAD_SPECS = [
     ("unknown bus", [(["disks"], [{**DISK, "bus": "usb"}])], "disks.0.bus"),
     ("duplicate disk targets", [(["disks"], [{**DISK, "target": "vdb"}, {**DISK, "target": "vdb"}])], "disks.1.target"),
     ("target does not fit bus", [(["disks"], [{**DISK, "bus": "sata", "target": "vda"}])], "disks.0.target"),
-    ("missing disk file", [(["disks"], [{"source": {"type": "file", "path": "/nonexistent/disk.img"}}])],
-     "disks.0.source.path"),
+    (
+        "missing disk file",
+        [(["disks"], [{"source": {"type": "file", "path": "/nonexistent/disk.img"}}])],
+        "disks.0.source.path",
+    ),
     ("unknown disk source", [(["disks"], [{"source": {"type": "nfs", "path": "/x"}}])], "disks.0.source"),
     ("malformed MAC", [(["nics"], [{**NIC, "mac": "52:54:00:zz:00:01"}])], "nics.0.mac"),
     ("multicast MAC", [(["nics"], [{**NIC, "mac": "01:54:00:00:00:01"}])], "nics.0.mac"),
     ("bridge does not exist", [(["nics"], [{**NIC, "source": "nosuchbr0"}])], "nics.0.source"),
-    ("topology does not match vcpus", [(["cpu"], {"vcpus": 2, "topology": {"sockets": 1, "cores": 3}})], "cpu.topology"),
+    (
+        "topology does not match vcpus",
+        [(["cpu"], {"vcpus": 2, "topology": {"sockets": 1, "cores": 3}})],
+        "cpu.topology",
+    ),
     ("max_vcpus below vcpus", [(["cpu"], {"vcpus": 4, "max_vcpus": 2})], "cpu.max_vcpus"),
     ("name with a slash", [(["name"], "bad/name")], "name"),
     ("unknown field", [(["colour"], "blue")], "colour"),
@@ -41,15 +49,23 @@ BAD_SPECS = [
     ("missing kernel file", [(["boot", "kernel", "kernel"], "/nonexistent/vmlinuz")], "boot.kernel.kernel"),
     ("VNC password too long", [(["graphics"], {"type": "vnc", "password": "123456789"})], "graphics.password"),
     ("sound without SPICE", [(["graphics"], {"type": "vnc", "sound": True})], "graphics.sound"),
-    ("total and read limits together",
-     [(["disks"], [{**DISK, "io_limits": {"total_bytes_sec": 10, "read_bytes_sec": 5}}])],
-     "disks.0.io_limits.total_bytes_sec"),
-    ("boot order given twice ways", [(["boot", "order"], ["hd"]), (["disks"], [{**DISK, "boot_order": 1}])],
-     "boot.order"),
+    (
+        "total and read limits together",
+        [(["disks"], [{**DISK, "io_limits": {"total_bytes_sec": 10, "read_bytes_sec": 5}}])],
+        "disks.0.io_limits.total_bytes_sec",
+    ),
+    (
+        "boot order given twice ways",
+        [(["boot", "order"], ["hd"]), (["disks"], [{**DISK, "boot_order": 1}])],
+        "boot.order",
+    ),
     ("NUMA cells miss a vCPU", [(["cpu"], {"vcpus": 2}), (["numa"], [{"cpus": "0", "memory": "256MiB"}])], "numa"),
     ("bad PCI address", [(["passthrough"], {"pci": [{"address": "03:00"}]})], "passthrough.pci.0.address"),
-    ("PCI device not on host", [(["passthrough"], {"pci": [{"address": "0000:7f:1f.7"}]})],
-     "passthrough.pci.0.address"),
+    (
+        "PCI device not on host",
+        [(["passthrough"], {"pci": [{"address": "0000:7f:1f.7"}]})],
+        "passthrough.pci.0.address",
+    ),
     ("ide on q35", [(["boot", "machine"], "q35"), (["disks"], [{**DISK, "bus": "ide"}])], "disks.0.bus"),
     ("negative vcpus", [(["cpu"], {"vcpus": -1})], "cpu.vcpus"),
 ]
@@ -58,9 +74,10 @@ BAD_SPECS = [
 @pytest.fixture(scope="module", autouse=True)
 def _virbr0():
     """A real bridge for the specs that only have one thing wrong elsewhere."""
-    import subprocess
-
-    created = subprocess.run(["ip", "link", "add", "virbr0", "type", "bridge"], capture_output=True).returncode == 0
+    created = (
+        subprocess.run(["ip", "link", "add", "virbr0", "type", "bridge"], capture_output=True, check=False).returncode
+        == 0
+    )
     yield
     if created:
         subprocess.run(["ip", "link", "del", "virbr0"], check=False)
@@ -84,9 +101,13 @@ def test_bad_spec_is_refused_with_its_field_named_and_nothing_left(
 
 
 def test_every_problem_is_reported_at_once(cli, guest_spec, vm_name, tmp_path, config, libvirt_conn):
-    spec = guest_spec(vm_name("many"), memory="-1", colour="blue",
-                      disks=[{"source": {"type": "file", "path": "rel"}, "bus": "usb"}],
-                      nics=[{"type": "bridge", "source": "br0", "mac": "zz"}])
+    spec = guest_spec(
+        vm_name("many"),
+        memory="-1",
+        colour="blue",
+        disks=[{"source": {"type": "file", "path": "rel"}, "bus": "usb"}],
+        nics=[{"type": "bridge", "source": "br0", "mac": "zz"}],
+    )
     result = cli("validate", "-f", str(write_json(tmp_path / "spec.json", spec)))
     assert result.returncode == 2
     for path in ("memory.size", "colour", "disks.0.source.path", "disks.0.bus", "nics.0.mac"):

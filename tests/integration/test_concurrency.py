@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.integration.conftest import wait_for_console, write_json
 
 
-def test_two_concurrent_starts_of_one_vm_give_one_running_vm(cli, engine, guest_spec, vm_name, tmp_path,
-                                                              libvirt_conn, config):
+def test_two_concurrent_starts_of_one_vm_give_one_running_vm(
+    cli, engine, guest_spec, vm_name, tmp_path, libvirt_conn, config
+):
     name = vm_name("race")
     assert cli("create", "-f", str(write_json(tmp_path / "spec.json", guest_spec(name)))).returncode == 0
     with ThreadPoolExecutor(2) as pool:
@@ -37,8 +38,9 @@ def test_concurrent_stop_and_start_leave_a_consistent_state(cli, engine, guest_s
     name = vm_name("mixed")
     assert cli("create", "-f", str(write_json(tmp_path / "spec.json", guest_spec(name))), "--start").returncode == 0
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda args: cli(*args, name), [("stop", "-F"), ("start",), ("stop", "-F"),
-                                                                ("start",)]))
+        results = list(
+            pool.map(lambda args: cli(*args, name), [("stop", "-F"), ("start",), ("stop", "-F"), ("start",)])
+        )
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     state = engine.get(name)["state"]
     assert state in ("running", "stopped")

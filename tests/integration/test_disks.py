@@ -41,8 +41,9 @@ def test_overlay_leaves_its_base_untouched(engine, guest_spec, vm_name, data_dir
     name = vm_name("overlay")
     base = _user_image(data_dir, "base.raw", "raw", "8M")
     before = base.read_bytes()
-    record = engine.create(guest_spec(name, disks=[{"source": {"type": "overlay", "base": str(base),
-                                                                 "size": "24MiB"}}]), start=True)
+    record = engine.create(
+        guest_spec(name, disks=[{"source": {"type": "overlay", "base": str(base), "size": "24MiB"}}]), start=True
+    )
     wait_for_console(engine, name, f"VMHOST-BLK vda {24 * 2**20}")
     [overlay] = map(Path, record.owned_paths)
     engine.delete(name)

@@ -171,8 +171,10 @@ def test_start_refuses_when_host_memory_is_short(engine, guest_spec, vm_name):
 def test_update_changes_a_stopped_vm_and_refuses_a_running_one(engine, guest_spec, vm_name, libvirt_conn):
     name = vm_name("update")
     engine.create(guest_spec(name))
-    engine.update(name, {"cpu": {"vcpus": 2}, "memory": {"size": "320MiB"},
-                         "disks": [{"source": {"type": "new", "size": "16MiB"}}]})
+    engine.update(
+        name,
+        {"cpu": {"vcpus": 2}, "memory": {"size": "320MiB"}, "disks": [{"source": {"type": "new", "size": "16MiB"}}]},
+    )
     xml = etree.fromstring(libvirt_conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     assert xml.findtext("vcpu") == "2"
     assert int(xml.findtext("memory")) == 320 * 1024

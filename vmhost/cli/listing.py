@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rich import box
@@ -28,6 +29,11 @@ DEFAULT_FIELDS = ["name", "uuid", "driver", "state", "vcpus", "memory"]
 _SORT_KEYS: dict[str, Callable[[Any], Any]] = {"memory": parse_size}
 
 
+def _sort_value(field: str, row: dict[str, Any]) -> Any:
+    convert = _SORT_KEYS.get(field)
+    return convert(row[field]) if convert else row[field]
+
+
 def parse_fields(option: str | None) -> list[str]:
     fields = option.split(",") if option else DEFAULT_FIELDS
     unknown = [f for f in fields if f not in FIELDS]
@@ -48,12 +54,13 @@ def rows(entries: list[tuple[VmRecord, VmState]], filters: list[str], sort: str 
         field = key.lstrip("-")
         if field not in FIELDS:
             raise ValueError(f"cannot sort by {field!r}; known: {', '.join(FIELDS)}")
-        table.sort(key=lambda row, f=field: _SORT_KEYS.get(f, lambda v: v)(row[f]), reverse=key.startswith("-"))
+        table.sort(key=partial(_sort_value, field), reverse=key.startswith("-"))
     return table
 
 
-def render(table: list[dict[str, Any]], fields: list[str], *, as_json: bool, parsable: bool, header: bool,
-           console: Console) -> None:
+def render(
+    table: list[dict[str, Any]], fields: list[str], *, as_json: bool, parsable: bool, header: bool, console: Console
+) -> None:
     if as_json:
         console.print_json(json.dumps([{f: row[f] for f in fields} for row in table]))
         return
@@ -67,4 +74,3 @@ def render(table: list[dict[str, Any]], fields: list[str], *, as_json: bool, par
     for row in table:
         out.add_row(*(str(row[f]) for f in fields))
     console.print(out, markup=False, highlight=False)
-

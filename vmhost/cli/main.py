@@ -30,7 +30,8 @@ err = Console(stderr=True, soft_wrap=True, emoji=False)
 T = TypeVar("T")
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Host config (TOML). Default: $VMHOST_CONFIG or /etc/vmhost/config.toml.")
+    Path | None,
+    typer.Option("--config", "-c", help="Host config (TOML). Default: $VMHOST_CONFIG or /etc/vmhost/config.toml."),
 ]
 FileOption = Annotated[Path, typer.Option("-f", "--file", help="Spec document (JSON or YAML).")]
 JsonOption = Annotated[bool, typer.Option("--json", "-j", help="Machine-readable JSON output.")]
@@ -61,8 +62,11 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except SpecError as exc:
-        err.print(f"error: invalid spec ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})",
-                  markup=False, highlight=False)
+        err.print(
+            f"error: invalid spec ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})",
+            markup=False,
+            highlight=False,
+        )
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from None
@@ -79,7 +83,7 @@ def _engine() -> Iterator[Engine]:
     with _errors():
         config = _config()
         status = err.status("working…") if err.is_terminal else None
-        progress: Callable[[str], None] = (lambda m: status.update(m)) if status else (lambda m: None)
+        progress: Callable[[str], None] = status.update if status else (lambda m: None)
         engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel), progress=progress)
         if status:
             with status:
@@ -98,8 +102,11 @@ def _read(path: Path) -> Any:
 
 
 @app.command()
-def create(file: FileOption, start: Annotated[bool, typer.Option("--start", "-s", help="Start it too.")] = False,
-           as_json: JsonOption = False) -> None:
+def create(
+    file: FileOption,
+    start: Annotated[bool, typer.Option("--start", "-s", help="Start it too.")] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Create a VM from a spec: validate, make its disks, define it (and start it with --start)."""
     document = _read(file)
     with _engine() as engine:
@@ -173,8 +180,9 @@ def stop(
 
 
 @app.command()
-def reboot(name: NameArg,
-           force: Annotated[bool, typer.Option("-F", "--force", help="Hard reset instead of ACPI.")] = False) -> None:
+def reboot(
+    name: NameArg, force: Annotated[bool, typer.Option("-F", "--force", help="Hard reset instead of ACPI.")] = False
+) -> None:
     """Reboot a running VM (ACPI, or a hard reset with -F)."""
     with _engine() as engine:
         engine.reboot(name, force=force)
@@ -209,8 +217,10 @@ def update(name: NameArg, file: FileOption) -> None:
 
 
 @app.command()
-def console(name: NameArg,
-            log: Annotated[bool, typer.Option("--log", help="Print what the console said so far and exit.")] = False) -> None:
+def console(
+    name: NameArg,
+    log: Annotated[bool, typer.Option("--log", help="Print what the console said so far and exit.")] = False,
+) -> None:
     """Attach to the serial console (Ctrl-] leaves), or print its log."""
     with _engine() as engine:
         if log:

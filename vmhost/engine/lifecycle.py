@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,12 @@ class Engine:
                 self.driver.define(spec, plan.resources)
                 rollback.add(f"undefine {spec.name}", lambda: self.driver.undefine(spec.name))
                 self.store.insert_vm(
-                    spec.name, str(spec.uuid), self.driver.kind, _stored(spec), VmState.STOPPED.value,
-                    [str(p) for p in plan.resources.disk_paths.values()],
+                    spec.name,
+                    uuid=str(spec.uuid),
+                    driver=self.driver.kind,
+                    spec=_stored(spec),
+                    state=VmState.STOPPED.value,
+                    owned_paths=[str(p) for p in plan.resources.disk_paths.values()],
                 )
                 rollback.add("forget the VM record", lambda: self.store.delete_vm(spec.name))
                 if start:
@@ -177,7 +182,7 @@ class Engine:
             for device in spec.passthrough.pci:
                 if not device.managed:
                     self.driver.reserve_pci(device.address)
-                    rollback.add(f"release {device.address}", lambda a=device.address: self.driver.release_pci(a))
+                    rollback.add(f"release {device.address}", partial(self.driver.release_pci, device.address))
             self.progress(f"creating {name} paused")
             self.driver.create_paused(name)
             rollback.add(f"destroy {name}", lambda: self.driver.destroy(name))
@@ -260,8 +265,9 @@ class Engine:
                 self._stop_domain(record.name, force=True, deadline=0)
                 self._after_stop(record)
             self.driver.undefine(record.name)
-            resources.release(resources.vm_dir(self.config.data_dir, self.spec_of(record)),
-                              [Path(p) for p in record.owned_paths])
+            resources.release(
+                resources.vm_dir(self.config.data_dir, self.spec_of(record)), [Path(p) for p in record.owned_paths]
+            )
             self.store.delete_vm(record.name)
             self.locks.discard(record.name)
 
@@ -281,8 +287,10 @@ class Engine:
             with self._operation("update", record), Rollback() as rollback:
                 resources.allocate(plan, rollback, keep=frozenset(old_paths & new_paths))
                 self.driver.define(spec, plan.resources)
-                rollback.add(f"restore the definition of {old.name}",
-                             lambda: self.driver.define(old, resources.plan(old, self.config.data_dir).resources))
+                rollback.add(
+                    f"restore the definition of {old.name}",
+                    lambda: self.driver.define(old, resources.plan(old, self.config.data_dir).resources),
+                )
                 self.store.update_vm(record.name, spec=_stored(spec), owned_paths=sorted(map(str, new_paths)))
             for path in old_paths - new_paths:
                 path.unlink(missing_ok=True)
@@ -334,8 +342,13 @@ class Engine:
             "console_log": str(self.console_log_path(record.name)),
             "owned_paths": record.owned_paths,
             "operations": [
-                {"kind": op.kind, "state": op.state, "started_at": op.started_at, "finished_at": op.finished_at,
-                 "error": op.error}
+                {
+                    "kind": op.kind,
+                    "state": op.state,
+                    "started_at": op.started_at,
+                    "finished_at": op.finished_at,
+                    "error": op.error,
+                }
                 for op in self.store.operations(record.name, limit=10)
             ],
         }
@@ -387,9 +400,13 @@ def _resized_disks(old: VMSpec, new: VMSpec) -> list[Problem]:
     for index, disk in enumerate(new.disks):
         previous = before.get(disk.target)
         if previous is not None and isinstance(disk.source, NewDisk | OverlayDisk) and previous != disk.source:
-            problems.append(Problem(f"disks.{index}.source",
-                                    f"the disk vmhost created as {disk.target} cannot be changed or resized; "
-                                    "remove it and add a new one under another target"))
+            problems.append(
+                Problem(
+                    f"disks.{index}.source",
+                    f"the disk vmhost created as {disk.target} cannot be changed or resized; "
+                    "remove it and add a new one under another target",
+                )
+            )
     return problems
 
 

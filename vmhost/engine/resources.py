@@ -4,6 +4,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from vmhost.drivers.base import Resources
@@ -45,6 +46,33 @@ def _probe(path: Path, where: str) -> tuple[str | None, list[Problem]]:
         return None, [Problem(where, f"{path} is not a readable disk image ({exc.detail or exc.message})")]
 
 
+def _existing_disk(source: FileDisk | BlockDisk, where: str) -> tuple[list[Problem], str | None]:
+    """Problems with a user-supplied disk, and its format when qemu-img must detect it."""
+    if isinstance(source, BlockDisk):
+        if not source.path.exists() or not stat.S_ISBLK(source.path.stat().st_mode):
+            return [Problem(f"{where}.path", f"{source.path} is not a block device on this host")], None
+        return [], None
+    problems = _readable_file(source.path, f"{where}.path", "disk file")
+    if problems or source.format != "auto":
+        return problems, None
+    detected, problems = _probe(source.path, f"{where}.path")
+    return problems, detected
+
+
+def _other_file_problems(spec: VMSpec) -> list[Problem]:
+    problems = []
+    for index, cdrom in enumerate(spec.cdroms):
+        if cdrom.iso is not None:
+            problems += _readable_file(cdrom.iso, f"cdroms.{index}.iso", "ISO image")
+    if spec.boot.kernel:
+        problems += _readable_file(spec.boot.kernel.kernel, "boot.kernel.kernel", "kernel")
+        if spec.boot.kernel.initrd:
+            problems += _readable_file(spec.boot.kernel.initrd, "boot.kernel.initrd", "initrd")
+    if spec.console.log_file and not spec.console.log_file.parent.is_dir():
+        problems.append(Problem("console.log_file", f"directory {spec.console.log_file.parent} does not exist"))
+    return problems
+
+
 def plan(spec: VMSpec, data_dir: Path) -> Plan:
     """Check every host path the spec names and decide where owned disks go. Touches nothing."""
     directory = vm_dir(data_dir, spec)
@@ -62,26 +90,12 @@ def plan(spec: VMSpec, data_dir: Path) -> Plan:
             if isinstance(source, OverlayDisk):
                 found = _readable_file(source.base, f"{where}.base", "base image")
                 problems += found or _probe(source.base, f"{where}.base")[1]
-        elif isinstance(source, FileDisk):
-            found = _readable_file(source.path, f"{where}.path", "disk file")
+        elif isinstance(source, FileDisk | BlockDisk):
+            found, detected = _existing_disk(source, where)
             problems += found
-            if not found and source.format == "auto":
-                detected, probe_problems = _probe(source.path, f"{where}.path")
-                problems += probe_problems
-                if detected:
-                    disk_formats[target] = detected
-        elif isinstance(source, BlockDisk):
-            if not source.path.exists() or not stat.S_ISBLK(source.path.stat().st_mode):
-                problems.append(Problem(f"{where}.path", f"{source.path} is not a block device on this host"))
-    for index, cdrom in enumerate(spec.cdroms):
-        if cdrom.iso is not None:
-            problems += _readable_file(cdrom.iso, f"cdroms.{index}.iso", "ISO image")
-    if spec.boot.kernel:
-        problems += _readable_file(spec.boot.kernel.kernel, "boot.kernel.kernel", "kernel")
-        if spec.boot.kernel.initrd:
-            problems += _readable_file(spec.boot.kernel.initrd, "boot.kernel.initrd", "initrd")
-    if spec.console.log_file and not spec.console.log_file.parent.is_dir():
-        problems.append(Problem("console.log_file", f"directory {spec.console.log_file.parent} does not exist"))
+            if detected:
+                disk_formats[target] = detected
+    problems += _other_file_problems(spec)
     resources = Resources(console_log=directory / "console.log", disk_paths=disk_paths, disk_formats=disk_formats)
     return Plan(vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems)
 
@@ -97,7 +111,7 @@ def allocate(plan: Plan, rollback: Rollback, keep: frozenset[Path] = frozenset()
             continue
         if path.exists():
             raise HostResourceError(f"refusing to overwrite existing disk image {path}")
-        rollback.add(f"remove {path}", lambda p=path: p.unlink(missing_ok=True))
+        rollback.add(f"remove {path}", partial(path.unlink, missing_ok=True))
         if isinstance(source, NewDisk):
             qemu_img.create_image(path, source.format, source.size)
         else:

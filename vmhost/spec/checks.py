@@ -1,10 +1,13 @@
 """Cross-field rules that no single block can check alone; each returns every problem it finds."""
 
+import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
+from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.cpu import parse_cpuset
+from vmhost.spec.disk import Disk
 from vmhost.spec.errors import Problem
 from vmhost.spec.vm import LABEL_KEY_PATTERN, VMSpec
 
@@ -75,7 +78,9 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
         yield from _io_limits(path, disk.io_limits)
     for index, cdrom in enumerate(spec.cdroms):
         if cdrom.target and not cdrom.target.startswith(BUS_PREFIX[cdrom.bus]):
-            yield Problem(f"cdroms.{index}.target", f"bus {cdrom.bus} needs a name starting with {BUS_PREFIX[cdrom.bus]!r}")
+            yield Problem(
+                f"cdroms.{index}.target", f"bus {cdrom.bus} needs a name starting with {BUS_PREFIX[cdrom.bus]!r}"
+            )
         if cdrom.bus == "ide" and spec.boot.machine and "q35" in spec.boot.machine:
             yield Problem(f"cdroms.{index}.bus", "ide is not available on q35 machines; use sata")
     targets = [(f"disks.{i}.target", d.target) for i, d in enumerate(spec.disks)]
@@ -131,18 +136,18 @@ def _graphics(spec: VMSpec) -> Iterator[Problem]:
 
 
 def _passthrough(spec: VMSpec) -> Iterator[Problem]:
-    yield from _duplicates("passthrough.pci.{}.address", [d.address for d in spec.passthrough.pci], "PCI device given twice")
+    yield from _duplicates(
+        "passthrough.pci.{}.address", [d.address for d in spec.passthrough.pci], "PCI device given twice"
+    )
 
 
 def _labels(spec: VMSpec) -> Iterator[Problem]:
-    import re
-
     for key in spec.labels:
         if not re.match(LABEL_KEY_PATTERN, key):
             yield Problem(f"labels.{key}", "label keys are letters, digits, '-', '_', '.' (≤63 chars)")
 
 
-def _duplicates(path_template: str, values: list, what: str) -> Iterator[Problem]:
+def _duplicates(path_template: str, values: Sequence[object], what: str) -> Iterator[Problem]:
     counts = Counter(v for v in values if v is not None)
     for index, value in enumerate(values):
         if value is not None and counts[value] > 1:
@@ -150,7 +155,15 @@ def _duplicates(path_template: str, values: list, what: str) -> Iterator[Problem
 
 
 RULES: list[Callable[[VMSpec], Iterator[Problem]]] = [
-    _cpu, _memory, _numa, _devices, _boot, _nics, _graphics, _passthrough, _labels,
+    _cpu,
+    _memory,
+    _numa,
+    _devices,
+    _boot,
+    _nics,
+    _graphics,
+    _passthrough,
+    _labels,
 ]
 
 
@@ -167,7 +180,8 @@ def _letters(index: int) -> str:
 def assign_targets(spec: VMSpec) -> VMSpec:
     """Give every disk and cdrom without a target the next free name for its bus, in spec order."""
     used = {d.target for d in spec.disks if d.target} | {c.target for c in spec.cdroms if c.target}
-    for device in [*spec.disks, *spec.cdroms]:
+    devices: list[Disk | Cdrom] = [*spec.disks, *spec.cdroms]
+    for device in devices:
         if device.target is None:
             prefix = BUS_PREFIX[device.bus]
             index = 0

@@ -63,9 +63,7 @@ CpuMode = Annotated[
 class Cpu(SpecModel):
     vcpus: int = Field(1, ge=1, le=1024, description="vCPUs online at boot.")
     max_vcpus: int | None = Field(None, ge=1, le=1024, description="Ceiling for vCPU hotplug.")
-    topology: CpuTopology | None = Field(
-        None, description="sockets*cores*threads must equal max_vcpus (or vcpus)."
-    )
+    topology: CpuTopology | None = Field(None, description="sockets*cores*threads must equal max_vcpus (or vcpus).")
     mode: CpuMode = "auto"
     shares: int | None = Field(None, ge=2, le=262144, description="Relative CPU weight.")
     pinning: list[VcpuPin] = Field(default_factory=list)

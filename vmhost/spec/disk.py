@@ -115,9 +115,7 @@ class RbdDisk(SpecModel):
         return [host_port(m) for m in value]
 
 
-DiskSource = Annotated[
-    NewDisk | OverlayDisk | FileDisk | BlockDisk | IscsiDisk | RbdDisk, Field(discriminator="type")
-]
+DiskSource = Annotated[NewDisk | OverlayDisk | FileDisk | BlockDisk | IscsiDisk | RbdDisk, Field(discriminator="type")]
 
 
 class IoLimits(SpecModel):

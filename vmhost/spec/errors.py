@@ -67,6 +67,4 @@ def _plain_message(error: Any) -> str:
 
 
 def problems_from_validation_error(exc: ValidationError, data: Any) -> list[Problem]:
-    return sorted(
-        {Problem(_path_through_input(tuple(e["loc"]), data), _plain_message(e)) for e in exc.errors()}
-    )
+    return sorted({Problem(_path_through_input(tuple(e["loc"]), data), _plain_message(e)) for e in exc.errors()})

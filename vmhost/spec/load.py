@@ -35,7 +35,9 @@ def read_document(path: Path) -> Any:
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError([Problem("", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")]) from None
+        raise SpecError(
+            [Problem("", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")]
+        ) from None
 
 
 def load_spec_file(path: Path) -> VMSpec:

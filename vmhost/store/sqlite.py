@@ -92,8 +92,9 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def insert_vm(self, name: str, uuid: str, driver: str, spec: dict[str, Any], state: str,
-                  owned_paths: list[str]) -> None:
+    def insert_vm(
+        self, name: str, *, uuid: str, driver: str, spec: dict[str, Any], state: str, owned_paths: list[str]
+    ) -> None:
         now = time.time()
         with self._transaction() as db:
             db.execute(
@@ -161,8 +162,9 @@ class Store:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [
-            OperationRecord(r["id"], r["vm_name"], r["kind"], r["state"], r["started_at"], r["finished_at"],
-                            r["result"], r["error"])
+            OperationRecord(
+                r["id"], r["vm_name"], r["kind"], r["state"], r["started_at"], r["finished_at"], r["result"], r["error"]
+            )
             for r in rows
         ]
 

@@ -1,5 +1,6 @@
 """Serial console over a libvirt stream, usable without an event loop."""
 
+import contextlib
 import queue
 import threading
 
@@ -53,13 +54,11 @@ class LibvirtConsole:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[self._stream.send(bytes(view)):]
+            view = view[self._stream.send(bytes(view)) :]
 
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             self._stream.abort()
-        except libvirt.libvirtError:
-            pass

@@ -7,21 +7,43 @@ import libvirt
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
 
 _PATTERNS: list[tuple[re.Pattern[str], type[VmhostError], str]] = [
-    (re.compile(r"Cannot allocate memory|cannot set up guest memory|Out of memory|failed to allocate"),
-     HostResourceError, "not enough host memory to start {name}"),
-    (re.compile(r"Cannot get interface MTU on '([^']+)'|bridge '?([^' ]+)'? (?:does not exist|not found)"),
-     HostResourceError, "bridge {match} does not exist on this host"),
-    (re.compile(r"Network not found: no network with matching name '([^']+)'"),
-     HostResourceError, "libvirt network {match} does not exist"),
+    (
+        re.compile(r"Cannot allocate memory|cannot set up guest memory|Out of memory|failed to allocate"),
+        HostResourceError,
+        "not enough host memory to start {name}",
+    ),
+    (
+        re.compile(r"Cannot get interface MTU on '([^']+)'|bridge '?([^' ]+)'? (?:does not exist|not found)"),
+        HostResourceError,
+        "bridge {match} does not exist on this host",
+    ),
+    (
+        re.compile(r"Network not found: no network with matching name '([^']+)'"),
+        HostResourceError,
+        "libvirt network {match} does not exist",
+    ),
     (re.compile(r"network '([^']+)' is not active"), HostResourceError, "libvirt network {match} is not active"),
-    (re.compile(r"(?:PCI device|Requested operation is not valid: PCI device) (\S+) is in use"),
-     HostResourceError, "PCI device {match} is busy (in use by another VM or driver)"),
-    (re.compile(r"Could not access KVM kernel module|/dev/kvm|unsupported configuration: Domain requires KVM"),
-     HostResourceError, "KVM is not available on this host; set accel = \"tcg\" in the vmhost config"),
-    (re.compile(r"Could not open '([^']+)': Permission denied|Permission denied"),
-     HostResourceError, "QEMU may not read a file {name} needs (permission denied)"),
+    (
+        re.compile(r"(?:PCI device|Requested operation is not valid: PCI device) (\S+) is in use"),
+        HostResourceError,
+        "PCI device {match} is busy (in use by another VM or driver)",
+    ),
+    (
+        re.compile(r"Could not access KVM kernel module|/dev/kvm|unsupported configuration: Domain requires KVM"),
+        HostResourceError,
+        'KVM is not available on this host; set accel = "tcg" in the vmhost config',
+    ),
+    (
+        re.compile(r"Could not open '([^']+)': Permission denied|Permission denied"),
+        HostResourceError,
+        "QEMU may not read a file {name} needs (permission denied)",
+    ),
     (re.compile(r"domain is already running"), Conflict, "{name} is already running"),
-    (re.compile(r"already exists with uuid|domain '[^']+' already exists"), Conflict, "a VM named {name} already exists in libvirt"),
+    (
+        re.compile(r"already exists with uuid|domain '[^']+' already exists"),
+        Conflict,
+        "a VM named {name} already exists in libvirt",
+    ),
 ]
 
 

@@ -10,7 +10,9 @@ from vmhost.spec.disk import BlockDisk, Disk, FileDisk, IscsiDisk, NewDisk, Over
 TARGET_BUS = {"virtio": "virtio", "virtio-scsi": "scsi", "scsi": "scsi", "sata": "sata", "ide": "ide"}
 ISCSI_PORT = 3260
 CEPH_MON_PORT = 6789
-LIBVIRT_FORMATS = frozenset({"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhd", "cow", "bochs", "cloop", "dmg", "luks"})
+LIBVIRT_FORMATS = frozenset(
+    {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhd", "cow", "bochs", "cloop", "dmg", "luks"}
+)
 """Image formats libvirt 9.0 can name in <driver type>; qemu can open vhdx, but libvirt refuses the name."""
 IOTUNE_FIELDS = (
     "total_bytes_sec",

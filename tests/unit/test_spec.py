@@ -1,0 +1,159 @@
+"""The spec as pure data: units, defaults, normalisation, and problems named by path."""
+
+import json
+
+import pytest
+
+from vmhost.spec import SpecError, VMSpec, load_spec_file, parse_spec
+from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.spec.units import format_size, parse_size
+
+MINIMAL = {"name": "web-1", "memory": "512MiB"}
+
+
+def problems(document):
+    with pytest.raises(SpecError) as failure:
+        parse_spec(document)
+    return {p.path: p.message for p in failure.value.problems}
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512MiB", 512 * 2**20), ("2GiB", 2 * 2**30), ("1G", 2**30), ("1GB", 10**9), ("64 KiB", 65536), (4096, 4096)],
+)
+def test_sizes_accept_binary_and_decimal_units(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["-1MiB", "12 parsecs", "MiB", True, 1.5])
+def test_sizes_reject_nonsense(bad):
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+def test_sizes_format_in_the_largest_exact_unit():
+    assert [format_size(v) for v in (2**30, 1536 * 2**20, 1000)] == ["1GiB", "1536MiB", "1000"]
+
+
+def test_minimal_spec_gets_safe_defaults():
+    spec = parse_spec(MINIMAL)
+    assert spec.memory.size == 512 * 2**20
+    assert spec.cpu.vcpus == 1
+    assert spec.graphics is None
+    assert spec.features.acpi
+    assert spec.uuid is not None
+
+
+def test_disks_and_cdroms_get_targets_per_bus_in_order():
+    spec = parse_spec({
+        **MINIMAL,
+        "disks": [
+            {"source": {"type": "new", "size": "1GiB"}},
+            {"source": {"type": "new", "size": "1GiB"}, "bus": "sata", "target": "sdb"},
+            {"source": {"type": "new", "size": "1GiB"}, "bus": "virtio-scsi"},
+            {"source": {"type": "new", "size": "1GiB"}},
+        ],
+        "cdroms": [{"bus": "sata"}, {"bus": "ide"}],
+    })
+    assert [d.target for d in spec.disks] == ["vda", "sdb", "sda", "vdb"]
+    assert [c.target for c in spec.cdroms] == ["sdc", "hda"]
+
+
+def test_generated_macs_are_locally_administered_unicast():
+    spec = parse_spec({**MINIMAL, "nics": [{"type": "bridge", "source": "br0"}] * 2})
+    macs = [nic.mac for nic in spec.nics]
+    assert len(set(macs)) == 2
+    assert all(mac.startswith("52:54:00:") for mac in macs)
+
+
+def test_mac_is_normalised_to_lower_case_colons():
+    spec = parse_spec({**MINIMAL, "nics": [{"type": "bridge", "source": "br0", "mac": "52-54-00-AA-BB-CC"}]})
+    assert spec.nics[0].mac == "52:54:00:aa:bb:cc"
+
+
+def test_password_is_masked_unless_secrets_are_asked_for():
+    spec = parse_spec({**MINIMAL, "graphics": {"type": "vnc", "password": "hunter2"}})
+    assert "hunter2" not in spec.model_dump_json()
+    assert "hunter2" not in repr(spec)
+    assert spec.model_dump(mode="json", context={REVEAL_SECRETS: True})["graphics"]["password"] == "hunter2"
+
+
+def test_stored_form_round_trips():
+    spec = parse_spec({**MINIMAL, "disks": [{"source": {"type": "new", "size": "1GiB"}}]})
+    stored = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
+    assert VMSpec.model_validate(stored) == spec
+
+
+def test_every_field_problem_is_reported_at_once():
+    found = problems({
+        "name": "a b",
+        "memory": "lots",
+        "cpu": {"vcpus": 0},
+        "disks": [{"source": {"type": "iscsi", "portal": "x y", "target": "nope"}, "bus": "floppy"}],
+        "nics": [{"type": "wifi", "source": "wlan0"}],
+        "graphics": {"type": "vnc", "port": 80},
+        "surprise": 1,
+    })
+    assert set(found) == {
+        "name", "memory.size", "cpu.vcpus", "disks.0.source.portal", "disks.0.source.target", "disks.0.bus",
+        "nics.0.type", "graphics.port", "surprise",
+    }
+    assert found["surprise"] == "is not a known field"
+    assert "must be one of" in found["disks.0.bus"]
+
+
+def test_cross_field_problems_name_their_paths():
+    found = problems({
+        **MINIMAL,
+        "cpu": {"vcpus": 4, "max_vcpus": 2, "pinning": [{"vcpu": 7, "host_cpus": "0"}]},
+        "memory": {"size": "1GiB", "slots": 2},
+        "disks": [{"source": {"type": "new", "size": "1GiB"}, "bus": "virtio", "wwn": "0x5000c50015ea71ac"}],
+        "nics": [{"type": "bridge", "source": "br0", "model": "e1000", "queues": 2}],
+        "usb": {"redirection": 1},
+    })
+    assert set(found) == {"cpu.max_vcpus", "cpu.pinning.0.vcpu", "memory.max_size", "disks.0.wwn", "nics.0.queues",
+                          "usb.redirection"}
+
+
+def test_numa_cells_must_cover_vcpus_and_memory():
+    found = problems({**MINIMAL, "cpu": {"vcpus": 2},
+                      "numa": [{"cpus": "0", "memory": "256MiB"}, {"cpus": "0", "memory": "128MiB"}]})
+    assert "numa.1.cpus" in found
+    assert "numa" in found
+
+
+def test_usb_device_needs_exactly_one_identity():
+    found = problems({**MINIMAL, "passthrough": {"usb": [{"bus": 1, "device": 2, "vendor": "0x1234",
+                                                           "product": "0x5678"}]}})
+    assert "passthrough.usb.0" in found
+
+
+def test_pci_address_short_form_is_completed():
+    spec = parse_spec({**MINIMAL, "passthrough": {"pci": [{"address": "03:00.1"}]}})
+    assert spec.passthrough.pci[0].address == "0000:03:00.1"
+    assert spec.passthrough.pci[0].parts == (0, 3, 0, 1)
+
+
+def test_a_non_object_document_is_refused():
+    assert problems(["not", "a", "spec"]) == {"": "a spec must be a JSON object, got list"}
+
+
+def test_yaml_and_json_documents_load_alike(tmp_path):
+    (tmp_path / "vm.yaml").write_text("name: web-1\nmemory: 512MiB\n")
+    (tmp_path / "vm.json").write_text(json.dumps(MINIMAL))
+    from_yaml = load_spec_file(tmp_path / "vm.yaml")
+    from_json = load_spec_file(tmp_path / "vm.json")
+    assert from_yaml.model_dump(exclude={"uuid"}) == from_json.model_dump(exclude={"uuid"})
+
+
+def test_examples_validate():
+    from pathlib import Path
+
+    for example in sorted((Path(__file__).parents[2] / "examples").iterdir()):
+        load_spec_file(example)
+
+
+def test_json_schema_describes_units_and_required_fields():
+    schema = VMSpec.model_json_schema()
+    assert schema["required"] == ["name", "memory"]
+    assert "cpu" in schema["properties"]
