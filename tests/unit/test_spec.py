@@ -157,3 +157,12 @@ def test_json_schema_describes_units_and_required_fields():
     schema = VMSpec.model_json_schema()
     assert schema["required"] == ["name", "memory"]
     assert "cpu" in schema["properties"]
+
+
+def test_spec_reference_in_docs_is_current():
+    from pathlib import Path
+
+    from vmhost.spec.reference import markdown_reference
+
+    docs = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
+    assert docs == markdown_reference() + "\n", "run scripts/gen-spec-reference"

@@ -13,19 +13,21 @@ BootDevice = Literal["hd", "cdrom", "network"]
 class KernelBoot(SpecModel):
     """Boot a kernel straight from host files, without a bootloader."""
 
-    kernel: Path
-    initrd: Path | None = None
-    cmdline: str = Field("", max_length=4096)
+    kernel: Path = Field(description="Absolute path of the kernel image on the host.")
+    initrd: Path | None = Field(None, description="Absolute path of the initrd on the host.")
+    cmdline: str = Field("", max_length=4096, description="Kernel command line.")
 
 
 class Boot(SpecModel):
-    firmware: Literal["bios", "uefi"] = "bios"
+    """How the VM boots."""
+
+    firmware: Literal["bios", "uefi"] = Field("bios", description="uefi needs OVMF on the host.")
     order: list[BootDevice] = Field(
         default_factory=list,
         description="Device classes to try in order. Mutually exclusive with per-device boot_order.",
     )
-    menu: bool = False
-    kernel: KernelBoot | None = None
+    menu: bool = Field(False, description="Show the firmware boot menu.")
+    kernel: KernelBoot | None = Field(None, description="Direct kernel boot instead of a bootloader.")
     machine: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9.-]*$",

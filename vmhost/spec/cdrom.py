@@ -10,10 +10,14 @@ from vmhost.spec.disk import absolute_path
 
 
 class Cdrom(SpecModel):
+    """A CD-ROM drive; always read-only."""
+
     iso: Path | None = Field(None, description="ISO image path; omit for an empty drive.")
-    bus: Literal["sata", "ide", "scsi"] = "sata"
-    target: str | None = Field(None, pattern=r"^(sd|hd)[a-z]{1,2}$")
-    boot_order: int | None = Field(None, ge=1, le=255)
+    bus: Literal["sata", "ide", "scsi"] = Field("sata", description="ide needs a pc (i440fx) machine.")
+    target: str | None = Field(
+        None, pattern=r"^(sd|hd)[a-z]{1,2}$", description="Guest device name; assigned when omitted."
+    )
+    boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (bootable CD).")
 
     @field_validator("iso")
     @classmethod

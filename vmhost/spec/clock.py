@@ -8,11 +8,17 @@ from vmhost.spec.base import SpecModel
 
 
 class Timer(SpecModel):
-    name: Literal["rtc", "pit", "hpet", "kvmclock", "hypervclock", "tsc"]
-    present: bool = True
-    tickpolicy: Literal["delay", "catchup", "merge", "discard"] | None = None
+    """One guest timer source."""
+
+    name: Literal["rtc", "pit", "hpet", "kvmclock", "hypervclock", "tsc"] = Field(description="Timer.")
+    present: bool = Field(True, description="false removes the timer from the guest.")
+    tickpolicy: Literal["delay", "catchup", "merge", "discard"] | None = Field(
+        None, description="What to do with missed ticks."
+    )
 
 
 class Clock(SpecModel):
-    offset: Literal["utc", "localtime"] = "utc"
-    timers: list[Timer] = Field(default_factory=list)
+    """The guest's real-time clock."""
+
+    offset: Literal["utc", "localtime"] = Field("utc", description="localtime suits Windows guests.")
+    timers: list[Timer] = Field(default_factory=list, description="Timer overrides.")

@@ -9,6 +9,8 @@ from vmhost.spec.disk import absolute_path
 
 
 class Console(SpecModel):
+    """The serial console."""
+
     log_file: Path | None = Field(
         None, description="Where the console output is kept; default: a file in vmhost's data directory."
     )

@@ -30,9 +30,11 @@ def check_cpuset(value: str) -> str:
 
 
 class CpuTopology(SpecModel):
-    sockets: int = Field(1, ge=1, le=256)
-    cores: int = Field(1, ge=1, le=256)
-    threads: int = Field(1, ge=1, le=8)
+    """How vCPUs are presented to the guest."""
+
+    sockets: int = Field(1, ge=1, le=256, description="CPU sockets.")
+    cores: int = Field(1, ge=1, le=256, description="Cores per socket.")
+    threads: int = Field(1, ge=1, le=8, description="Threads per core.")
 
     @property
     def total(self) -> int:
@@ -42,7 +44,7 @@ class CpuTopology(SpecModel):
 class VcpuPin(SpecModel):
     """Pins one guest vCPU to a set of host CPUs."""
 
-    vcpu: int = Field(ge=0)
+    vcpu: int = Field(ge=0, description="Guest vCPU index.")
     host_cpus: str = Field(description="Host CPU list, e.g. '0-3,6'.")
 
     _check = field_validator("host_cpus")(check_cpuset)
@@ -61,9 +63,11 @@ CpuMode = Annotated[
 
 
 class Cpu(SpecModel):
+    """Virtual CPUs."""
+
     vcpus: int = Field(1, ge=1, le=1024, description="vCPUs online at boot.")
     max_vcpus: int | None = Field(None, ge=1, le=1024, description="Ceiling for vCPU hotplug.")
     topology: CpuTopology | None = Field(None, description="sockets*cores*threads must equal max_vcpus (or vcpus).")
     mode: CpuMode = "auto"
     shares: int | None = Field(None, ge=2, le=262144, description="Relative CPU weight.")
-    pinning: list[VcpuPin] = Field(default_factory=list)
+    pinning: list[VcpuPin] = Field(default_factory=list, description="Pin vCPUs to host CPUs.")

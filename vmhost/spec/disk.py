@@ -37,7 +37,9 @@ def host_port(value: str) -> str:
 class SecretRef(SpecModel):
     """Credentials held in a libvirt secret (never the secret value itself)."""
 
-    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    username: str = Field(
+        description="User name for the storage.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$"
+    )
     secret_uuid: UUID = Field(description="UUID of the libvirt secret holding the password/key.")
 
 
@@ -45,8 +47,8 @@ class NewDisk(SpecModel):
     """An empty disk vmhost creates for this VM and deletes with it."""
 
     type: Literal["new"]
-    size: ByteSize
-    format: DiskFormat = "qcow2"
+    size: ByteSize = Field(description="Virtual size, at least 1MiB.")
+    format: DiskFormat = Field("qcow2", description="Image format.")
 
     @field_validator("size")
     @classmethod
@@ -60,7 +62,7 @@ class OverlayDisk(SpecModel):
     """A qcow2 overlay vmhost creates on top of a base image; the base is never modified or deleted."""
 
     type: Literal["overlay"]
-    base: Path
+    base: Path = Field(description="Absolute path of the base image.")
     size: ByteSize | None = Field(None, description="Virtual size; default: the base image's size.")
 
     _abs = field_validator("base")(absolute_path)
@@ -70,7 +72,7 @@ class FileDisk(SpecModel):
     """An existing image file owned by the user; vmhost never deletes it."""
 
     type: Literal["file"]
-    path: Path
+    path: Path = Field(description="Absolute path of the image.")
     format: ExistingFormat = Field("auto", description="'auto' asks qemu-img info.")
 
     _abs = field_validator("path")(absolute_path)
@@ -80,16 +82,18 @@ class BlockDisk(SpecModel):
     """An existing host block device."""
 
     type: Literal["block"]
-    path: Path
+    path: Path = Field(description="Absolute path of the block device, e.g. /dev/sdb.")
 
     _abs = field_validator("path")(absolute_path)
 
 
 class IscsiDisk(SpecModel):
+    """A LUN of an iSCSI target, reached by QEMU directly."""
+
     type: Literal["iscsi"]
     portal: str = Field(description="'host' or 'host:port' (default port 3260).")
     target: str = Field(description="Target IQN, e.g. 'iqn.2024-01.com.example:storage'.")
-    lun: int = Field(0, ge=0, le=16383)
+    lun: int = Field(0, ge=0, le=16383, description="LUN number.")
     auth: SecretRef | None = Field(None, description="CHAP credentials.")
 
     _portal = field_validator("portal")(host_port)
@@ -103,11 +107,13 @@ class IscsiDisk(SpecModel):
 
 
 class RbdDisk(SpecModel):
+    """An image in a Ceph RBD pool."""
+
     type: Literal["rbd"]
-    pool: str = Field(pattern=CEPH_NAME_RE.pattern)
-    image: str = Field(pattern=CEPH_NAME_RE.pattern)
+    pool: str = Field(pattern=CEPH_NAME_RE.pattern, description="Ceph pool.")
+    image: str = Field(pattern=CEPH_NAME_RE.pattern, description="RBD image name.")
     monitors: list[str] = Field(min_length=1, description="Ceph monitors as 'host' or 'host:port'.")
-    auth: SecretRef | None = None
+    auth: SecretRef | None = Field(None, description="cephx credentials.")
 
     @field_validator("monitors")
     @classmethod
@@ -121,26 +127,28 @@ DiskSource = Annotated[NewDisk | OverlayDisk | FileDisk | BlockDisk | IscsiDisk 
 class IoLimits(SpecModel):
     """Per-disk throttling; a total limit excludes the read/write limits of the same kind."""
 
-    total_bytes_sec: int | None = Field(None, ge=1)
-    read_bytes_sec: int | None = Field(None, ge=1)
-    write_bytes_sec: int | None = Field(None, ge=1)
-    total_iops_sec: int | None = Field(None, ge=1)
-    read_iops_sec: int | None = Field(None, ge=1)
-    write_iops_sec: int | None = Field(None, ge=1)
+    total_bytes_sec: int | None = Field(None, ge=1, description="Bytes per second (total).")
+    read_bytes_sec: int | None = Field(None, ge=1, description="Bytes per second (read).")
+    write_bytes_sec: int | None = Field(None, ge=1, description="Bytes per second (write).")
+    total_iops_sec: int | None = Field(None, ge=1, description="I/O operations per second (total).")
+    read_iops_sec: int | None = Field(None, ge=1, description="I/O operations per second (read).")
+    write_iops_sec: int | None = Field(None, ge=1, description="I/O operations per second (write).")
 
 
 class Disk(SpecModel):
-    source: DiskSource
-    bus: DiskBus = "virtio"
+    """One disk: its source and how the guest sees it."""
+
+    source: DiskSource = Field(description="Where the bytes live; chosen by its `type`.")
+    bus: DiskBus = Field("virtio", description="How the guest sees the disk.")
     target: str | None = Field(
         None,
         pattern=r"^(vd|sd|hd)[a-z]{1,2}$",
         description="Guest device name (vda, sdb, hdc); assigned in order when omitted.",
     )
-    cache: CacheMode = "default"
-    readonly: bool = False
-    shareable: bool = False
-    serial: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9_.+-]+$")
+    cache: CacheMode = Field("default", description="Host page cache mode; default leaves it to QEMU.")
+    readonly: bool = Field(False, description="Guest may only read.")
+    shareable: bool = Field(False, description="May be attached to several VMs at once.")
+    serial: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9_.+-]+$", description="Serial the guest sees.")
     wwn: str | None = Field(None, pattern=r"^(0x)?[0-9a-fA-F]{16}$", description="16 hex digits (scsi/sata/ide).")
-    boot_order: int | None = Field(None, ge=1, le=255)
-    io_limits: IoLimits | None = None
+    boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (1 first).")
+    io_limits: IoLimits | None = Field(None, description="Throughput and IOPS limits.")

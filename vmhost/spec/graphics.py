@@ -11,11 +11,15 @@ REVEAL_SECRETS = "reveal_secrets"
 
 
 class Graphics(SpecModel):
-    type: Literal["vnc", "spice"]
+    """A remote display."""
+
+    type: Literal["vnc", "spice"] = Field(description="Display protocol.")
     listen: IPv4Address | IPv6Address = Field(IPv4Address("127.0.0.1"), description="Default: loopback only.")
     port: int | None = Field(None, ge=5900, le=65535, description="Omit for an automatically chosen port.")
     password: SecretStr | None = Field(None, description="Never logged and never returned by get/list.")
-    video: Literal["virtio", "qxl", "vga", "cirrus", "bochs"] | None = None
+    video: Literal["virtio", "qxl", "vga", "cirrus", "bochs"] | None = Field(
+        None, description="Video adapter; default: the hypervisor's choice."
+    )
     sound: bool = Field(False, description="SPICE only: an ich9 sound card.")
 
     @field_serializer("password")

@@ -9,6 +9,8 @@ from vmhost.spec.units import ByteSize, MiB
 
 
 class Memory(SpecModel):
+    """Guest memory."""
+
     size: ByteSize = Field(description="Memory at boot, e.g. '512MiB'. At least 16MiB, a multiple of 1MiB.")
     max_size: ByteSize | None = Field(None, description="Ceiling for memory hotplug (needs slots).")
     slots: int | None = Field(None, ge=1, le=255, description="Hotplug DIMM slots.")

@@ -26,33 +26,41 @@ def interface_name(value: str) -> str:
 
 
 class Rate(SpecModel):
+    """A traffic shaping rate."""
+
     average_kib_s: int = Field(ge=1, description="Average rate in KiB/s.")
     peak_kib_s: int | None = Field(None, ge=1, description="Peak rate in KiB/s.")
     burst_kib: int | None = Field(None, ge=1, description="Burst size in KiB at peak rate.")
 
 
 class Bandwidth(SpecModel):
+    """QoS limits per direction."""
+
     inbound: Rate | None = Field(None, description="Traffic towards the guest.")
     outbound: Rate | None = Field(None, description="Traffic from the guest.")
 
 
 class Nic(SpecModel):
+    """One network interface."""
+
     type: Literal["bridge", "network", "direct"] = Field(
         description="bridge: a host bridge; network: a libvirt network; direct: macvtap on a host NIC."
     )
     source: str = Field(description="Bridge, libvirt network or host NIC name.")
-    direct_mode: Literal["bridge", "vepa", "private", "passthrough"] = "bridge"
+    direct_mode: Literal["bridge", "vepa", "private", "passthrough"] = Field(
+        "bridge", description="macvtap mode (type direct only)."
+    )
     mac: str = Field(default_factory=generate_mac, description="Generated (52:54:00:xx:xx:xx) if omitted.")
-    model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
+    model: Literal["virtio", "e1000", "rtl8139"] = Field("virtio", description="Emulated NIC model.")
     tap: str | None = Field(None, description="Host tap device name.")
-    mtu: int | None = Field(None, ge=68, le=65535)
-    bandwidth: Bandwidth | None = None
+    mtu: int | None = Field(None, ge=68, le=65535, description="MTU in bytes.")
+    bandwidth: Bandwidth | None = Field(None, description="Inbound/outbound QoS.")
     allowed_ips: list[IPv4Address | IPv6Address] = Field(
         default_factory=list,
         description="If set, libvirt's clean-traffic filter drops traffic from any other source IP or MAC.",
     )
     queues: int | None = Field(None, ge=1, le=256, description="virtio multiqueue pairs.")
-    boot_order: int | None = Field(None, ge=1, le=255)
+    boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (PXE).")
 
     @field_validator("source")
     @classmethod

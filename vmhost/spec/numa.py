@@ -8,7 +8,9 @@ from vmhost.spec.units import ByteSize
 
 
 class NumaCell(SpecModel):
+    """One guest NUMA node: its vCPUs and memory. Cells must cover every vCPU and all memory."""
+
     cpus: str = Field(description="Guest vCPUs in this cell, e.g. '0-1'.")
-    memory: ByteSize
+    memory: ByteSize = Field(description="Memory of this cell.")
 
     _check = field_validator("cpus")(check_cpuset)

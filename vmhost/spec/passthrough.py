@@ -11,6 +11,8 @@ PCI_ADDRESS_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-
 
 
 class PciDevice(SpecModel):
+    """A host PCI device given to the guest through vfio."""
+
     address: str = Field(description="Host PCI address 'dddd:bb:ss.f', e.g. '0000:03:00.0'.")
     managed: bool = Field(True, description="Let libvirt detach the device from its host driver (vfio).")
 
@@ -36,10 +38,10 @@ class PciDevice(SpecModel):
 class UsbDevice(SpecModel):
     """A host USB device, either by position (bus+device) or by identity (vendor+product)."""
 
-    bus: int | None = Field(None, ge=0, le=255)
-    device: int | None = Field(None, ge=1, le=127)
-    vendor: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$")
-    product: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$")
+    bus: int | None = Field(None, ge=0, le=255, description="Host USB bus number.")
+    device: int | None = Field(None, ge=1, le=127, description="Device number on that bus.")
+    vendor: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$", description="Vendor id, e.g. 0x046d.")
+    product: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$", description="Product id, e.g. 0xc52b.")
 
     @model_validator(mode="after")
     def _one_way(self) -> "UsbDevice":
@@ -51,6 +53,8 @@ class UsbDevice(SpecModel):
 
 
 class Usb(SpecModel):
+    """USB controller and SPICE USB redirection."""
+
     controller: Literal["qemu-xhci", "nec-xhci", "ich9-ehci1", "piix3-uhci", "none"] | None = Field(
         None, description="Default: the hypervisor's default controller."
     )
@@ -58,5 +62,7 @@ class Usb(SpecModel):
 
 
 class Passthrough(SpecModel):
-    pci: list[PciDevice] = Field(default_factory=list)
-    usb: list[UsbDevice] = Field(default_factory=list)
+    """Host devices given to the guest."""
+
+    pci: list[PciDevice] = Field(default_factory=list, description="PCI devices.")
+    usb: list[UsbDevice] = Field(default_factory=list, description="USB devices.")
