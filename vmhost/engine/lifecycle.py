@@ -121,19 +121,20 @@ class Engine:
             if plan.problems:
                 raise SpecError(plan.problems)
             with self._operation("create", spec), Rollback() as rollback:
-                self.progress(f"creating disks for {spec.name}")
-                resources.allocate(plan, rollback)
-                self.driver.define(spec, plan.resources)
-                rollback.add(f"undefine {spec.name}", lambda: self.driver.undefine(spec.name))
                 self.store.insert_vm(
                     spec.name,
                     uuid=str(spec.uuid),
                     driver=self.driver.kind,
                     spec=_stored(spec),
-                    state=VmState.STOPPED.value,
+                    state=VmState.PROVISIONING.value,
                     owned_paths=[str(p) for p in plan.resources.disk_paths.values()],
                 )
                 rollback.add("forget the VM record", lambda: self.store.delete_vm(spec.name))
+                self.progress(f"creating disks for {spec.name}")
+                resources.allocate(plan, rollback)
+                self.driver.define(spec, plan.resources)
+                rollback.add(f"undefine {spec.name}", lambda: self.driver.undefine(spec.name))
+                self._set_state(spec.name, VmState.STOPPED)
                 if start:
                     self._start_locked(self.record(spec.name))
         return self.record(spec.name)
