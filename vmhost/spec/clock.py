@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vmhost.spec.base import SpecModel
 
@@ -13,8 +13,24 @@ class Timer(SpecModel):
     name: Literal["rtc", "pit", "hpet", "kvmclock", "hypervclock", "tsc"] = Field(description="Timer.")
     present: bool = Field(True, description="false removes the timer from the guest.")
     tickpolicy: Literal["delay", "catchup", "merge", "discard"] | None = Field(
-        None, description="What to do with missed ticks."
+        None, description="What to do with missed ticks (rtc: delay/catchup; pit: not merge; none for kvmclock)."
     )
+
+    @model_validator(mode="after")
+    def _policy_fits_timer(self) -> "Timer":
+        allowed = TICK_POLICIES.get(self.name, set())
+        if self.tickpolicy is not None and self.tickpolicy not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(f"timer {self.name} does not take tickpolicy {self.tickpolicy} (accepts: {accepted})")
+        return self
+
+
+TICK_POLICIES = {
+    "rtc": {"delay", "catchup"},
+    "pit": {"delay", "catchup", "discard"},
+    "hpet": {"delay", "catchup", "merge", "discard"},
+    "tsc": {"delay", "catchup", "merge", "discard"},
+}
 
 
 class Clock(SpecModel):

@@ -69,5 +69,5 @@ class Cpu(SpecModel):
     max_vcpus: int | None = Field(None, ge=1, le=1024, description="Ceiling for vCPU hotplug.")
     topology: CpuTopology | None = Field(None, description="sockets*cores*threads must equal max_vcpus (or vcpus).")
     mode: CpuMode = "auto"
-    shares: int | None = Field(None, ge=2, le=262144, description="Relative CPU weight.")
+    shares: int | None = Field(None, ge=2, le=10000, description="Relative CPU weight (cgroup v2 range).")
     pinning: list[VcpuPin] = Field(default_factory=list, description="Pin vCPUs to host CPUs.")

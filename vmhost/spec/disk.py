@@ -12,10 +12,13 @@ from vmhost.spec.units import ByteSize, MiB
 
 DiskBus = Literal["virtio", "virtio-scsi", "scsi", "sata", "ide"]
 DiskFormat = Literal["qcow2", "raw"]
-ExistingFormat = Literal["auto", "qcow2", "raw", "vmdk", "vdi", "vhdx", "qed"]
+ExistingFormat = Literal["auto", "qcow2", "raw", "vmdk", "vdi", "qed"]
 CacheMode = Literal["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
 
-HOST_PORT_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+(:\d{1,5})?$")
+HOST_PORT_RE = re.compile(
+    r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?$"
+)
 IQN_RE = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
 CEPH_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -29,8 +32,12 @@ def absolute_path(value: Path) -> Path:
 
 
 def host_port(value: str) -> str:
-    if not HOST_PORT_RE.match(value):
-        raise ValueError(f"must be 'host' or 'host:port', got {value!r}")
+    """A host name, IPv4 address or [IPv6] address, with an optional port 1-65535."""
+    match = HOST_PORT_RE.match(value)
+    if not match:
+        raise ValueError(f"must be 'host', 'host:port' or '[ipv6]:port', got {value!r}")
+    if match.group("port") and not 1 <= int(match.group("port")) <= 65535:
+        raise ValueError(f"port must be 1-65535, got {match.group('port')}")
     return value
 
 
@@ -38,7 +45,7 @@ class SecretRef(SpecModel):
     """Credentials held in a libvirt secret (never the secret value itself)."""
 
     username: str = Field(
-        description="User name for the storage.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$"
+        description="User name for the storage.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_+-]+$"
     )
     secret_uuid: UUID = Field(description="UUID of the libvirt secret holding the password/key.")
 
@@ -149,6 +156,8 @@ class Disk(SpecModel):
     readonly: bool = Field(False, description="Guest may only read.")
     shareable: bool = Field(False, description="May be attached to several VMs at once.")
     serial: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9_.+-]+$", description="Serial the guest sees.")
-    wwn: str | None = Field(None, pattern=r"^(0x)?[0-9a-fA-F]{16}$", description="16 hex digits (scsi/sata/ide).")
+    wwn: str | None = Field(
+        None, pattern=r"^(0x)?[0-9a-fA-F]{16}$", description="16 hex digits (scsi, virtio-scsi and ide buses)."
+    )
     boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (1 first).")
     io_limits: IoLimits | None = Field(None, description="Throughput and IOPS limits.")

@@ -20,12 +20,8 @@ class Features(SpecModel):
 class LifecycleActions(SpecModel):
     """What the hypervisor does when the guest powers off, reboots or crashes."""
 
-    on_poweroff: Literal["destroy", "restart", "preserve", "rename-restart"] = Field(
-        "destroy", description="Guest powered off."
-    )
-    on_reboot: Literal["restart", "destroy", "preserve", "rename-restart"] = Field(
-        "restart", description="Guest rebooted."
-    )
+    on_poweroff: Literal["destroy", "restart"] = Field("destroy", description="Guest powered off.")
+    on_reboot: Literal["restart", "destroy"] = Field("restart", description="Guest rebooted.")
     on_crash: Literal["destroy", "restart", "preserve", "coredump-destroy", "coredump-restart"] = Field(
         "destroy", description="Guest crashed (panic device or hypervisor-detected)."
     )

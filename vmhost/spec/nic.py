@@ -2,7 +2,7 @@
 
 import re
 import secrets
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -55,9 +55,9 @@ class Nic(SpecModel):
     tap: str | None = Field(None, description="Host tap device name.")
     mtu: int | None = Field(None, ge=68, le=65535, description="MTU in bytes.")
     bandwidth: Bandwidth | None = Field(None, description="Inbound/outbound QoS.")
-    allowed_ips: list[IPv4Address | IPv6Address] = Field(
+    allowed_ips: list[IPv4Address] = Field(
         default_factory=list,
-        description="If set, libvirt's clean-traffic filter drops traffic from any other source IP or MAC.",
+        description="IPv4 addresses; if set, libvirt's clean-traffic filter drops traffic from any other IP or MAC.",
     )
     queues: int | None = Field(None, ge=1, le=256, description="virtio multiqueue pairs.")
     boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (PXE).")

@@ -38,10 +38,17 @@ class PciDevice(SpecModel):
 class UsbDevice(SpecModel):
     """A host USB device, either by position (bus+device) or by identity (vendor+product)."""
 
-    bus: int | None = Field(None, ge=0, le=255, description="Host USB bus number.")
+    bus: int | None = Field(None, ge=1, le=255, description="Host USB bus number.")
     device: int | None = Field(None, ge=1, le=127, description="Device number on that bus.")
     vendor: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$", description="Vendor id, e.g. 0x046d.")
     product: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{4}$", description="Product id, e.g. 0xc52b.")
+
+    @field_validator("vendor", "product")
+    @classmethod
+    def _nonzero(cls, value: str | None) -> str | None:
+        if value is not None and int(value, 16) == 0:
+            raise ValueError("0x0000 is not a USB id")
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> "UsbDevice":

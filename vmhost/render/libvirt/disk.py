@@ -31,11 +31,7 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
     sub(node, "driver", name="qemu", type=fmt, cache=None if disk.cache == "default" else disk.cache)
     node.append(_source(disk, ctx))
     sub(node, "target", dev=disk.target, bus=TARGET_BUS[disk.bus])
-    limits = {name: getattr(disk.io_limits, name) for name in IOTUNE_FIELDS if getattr(disk.io_limits, name, None)}
-    if limits:
-        iotune = sub(node, "iotune")
-        for name, value in limits.items():
-            sub(iotune, name, value)
+    _iotune(node, disk)
     if disk.boot_order is not None:
         sub(node, "boot", order=disk.boot_order)
     if disk.readonly:
@@ -50,6 +46,15 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
     if address is not None:
         node.append(address)
     return node
+
+
+def _iotune(node: etree._Element, disk: Disk) -> None:
+    """The spec's io_limits carry libvirt's own names and units (bytes/s, IO/s)."""
+    limits = {name: getattr(disk.io_limits, name) for name in IOTUNE_FIELDS if getattr(disk.io_limits, name, None)}
+    if limits:
+        iotune = sub(node, "iotune")
+        for name, value in limits.items():
+            sub(iotune, name, value)
 
 
 def _kind_and_format(disk: Disk, ctx: RenderContext) -> tuple[str, str]:

@@ -27,10 +27,6 @@ def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def on_off(flag: bool) -> str:
-    return "on" if flag else "off"
-
-
 def kib(size: int, what: str) -> int:
     """Bytes to KiB; refuse rather than silently round, because a rounded size is a different VM."""
     if size % 1024:
