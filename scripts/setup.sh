@@ -11,9 +11,12 @@ missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# guest/build.sh downloads Debian's kernel package, so the package lists must exist even when nothing is missing.
+if ((${#missing[@]})) || [[ -z "$(apt-cache policy linux-image-amd64 | grep -m1 Candidate: | grep -v none)" ]]; then
+    apt-get update -q >/dev/null
+fi
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
-    apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
