@@ -20,6 +20,12 @@ class HostConfig:
     data_dir: Path = Path("/var/lib/vmhost")
     accel: Literal["kvm", "tcg"] = "kvm"
     stop_timeout: float = 60.0
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 7070
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    agent_url: str | None = None
+    zstack_trusted_sources: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -35,8 +41,11 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
         )
     if "accel" in values and values["accel"] not in ("kvm", "tcg"):
         raise VmhostError(f"{source}: accel must be 'kvm' or 'tcg', got {values['accel']!r}")
-    if "data_dir" in values:
-        values["data_dir"] = Path(values["data_dir"])
+    for key in ("data_dir", "tls_cert", "tls_key"):
+        if key in values:
+            values[key] = Path(values[key])
+    if "zstack_trusted_sources" in values:
+        values["zstack_trusted_sources"] = tuple(values["zstack_trusted_sources"])
     if "stop_timeout" in values:
         values["stop_timeout"] = float(values["stop_timeout"])
     return values

@@ -156,7 +156,7 @@ def test_destroy_behind_vmhosts_back_is_reflected(engine, guest_spec, vm_name, l
     engine.create(guest_spec(name), start=True)
     libvirt_conn.lookupByName(name).destroy()
     assert engine.get(name)["state"] == "stopped"
-    [(_record, state)] = [row for row in engine.list() if row[0].name == name]
+    [(_record, state)] = [row for row in engine.list_vms() if row[0].name == name]
     assert state == "stopped"
 
 

@@ -10,11 +10,17 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from vmhost.api.auth import read_token
+from vmhost.api.server import Listen, check_listen
+from vmhost.api.server import serve as serve_agent
 from vmhost.cli import listing
+from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
+from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
 from vmhost.drivers.libvirt import LibvirtDriver
 from vmhost.engine import Engine
+from vmhost.engine.views import select
 from vmhost.errors import VmhostError
 from vmhost.spec import SpecError, VMSpec, load_spec_file
 from vmhost.spec.load import read_document
@@ -40,14 +46,24 @@ NameArg = Annotated[str, typer.Argument(help="VM name or UUID.")]
 
 class State:
     config_path: Path | None = None
+    agent: str | None = None
+    token: str | None = None
 
 
 _state = State()
 
 
 @app.callback()
-def main(config: ConfigOption = None) -> None:
-    _state.config_path = config
+def main(
+    config: ConfigOption = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", envvar="VMHOST_AGENT", help="Talk to this agent URL instead of local mode.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="VMHOST_TOKEN", help="Agent token (default: the data dir's).")
+    ] = None,
+) -> None:
+    _state.config_path, _state.agent, _state.token = config, agent, token
 
 
 def _fail(message: str, detail: str | None = None, code: int = 1) -> NoReturn:
@@ -62,11 +78,8 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except SpecError as exc:
-        err.print(
-            f"error: invalid spec ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})",
-            markup=False,
-            highlight=False,
-        )
+        count = len(exc.problems)
+        err.print(f"error: invalid spec ({count} problem{'s' if count != 1 else ''})", markup=False, highlight=False)
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from None
@@ -79,17 +92,25 @@ def _config() -> HostConfig:
 
 
 @contextmanager
-def _engine() -> Iterator[Engine]:
+def _backend() -> Iterator[Backend]:
+    """A remote agent when --agent (or the config's agent_url) names one, else the engine in this process."""
     with _errors():
         config = _config()
+        agent_url = _state.agent or config.agent_url
+        if agent_url:
+            token = _state.token or read_token(config.data_dir)
+            if not token:
+                raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
+            yield AgentClient(agent_url, token)
+            return
         status = err.status("working…") if err.is_terminal else None
         progress: Callable[[str], None] = status.update if status else (lambda m: None)
         engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel), progress=progress)
         if status:
             with status:
-                yield engine
+                yield LocalBackend(engine)
         else:
-            yield engine
+            yield LocalBackend(engine)
 
 
 def _print_json(value: Any) -> None:
@@ -109,12 +130,12 @@ def create(
 ) -> None:
     """Create a VM from a spec: validate, make its disks, define it (and start it with --start)."""
     document = _read(file)
-    with _engine() as engine:
-        record = engine.create(document, start=start)
-        if as_json:
-            _print_json(engine.get(record.name))
-        else:
-            out.print(f"created {record.name} ({record.uuid}){' and started it' if start else ''}", markup=False)
+    with _backend() as backend:
+        view = backend.create(document, start=start)
+    if as_json:
+        _print_json(view)
+    else:
+        out.print(f"created {view['name']} ({view['uuid']}){' and started it' if start else ''}", markup=False)
 
 
 @app.command()
@@ -135,35 +156,40 @@ def list_vms(
     as_json: JsonOption = False,
 ) -> None:
     """List VMs as a table."""
-    with _engine() as engine:
-        try:
-            fields = listing.parse_fields(output)
-            table = listing.rows(engine.list(), filters or [], sort)
-        except ValueError as exc:
-            _fail(str(exc), code=2)
+    try:
+        fields = listing.parse_fields(output)
+        selection = listing.parse_filters(filters or [])
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    with _backend() as backend:
+        rows = backend.list_rows()
+    try:
+        table = select(rows, selection, sort)
+    except ValueError as exc:
+        _fail(str(exc), code=2)
     listing.render(table, fields, as_json=as_json, parsable=parsable, header=not no_header, console=out)
 
 
 @app.command()
 def get(name: NameArg) -> None:
     """Show a VM as JSON: its spec (secrets masked), a top-level state, runtime facts."""
-    with _engine() as engine:
-        _print_json(engine.get(name))
+    with _backend() as backend:
+        _print_json(backend.get(name))
 
 
 @app.command()
 def info(name: NameArg) -> None:
     """Runtime information: process, CPU time, uptime, console log, recent operations."""
-    with _engine() as engine:
-        _print_json(engine.info(name))
+    with _backend() as backend:
+        _print_json(backend.info(name))
 
 
 @app.command()
 def start(name: NameArg) -> None:
     """Start a VM (two-phase: created paused, activation steps, resumed). Starting a running VM succeeds."""
-    with _engine() as engine:
-        record = engine.start(name)
-    out.print(f"started {record.name}", markup=False)
+    with _backend() as backend:
+        backend.start(name)
+    out.print(f"started {name}", markup=False)
 
 
 @app.command()
@@ -173,10 +199,10 @@ def stop(
     timeout: Annotated[float | None, typer.Option("-t", "--timeout", help="Seconds to wait before forcing.")] = None,
 ) -> None:
     """Stop a VM: ACPI shutdown, then force at the deadline. Stopping a stopped VM succeeds."""
-    with _engine() as engine:
-        result = engine.stop(name, force=force, timeout=timeout)
+    with _backend() as backend:
+        result = backend.stop(name, force=force, timeout=timeout)
     messages = {"already-stopped": "was already stopped", "acpi": "shut down", "forced": "forced off"}
-    out.print(f"{name} {messages[result.method]} ({result.seconds:.1f}s)", markup=False)
+    out.print(f"{name} {messages[result['method']]} ({result['seconds']:.1f}s)", markup=False)
 
 
 @app.command()
@@ -184,24 +210,24 @@ def reboot(
     name: NameArg, force: Annotated[bool, typer.Option("-F", "--force", help="Hard reset instead of ACPI.")] = False
 ) -> None:
     """Reboot a running VM (ACPI, or a hard reset with -F)."""
-    with _engine() as engine:
-        engine.reboot(name, force=force)
+    with _backend() as backend:
+        backend.reboot(name, force=force)
     out.print(f"rebooting {name}", markup=False)
 
 
 @app.command()
 def kill(name: NameArg) -> None:
     """Power a VM off at once (no shutdown request)."""
-    with _engine() as engine:
-        engine.kill(name)
+    with _backend() as backend:
+        backend.kill(name)
     out.print(f"killed {name}", markup=False)
 
 
 @app.command()
 def delete(name: NameArg) -> None:
     """Delete a VM: stop it, remove its definition and the disks vmhost created (never user-supplied ones)."""
-    with _engine() as engine:
-        engine.delete(name)
+    with _backend() as backend:
+        backend.delete(name)
     out.print(f"deleted {name}", markup=False)
 
 
@@ -211,9 +237,9 @@ def update(name: NameArg, file: FileOption) -> None:
     patch = _read(file)
     if not isinstance(patch, dict):
         _fail("an update must be a JSON object", code=2)
-    with _engine() as engine:
-        record = engine.update(name, patch)
-    out.print(f"updated {record.name}", markup=False)
+    with _backend() as backend:
+        view = backend.update(name, patch)
+    out.print(f"updated {view['name']}", markup=False)
 
 
 @app.command()
@@ -222,14 +248,35 @@ def console(
     log: Annotated[bool, typer.Option("--log", help="Print what the console said so far and exit.")] = False,
 ) -> None:
     """Attach to the serial console (Ctrl-] leaves), or print its log."""
-    with _engine() as engine:
+    with _backend() as backend:
         if log:
-            path = engine.console_log_path(name)
-            sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
+            sys.stdout.buffer.write(backend.console_log(name))
             return
-        stream = engine.open_console(name)
+        stream = backend.open_console(name)
     err.print(f"connected to {name}; Ctrl-] to leave", markup=False)
     attach(stream)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default: config, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Listen port (default: config, 7070).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP on a non-loopback address.")] = False,
+) -> None:
+    """Run the HTTP agent (REST API, ZStack dialect, console websocket, metrics)."""
+    with _errors():
+        config = _config()
+        listen = Listen(
+            host=host or config.listen_host,
+            port=port or config.listen_port,
+            tls_cert=tls_cert or config.tls_cert,
+            tls_key=tls_key or config.tls_key,
+            insecure=insecure,
+        )
+        check_listen(listen)
+    serve_agent(config, listen)
 
 
 @app.command()

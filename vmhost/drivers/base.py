@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmhost.spec import VMSpec
 
@@ -74,7 +74,15 @@ class Driver(Protocol):
 
     def undefine(self, name: str) -> None: ...
 
+    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        """Hot-plug the spec's disk `target` into the running VM."""
+        ...
+
+    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None: ...
+
     def create_paused(self, name: str) -> None: ...
+
+    def pause(self, name: str) -> None: ...
 
     def resume(self, name: str) -> None: ...
 
@@ -91,6 +99,10 @@ class Driver(Protocol):
     def info(self, name: str) -> DomainInfo: ...
 
     def list_owned(self) -> list[DomainInfo]: ...
+
+    def bulk_stats(self) -> list[dict[str, Any]]:
+        """Per-VM counters for metrics, named as libvirt's bulk stats name them (state.state, cpu.time, ...)."""
+        ...
 
     def open_console(self, name: str) -> ConsoleStream: ...
 

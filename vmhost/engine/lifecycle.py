@@ -297,15 +297,83 @@ class Engine:
                 path.unlink(missing_ok=True)
             return self.record(record.name)
 
+    def pause(self, name: str) -> None:
+        with self._locked(name) as record:
+            if self._observe(record) == VmState.PAUSED:
+                return
+            if self._observe(record) != VmState.RUNNING:
+                raise Conflict(f"{record.name} is not running")
+            with self._operation("pause", record):
+                self.driver.pause(record.name)
+                self._set_state(record.name, VmState.PAUSED)
+
+    def resume(self, name: str) -> None:
+        with self._locked(name) as record:
+            state = self._observe(record)
+            if state == VmState.RUNNING:
+                return
+            if state != VmState.PAUSED:
+                raise Conflict(f"{record.name} is not paused")
+            with self._operation("resume", record):
+                self.driver.resume(record.name)
+                self._set_state(record.name, VmState.RUNNING)
+
+    def attach_disk(self, name: str, disk: dict[str, Any]) -> str:
+        """Add a disk to the definition, and plug it in live when the VM runs; returns its target."""
+        with self._locked(name) as record:
+            old = self.spec_of(record)
+            spec = parse_spec({**record.spec, "disks": [*record.spec["disks"], disk]})
+            target = str(spec.disks[-1].target)
+            plan = self._host_problems(spec)
+            if plan.problems:
+                raise SpecError(
+                    [p for p in plan.problems if p.path.startswith(f"disks.{len(old.disks)}")] or plan.problems
+                )
+            running = self._observe(record) in (VmState.RUNNING, VmState.PAUSED)
+            with self._operation("attach-disk", record), Rollback() as rollback:
+                resources.allocate(plan, rollback, keep=frozenset(Path(p) for p in record.owned_paths))
+                if running:
+                    self.driver.attach_disk(spec, plan.resources, target)
+                    rollback.add(f"unplug {target}", lambda: self.driver.detach_disk(spec, plan.resources, target))
+                self._redefine(record, spec, plan)
+            return target
+
+    def detach_disk(self, name: str, target: str) -> None:
+        """Remove a disk from the definition (unplugging it live first); an owned disk's image is deleted."""
+        with self._locked(name) as record:
+            old = self.spec_of(record)
+            remaining = [d for d in record.spec["disks"] if d.get("target") != target]
+            if len(remaining) == len(record.spec["disks"]):
+                raise NotFound(f"{record.name} has no disk {target}")
+            spec = parse_spec({**record.spec, "disks": remaining})
+            plan = resources.plan(old, self.config.data_dir)
+            with self._operation("detach-disk", record):
+                if self._observe(record) in (VmState.RUNNING, VmState.PAUSED):
+                    self.driver.detach_disk(old, plan.resources, target)
+                self._redefine(record, spec, resources.plan(spec, self.config.data_dir))
+            removed = plan.resources.disk_paths.get(target)
+            if removed:
+                removed.unlink(missing_ok=True)
+
+    def _redefine(self, record: VmRecord, spec: VMSpec, plan: resources.Plan) -> None:
+        self.driver.define(spec, plan.resources)
+        self.store.update_vm(
+            record.name, spec=_stored(spec), owned_paths=sorted(str(p) for p in plan.resources.disk_paths.values())
+        )
+
     # ---- views -----------------------------------------------------------------------------
 
-    def list(self) -> list[tuple[VmRecord, VmState]]:
+    def list_vms(self) -> list[tuple[VmRecord, VmState]]:
         """One bulk hypervisor query for all VMs; VMs with an operation in flight keep their stored state."""
         live = {info.name: info for info in self.driver.list_owned()}
         rows = []
         for record in self.store.list_vms():
             rows.append((record, self._state_from(record, live.get(record.name))))
         return rows
+
+    def list_vms_cached(self) -> list[tuple[VmRecord, VmState]]:
+        """The store's view, no hypervisor call: for hot paths while something else keeps it fresh."""
+        return [(record, VmState(record.state)) for record in self.store.list_vms()]
 
     def _state_from(self, record: VmRecord, info: DomainInfo | None) -> VmState:
         if VmState(record.state) in TRANSIENT and self.locks.is_held(record.name):

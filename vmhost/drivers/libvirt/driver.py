@@ -4,15 +4,16 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import libvirt
+from lxml import etree
 
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Resources
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
 from vmhost.errors import HypervisorError, NotFound
-from vmhost.render.libvirt import domain_xml
+from vmhost.render.libvirt import domain_xml, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
 from vmhost.spec import VMSpec
 
@@ -34,6 +35,14 @@ _UNDEFINE_FLAGS = (
     | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
 )
 _NODE_MEMORY_KEYS = ("free", "buffers", "cached")
+_STATS_GROUPS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_INTERFACE
+    | libvirt.VIR_DOMAIN_STATS_BLOCK
+)
 
 
 def _ignore_libvirt_error(_ctx: object, _err: object) -> None:
@@ -49,20 +58,22 @@ class LibvirtDriver:
     def __init__(self, uri: str, accel: str):
         self.uri = uri
         self.accel = accel
-        self._conn: libvirt.virConnect | None = None
-        self._conn_lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def conn(self) -> libvirt.virConnect:
-        with self._conn_lock:
-            if self._conn is None or not self._conn.isAlive():
-                try:
-                    self._conn = libvirt.open(self.uri)
-                except libvirt.libvirtError as exc:
-                    raise HypervisorError(
-                        f"cannot connect to libvirt at {self.uri} (is libvirtd running?)", exc.get_error_message()
-                    ) from None
-            return self._conn
+        """One connection per thread: libvirtd serves only ~5 concurrent calls per connection
+        (max_client_requests), so a shared one would serialise parallel starts."""
+        conn: libvirt.virConnect | None = getattr(self._local, "conn", None)
+        if conn is None or not conn.isAlive():
+            try:
+                conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise HypervisorError(
+                    f"cannot connect to libvirt at {self.uri} (is libvirtd running?)", exc.get_error_message()
+                ) from None
+            self._local.conn = conn
+        return conn
 
     def _domain(self, name: str) -> libvirt.virDomain:
         return self._call(name, "look up", lambda: self.conn.lookupByName(name))
@@ -115,15 +126,28 @@ class LibvirtDriver:
             return False
         return True
 
-    def define(self, spec: VMSpec, resources: Resources) -> None:
-        context = RenderContext(
+    def _context(self, spec: VMSpec, resources: Resources) -> RenderContext:
+        return RenderContext(
             accel=spec.accel or self.accel,  # type: ignore[arg-type]
             console_log=resources.console_log,
             disk_paths=resources.disk_paths,
             disk_formats=resources.disk_formats,
         )
-        xml = domain_xml(spec, context)
+
+    def define(self, spec: VMSpec, resources: Resources) -> None:
+        xml = domain_xml(spec, self._context(spec, resources))
         self._call(spec.name, "define", lambda: self.conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
+
+    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        """Plug the disk with `target` into the running domain (the persistent definition is define's job)."""
+        xml = _disk_xml(render_domain(spec, self._context(spec, resources)), target)
+        dom = self._domain(spec.name)
+        self._call(spec.name, "attach a disk to", lambda: dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+
+    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        xml = _disk_xml(render_domain(spec, self._context(spec, resources)), target)
+        dom = self._domain(spec.name)
+        self._call(spec.name, "detach a disk from", lambda: dom.detachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
 
     def undefine(self, name: str) -> None:
         try:
@@ -136,6 +160,10 @@ class LibvirtDriver:
     def create_paused(self, name: str) -> None:
         dom = self._domain(name)
         self._call(name, "start", lambda: dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED))
+
+    def pause(self, name: str) -> None:
+        dom = self._domain(name)
+        self._call(name, "pause", dom.suspend)
 
     def resume(self, name: str) -> None:
         dom = self._domain(name)
@@ -195,14 +223,18 @@ class LibvirtDriver:
 
     def list_owned(self) -> list[DomainInfo]:
         """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""
-        owned = []
-        for dom in self.conn.listAllDomains():
-            try:
-                dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
-            except libvirt.libvirtError:
-                continue
-            owned.append(self._info(dom))
-        return owned
+        return [self._info(dom) for dom in self.conn.listAllDomains() if _is_owned(dom)]
+
+    def bulk_stats(self) -> list[dict[str, Any]]:
+        """One bulk call for every vmhost domain's state, CPU, memory, block and network counters.
+
+        NOWAIT skips domains whose QEMU monitor is busy instead of blocking the scrape on them.
+        """
+        owned = [dom for dom in self.conn.listAllDomains() if _is_owned(dom)]
+        if not owned:
+            return []
+        records = self.conn.domainListGetStats(owned, _STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+        return [{"name": dom.name(), **stats} for dom, stats in records]
 
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)
@@ -215,6 +247,21 @@ class LibvirtDriver:
     def release_pci(self, address: str) -> None:
         device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))
         self._call(address, "reattach PCI device", device.reAttach)
+
+
+def _is_owned(dom: libvirt.virDomain) -> bool:
+    try:
+        dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
+def _disk_xml(domain: etree._Element, target: str) -> str:
+    for disk in domain.iterfind("devices/disk"):
+        if disk.find(f"target[@dev='{target}']") is not None:
+            return etree.tostring(disk, encoding="unicode")
+    raise NotFound(f"no disk with target {target}")
 
 
 def _pci_name(address: str) -> str:

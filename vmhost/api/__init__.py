@@ -1,0 +1,1 @@
+"""The HTTP agent: native REST API (/v1), ZStack command dialect, console websocket, metrics."""

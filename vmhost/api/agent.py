@@ -1,0 +1,33 @@
+"""Everything the routes share: config, engine, operations, auth."""
+
+import asyncio
+from dataclasses import dataclass
+
+from fastapi import Response
+from fastapi.responses import JSONResponse
+
+from vmhost.api.auth import TokenAuth
+from vmhost.api.operations import Operation, Operations
+from vmhost.config import HostConfig
+from vmhost.engine import Engine
+
+WAIT_LIMIT = 900.0
+
+
+@dataclass
+class Agent:
+    config: HostConfig
+    engine: Engine
+    operations: Operations
+    auth: TokenAuth
+
+    async def respond(self, operation: Operation, wait: bool) -> Response:
+        """202 with the operation at once; with wait, the finished operation (or its error and status)."""
+        if not wait:
+            return JSONResponse(
+                operation.view(), status_code=202, headers={"Location": f"/v1/operations/{operation.id}"}
+            )
+        await asyncio.to_thread(operation.done.wait, WAIT_LIMIT)
+        if operation.error is not None:
+            return JSONResponse({**operation.error, "operation": operation.id}, status_code=operation.status)
+        return JSONResponse(operation.view(), status_code=200)

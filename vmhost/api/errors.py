@@ -1,0 +1,47 @@
+"""One error shape for every route: {code, message, details}, with an HTTP status that fits."""
+
+from typing import Any
+
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.spec import Problem, SpecError
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (SpecError, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (HostResourceError, 409),
+    (HypervisorError, 502),
+    (VmhostError, 400),
+]
+
+
+def status_of(exc: Exception) -> int:
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    """Operator-readable; an unexpected exception shows its type only, never a traceback."""
+    if isinstance(exc, SpecError):
+        count = len(exc.problems)
+        return {
+            "code": "invalid_spec",
+            "message": f"invalid spec ({count} problem{'s' if count != 1 else ''})",
+            "details": [{"path": p.path, "message": p.message} for p in exc.problems],
+        }
+    if isinstance(exc, VmhostError):
+        return {"code": exc.code, "message": exc.message, "details": exc.detail}
+    return {"code": "internal", "message": f"internal error ({type(exc).__name__}); see the agent log", "details": None}
+
+
+def error_from_body(body: dict[str, Any]) -> Exception:
+    """The inverse, for the client: the same exception types the local engine raises."""
+    code, message, details = body.get("code"), body.get("message", "error"), body.get("details")
+    if code == "invalid_spec":
+        return SpecError([Problem(d["path"], d["message"]) for d in details or []])
+    kinds: dict[str, type[VmhostError]] = {
+        "not_found": NotFound,
+        "conflict": Conflict,
+        "host_resource": HostResourceError,
+        "hypervisor": HypervisorError,
+    }
+    return kinds.get(str(code), VmhostError)(message, details if isinstance(details, str) else None)

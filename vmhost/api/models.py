@@ -1,0 +1,69 @@
+"""Request and response bodies of the native API (they also make the OpenAPI document)."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StopOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = Field(False, description="Destroy at once instead of an ACPI shutdown.")
+    timeout: float | None = Field(None, ge=0, le=3600, description="Seconds before a graceful stop is forced.")
+
+
+class RebootOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = Field(False, description="Hard reset instead of an ACPI reboot.")
+
+
+class DiskDetach(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: str = Field(pattern=r"^(vd|sd|hd)[a-z]{1,2}$", description="Guest device name of the disk.")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class OperationView(BaseModel):
+    id: str
+    kind: str
+    vm: str | None
+    state: str = Field(description="pending | running | succeeded | failed")
+    progress: str
+    result: Any = None
+    error: ErrorBody | None = None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class VmSummary(BaseModel):
+    name: str
+    uuid: str
+    driver: str
+    state: str
+    vcpus: int
+    memory: str
+    accel: str
+    disks: int
+    nics: int
+    description: str
+
+
+class HostView(BaseModel):
+    hostname: str
+    agent_version: str
+    hypervisor: str
+    cpus: int
+    memory_total: int
+    memory_available: int
+    accel: str
+    drivers: list[str]
+    vms: int
+
+
+class Health(BaseModel):
+    status: str

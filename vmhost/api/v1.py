@@ -1,0 +1,218 @@
+"""The native API, version 1."""
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
+from fastapi.responses import PlainTextResponse
+
+from vmhost import __version__
+from vmhost.api.agent import Agent
+from vmhost.api.console import serve_console
+from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
+from vmhost.api.operations import Operation
+from vmhost.engine.views import select, summary
+from vmhost.errors import VmhostError
+from vmhost.spec import parse_spec
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": meaning}
+    for status, meaning in (
+        (401, "no or wrong token"),
+        (404, "no such VM"),
+        (409, "busy or conflicting"),
+        (422, "invalid input"),
+        (502, "the hypervisor failed"),
+    )
+}
+Wait = Annotated[bool, Query(description="Block until the operation finishes.")]
+Callback = Annotated[
+    str | None, Query(description="URL that receives the finished operation (POST).", pattern=r"^https?://")
+]
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VMSpec"}}},
+    }
+}
+PATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+def router(agent: Agent) -> APIRouter:
+    api = APIRouter(prefix="/v1", dependencies=[Depends(agent.auth)], responses=ERRORS)
+    engine, operations = agent.engine, agent.operations
+
+    def run(kind: str, vm: str, work: Callable[[str], Any], callback_url: str | None) -> Operation:
+        """Submit `work(name)` for an existing VM (404 now if it does not exist, 409 if it is busy)."""
+        record = engine.record(vm)
+        return operations.submit(
+            kind, record.name, lambda: work(record.name), vm_uuid=record.uuid, callback_url=callback_url
+        )
+
+    @api.post("/vms", status_code=202, response_model=OperationView, openapi_extra=SPEC_BODY, tags=["vms"])
+    async def create_vm(
+        request: Request, start: bool = False, wait: Wait = False, callback_url: Callback = None
+    ) -> Response:
+        """Create a VM from a spec (validated at once: 422 lists every problem); `start` boots it too."""
+        spec = parse_spec(await _json(request))
+        document = spec.model_dump(mode="json", context={"reveal_secrets": True})
+        operation = operations.submit(
+            "create",
+            spec.name,
+            lambda: engine.get(engine.create(document, start=start).name),
+            vm_uuid=str(spec.uuid),
+            callback_url=callback_url,
+        )
+        return await agent.respond(operation, wait)
+
+    @api.get("/vms", response_model=list[VmSummary], tags=["vms"])
+    def list_vms(request: Request, sort: str | None = None) -> list[dict[str, Any]]:
+        """Every VM from the agent's store (kept fresh in the background); `field=value` query params filter."""
+        filters = {k: v for k, v in request.query_params.items() if k != "sort"}
+        rows = [summary(record, state) for record, state in engine.list_vms_cached()]
+        try:
+            return select(rows, filters, sort)
+        except ValueError as exc:
+            raise VmhostError(str(exc)) from None
+
+    @api.get("/vms/{vm}", tags=["vms"])
+    def get_vm(vm: str) -> dict[str, Any]:
+        """The VM: its spec (secrets masked) with `state`, `state_reason` and `runtime`."""
+        return engine.get(vm)
+
+    @api.get("/vms/{vm}/info", tags=["vms"])
+    def vm_info(vm: str) -> dict[str, Any]:
+        return engine.info(vm)
+
+    @api.patch("/vms/{vm}", status_code=202, response_model=OperationView, openapi_extra=PATCH_BODY, tags=["vms"])
+    async def update_vm(vm: str, request: Request, wait: Wait = False, callback_url: Callback = None) -> Response:
+        """Offline change as a JSON merge patch on the stored spec."""
+        patch = await _json(request)
+        operation = run("update", vm, lambda name: engine.get(engine.update(name, patch).name), callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.delete("/vms/{vm}", status_code=202, response_model=OperationView, tags=["vms"])
+    async def delete_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("delete", vm, engine.delete, callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/start", status_code=202, response_model=OperationView, tags=["actions"])
+    async def start_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("start", vm, lambda name: _state(engine.start(name).name), callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/stop", status_code=202, response_model=OperationView, tags=["actions"])
+    async def stop_vm(
+        vm: str,
+        options: Annotated[StopOptions | None, Body()] = None,
+        wait: Wait = False,
+        callback_url: Callback = None,
+    ) -> Response:
+        options = options or StopOptions()
+        operation = run(
+            "stop",
+            vm,
+            lambda name: vars(engine.stop(name, force=options.force, timeout=options.timeout)),
+            callback_url,
+        )
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/reboot", status_code=202, response_model=OperationView, tags=["actions"])
+    async def reboot_vm(
+        vm: str,
+        options: Annotated[RebootOptions | None, Body()] = None,
+        wait: Wait = False,
+        callback_url: Callback = None,
+    ) -> Response:
+        force = (options or RebootOptions()).force
+        operation = run("reboot", vm, lambda name: engine.reboot(name, force=force), callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/kill", status_code=202, response_model=OperationView, tags=["actions"])
+    async def kill_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("kill", vm, engine.kill, callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/pause", status_code=202, response_model=OperationView, tags=["actions"])
+    async def pause_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("pause", vm, engine.pause, callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/resume", status_code=202, response_model=OperationView, tags=["actions"])
+    async def resume_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("resume", vm, engine.resume, callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post(
+        "/vms/{vm}/disks",
+        status_code=202,
+        response_model=OperationView,
+        tags=["actions"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Disk"}}},
+            }
+        },
+    )
+    async def attach_disk(vm: str, request: Request, wait: Wait = False, callback_url: Callback = None) -> Response:
+        """Add a disk (hot-plugged when the VM runs); the result is its target."""
+        disk = await _json(request)
+        operation = run("attach-disk", vm, lambda name: {"target": engine.attach_disk(name, disk)}, callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.post("/vms/{vm}/disks/detach", status_code=202, response_model=OperationView, tags=["actions"])
+    async def detach_disk(vm: str, disk: DiskDetach, wait: Wait = False, callback_url: Callback = None) -> Response:
+        operation = run("detach-disk", vm, lambda name: engine.detach_disk(name, disk.target), callback_url)
+        return await agent.respond(operation, wait)
+
+    @api.get("/vms/{vm}/console/log", response_class=PlainTextResponse, tags=["console"])
+    def console_log(vm: str) -> PlainTextResponse:
+        """What the serial console has said so far."""
+        path = engine.console_log_path(vm)
+        return PlainTextResponse(path.read_bytes() if path.exists() else b"")
+
+    @api.websocket("/vms/{vm}/console")
+    async def console(websocket: WebSocket, vm: str) -> None:
+        """Serial console as a websocket: binary frames both ways (not in OpenAPI: websockets are not HTTP)."""
+        await serve_console(websocket, agent, vm)
+
+    @api.get("/operations", response_model=list[OperationView], tags=["operations"])
+    def list_operations(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        return [operation.view() for operation in operations.recent(limit)]
+
+    @api.get("/operations/{operation_id}", response_model=OperationView, tags=["operations"])
+    async def get_operation(operation_id: str, wait: Wait = False) -> dict[str, Any]:
+        operation = operations.get(operation_id)
+        if wait:
+            await asyncio.to_thread(operation.done.wait, 900)
+        return operation.view()
+
+    @api.get("/host", response_model=HostView, tags=["host"])
+    def host() -> dict[str, Any]:
+        info = engine.driver.host_info()
+        return {
+            "hostname": socket.gethostname(),
+            "agent_version": __version__,
+            "hypervisor": info.hypervisor,
+            "cpus": info.cpus,
+            "memory_total": info.memory_total,
+            "memory_available": info.memory_available,
+            "accel": info.accel,
+            "drivers": [engine.driver.kind],
+            "vms": len(engine.store.list_vms()),
+        }
+
+    def _state(name: str) -> dict[str, Any]:
+        return {"name": name, "state": engine.get(name)["state"]}
+
+    return api
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise VmhostError("the request body is not valid JSON") from None

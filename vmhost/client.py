@@ -1,0 +1,126 @@
+"""HTTP client of a vmhost agent; raises the same exceptions the local engine does."""
+
+import queue
+import threading
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from vmhost.api.errors import error_from_body
+from vmhost.drivers.base import ConsoleStream
+from vmhost.errors import HypervisorError, VmhostError
+
+
+class AgentClient:
+    """Operations are called with ?wait=true, so each method returns when the agent has finished."""
+
+    def __init__(self, url: str, token: str, verify: bool | str = True):
+        self.url = url.rstrip("/")
+        self._token = token
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            verify=verify,
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise VmhostError(f"cannot reach the agent at {self.url}", str(exc)) from None
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else None
+        if response.status_code >= 400:
+            if isinstance(body, dict) and "code" in body:
+                raise error_from_body(body)
+            raise HypervisorError(f"agent answered {response.status_code}", response.text[:500])
+        return body if body is not None else response.content
+
+    def _operation(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(method, path, params={"wait": "true", **kwargs.pop("params", {})}, **kwargs)["result"]
+
+    def create(self, document: Any, start: bool) -> dict[str, Any]:
+        result: dict[str, Any] = self._operation("POST", "/v1/vms", json=document, params={"start": str(start).lower()})
+        return result
+
+    def list_rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/v1/vms")
+        return rows
+
+    def get(self, name: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("GET", f"/v1/vms/{name}")
+        return view
+
+    def info(self, name: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("GET", f"/v1/vms/{name}/info")
+        return view
+
+    def start(self, name: str) -> None:
+        self._operation("POST", f"/v1/vms/{name}/start")
+
+    def stop(self, name: str, force: bool, timeout: float | None) -> dict[str, Any]:
+        result: dict[str, Any] = self._operation(
+            "POST", f"/v1/vms/{name}/stop", json={"force": force, "timeout": timeout}
+        )
+        return result
+
+    def reboot(self, name: str, force: bool) -> None:
+        self._operation("POST", f"/v1/vms/{name}/reboot", json={"force": force})
+
+    def kill(self, name: str) -> None:
+        self._operation("POST", f"/v1/vms/{name}/kill")
+
+    def delete(self, name: str) -> None:
+        self._operation("DELETE", f"/v1/vms/{name}")
+
+    def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._operation("PATCH", f"/v1/vms/{name}", json=patch)
+        return result
+
+    def console_log(self, name: str) -> bytes:
+        data: bytes = self._call("GET", f"/v1/vms/{name}/console/log")
+        return data
+
+    def open_console(self, name: str) -> ConsoleStream:
+        scheme = "wss" if self.url.startswith("https") else "ws"
+        address = f"{scheme}{self.url.removeprefix('https').removeprefix('http')}/v1/vms/{name}/console"
+        try:
+            connection = connect(address, additional_headers={"Authorization": f"Bearer {self._token}"})
+        except (OSError, ConnectionClosed) as exc:
+            raise VmhostError(f"cannot open the console of {name} at {self.url}", str(exc)) from None
+        return WebsocketConsole(connection)
+
+
+class WebsocketConsole:
+    """ConsoleStream over the agent's console websocket."""
+
+    def __init__(self, connection: ClientConnection):
+        self._connection = connection
+        self._chunks: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for message in self._connection:
+                self._chunks.put(message if isinstance(message, bytes) else message.encode())
+        except ConnectionClosed:
+            pass
+        self._chunks.put(b"")
+
+    def read(self, timeout: float) -> bytes:
+        try:
+            data = self._chunks.get(timeout=timeout)
+        except queue.Empty:
+            return b""
+        if not data:
+            self._chunks.put(b"")
+            raise EOFError("console closed")
+        return data
+
+    def write(self, data: bytes) -> None:
+        self._connection.send(data)
+
+    def close(self) -> None:
+        self._connection.close()
