@@ -1,11 +1,12 @@
 """HTTP client of a vmhost agent; raises the same exceptions the local engine does."""
 
+import contextlib
 import queue
 import threading
 from typing import Any
 
 import httpx
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from vmhost.api.errors import error_from_body
@@ -86,18 +87,22 @@ class AgentClient:
     def open_console(self, name: str) -> ConsoleStream:
         scheme = "wss" if self.url.startswith("https") else "ws"
         address = f"{scheme}{self.url.removeprefix('https').removeprefix('http')}/v1/vms/{name}/console"
+        stack = contextlib.ExitStack()
         try:
-            connection = connect(address, additional_headers={"Authorization": f"Bearer {self._token}"})
-        except (OSError, ConnectionClosed) as exc:
+            connection = stack.enter_context(
+                connect(address, additional_headers={"Authorization": f"Bearer {self._token}"})
+            )
+        except (OSError, InvalidStatus, ConnectionClosed) as exc:
             raise VmhostError(f"cannot open the console of {name} at {self.url}", str(exc)) from None
-        return WebsocketConsole(connection)
+        return WebsocketConsole(connection, stack)
 
 
 class WebsocketConsole:
-    """ConsoleStream over the agent's console websocket."""
+    """ConsoleStream over the agent's console websocket; owns the connection until close()."""
 
-    def __init__(self, connection: ClientConnection):
+    def __init__(self, connection: ClientConnection, stack: contextlib.ExitStack):
         self._connection = connection
+        self._stack = stack
         self._chunks: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -123,4 +128,4 @@ class WebsocketConsole:
         self._connection.send(data)
 
     def close(self) -> None:
-        self._connection.close()
+        self._stack.close()

@@ -145,6 +145,15 @@ def wait_for_console(engine: Engine, name: str, marker: str, timeout: float = BO
     raise AssertionError(f"{marker!r} not seen on {name}'s console within {timeout}s:\n{text[-2000:]}")
 
 
+def wait_for_count(engine: Engine, name: str, marker: str, count: int, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait until `marker` has appeared `count` times on the console (e.g. READY once per boot)."""
+    path = engine.console_log_path(name)
+    end = time.monotonic() + timeout
+    while (path.read_text(errors="replace") if path.exists() else "").count(marker) < count:
+        assert time.monotonic() < end, f"{marker} not seen {count} times on {name}'s console"
+        time.sleep(0.2)
+
+
 def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT) -> bytes:
     seen = b""
     end = time.monotonic() + timeout

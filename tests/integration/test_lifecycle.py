@@ -6,7 +6,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import read_console_until, wait_for_console
+from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
 from vmhost.drivers.base import DomainState
 from vmhost.errors import Conflict, HostResourceError, HypervisorError
 
@@ -128,9 +128,9 @@ def test_reboot_graceful_and_forced_boot_the_guest_again(engine, guest_spec, vm_
     engine.create(guest_spec(name), start=True)
     wait_for_console(engine, name, "VMHOST-GUEST-READY")
     engine.reboot(name)
-    _wait_for_count(engine, name, "VMHOST-GUEST-READY", 2)
+    wait_for_count(engine, name, "VMHOST-GUEST-READY", 2)
     engine.reboot(name, force=True)
-    _wait_for_count(engine, name, "VMHOST-GUEST-READY", 3)
+    wait_for_count(engine, name, "VMHOST-GUEST-READY", 3)
     assert engine.get(name)["state"] == "running"
 
 
@@ -188,11 +188,3 @@ def test_update_changes_a_stopped_vm_and_refuses_a_running_one(engine, guest_spe
     engine.update(name, {"disks": []})
     assert engine.record(name).owned_paths == []
     assert not (engine.config.data_dir / "vms" / engine.record(name).uuid / "disks" / "vda.qcow2").exists()
-
-
-def _wait_for_count(engine, name: str, marker: str, count: int, timeout: float = 90) -> None:
-    path = engine.console_log_path(name)
-    end = time.monotonic() + timeout
-    while path.read_text(errors="replace").count(marker) < count:
-        assert time.monotonic() < end, f"{marker} not seen {count} times"
-        time.sleep(0.2)

@@ -32,6 +32,9 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
         title="vmhost",
         version=__version__,
         lifespan=_lifespan(agent),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         description="Host agent for virtual machines. Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
     app.include_router(v1.router(agent))
@@ -55,7 +58,12 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
 
     _install_error_handlers(app)
     _install_request_log(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", dependencies=[Depends(agent.auth)], include_in_schema=False)
+    def openapi_document() -> dict[str, Any]:
+        """Behind the token like everything but /healthz (so no browsable docs UI: it could not send one)."""
+        return _openapi(app)
+
     return app
 
 

@@ -223,18 +223,22 @@ class LibvirtDriver:
 
     def list_owned(self) -> list[DomainInfo]:
         """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""
-        return [self._info(dom) for dom in self.conn.listAllDomains() if _is_owned(dom)]
+        owned = []
+        for dom in self.conn.listAllDomains():
+            try:
+                if _is_owned(dom):
+                    owned.append(self._info(dom))
+            except NotFound:
+                continue  # undefined between the listing and the query
+        return owned
 
     def bulk_stats(self) -> list[dict[str, Any]]:
         """One bulk call for every vmhost domain's state, CPU, memory, block and network counters.
 
         NOWAIT skips domains whose QEMU monitor is busy instead of blocking the scrape on them.
         """
-        owned = [dom for dom in self.conn.listAllDomains() if _is_owned(dom)]
-        if not owned:
-            return []
-        records = self.conn.domainListGetStats(owned, _STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
-        return [{"name": dom.name(), **stats} for dom, stats in records]
+        records = self.conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+        return [{"name": dom.name(), **stats} for dom, stats in records if _is_owned(dom)]
 
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)
