@@ -20,6 +20,7 @@ from vmhost.spec import parse_spec
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": meaning}
     for status, meaning in (
+        (400, "malformed request (unknown filter or sort field, body not JSON)"),
         (401, "no or wrong token"),
         (404, "no such VM"),
         (409, "busy or conflicting"),
@@ -168,7 +169,12 @@ def router(agent: Agent) -> APIRouter:
         operation = run("detach-disk", vm, lambda name: engine.detach_disk(name, disk.target), callback_url)
         return await agent.respond(operation, wait)
 
-    @api.get("/vms/{vm}/console/log", response_class=PlainTextResponse, tags=["console"])
+    @api.get(
+        "/vms/{vm}/console/log",
+        tags=["console"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "the console output"}},
+    )
     def console_log(vm: str) -> PlainTextResponse:
         """What the serial console has said so far."""
         path = engine.console_log_path(vm)
