@@ -26,6 +26,7 @@ class HostConfig:
     tls_key: Path | None = None
     agent_url: str | None = None
     zstack_trusted_sources: tuple[str, ...] = ()
+    zstack_console_listen: str = "127.0.0.1"
 
     @property
     def db_path(self) -> Path:

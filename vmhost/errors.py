@@ -28,6 +28,12 @@ class HostResourceError(VmhostError):
     code = "host_resource"
 
 
+class Unavailable(VmhostError):
+    """The hypervisor cannot be reached right now (e.g. libvirtd restarting); retry later."""
+
+    code = "unavailable"
+
+
 class HypervisorError(VmhostError):
     """The hypervisor refused or failed an operation."""
 

@@ -149,9 +149,11 @@ def wait_for_count(engine: Engine, name: str, marker: str, count: int, timeout: 
     """Wait until `marker` has appeared `count` times on the console (e.g. READY once per boot)."""
     path = engine.console_log_path(name)
     end = time.monotonic() + timeout
-    while (path.read_text(errors="replace") if path.exists() else "").count(marker) < count:
-        assert time.monotonic() < end, f"{marker} not seen {count} times on {name}'s console"
+    text = ""
+    while text.count(marker) < count:
+        assert time.monotonic() < end, f"{marker} not seen {count} times on {name}'s console:\n{text[-1500:]}"
         time.sleep(0.2)
+        text = path.read_text(errors="replace") if path.exists() else ""
 
 
 def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT) -> bytes:

@@ -18,7 +18,7 @@ import websockets.sync.client
 
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
 from vmhost.api.app import create_app
-from vmhost.api.server import build_agent
+from vmhost.api.server import ROUTERS, build_agent
 from vmhost.client import AgentClient
 
 
@@ -35,7 +35,7 @@ class RunningAgent:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = self.agent.auth._token
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(self.agent), port=self.port, log_config=None, access_log=False)
+            uvicorn.Config(create_app(self.agent, ROUTERS), port=self.port, log_config=None, access_log=False)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -193,17 +193,17 @@ def test_actions_with_callbacks(http, engine, guest_spec, vm_name):
     finish(http, http.post("/v1/vms", json=guest_spec(name), params=hooks))
     steps = [
         ("start", None, "running"),
+        ("reboot", {"force": True}, "running"),
         ("pause", None, "paused"),
         ("resume", None, "running"),
-        ("reboot", {"force": True}, "running"),
         ("stop", {"timeout": 30}, "stopped"),
         ("start", None, "running"),
         ("kill", None, "stopped"),
     ]
     boots = 0
     for action, body, expected in steps:
-        if action == "stop":
-            wait_for_count(engine, name, "VMHOST-GUEST-READY", boots)
+        if action in ("reboot", "stop"):
+            wait_for_count(engine, name, "VMHOST-GUEST-DEVICES-DONE", boots)
         boots += action in ("start", "reboot")
         operation = finish(http, http.post(f"/v1/vms/{name}/{action}", json=body, params=hooks))
         assert operation["state"] == "succeeded", operation

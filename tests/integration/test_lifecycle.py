@@ -18,7 +18,7 @@ def test_started_vm_prints_marker_through_console_api_and_get_shows_uptime(engin
     try:
         engine.start(name)
         stream = engine.open_console(name)
-        seen = read_console_until(stream, b"VMHOST-GUEST-READY uptime=")
+        read_console_until(stream, b"VMHOST-GUEST-READY uptime=")
     finally:
         if stream:
             stream.close()

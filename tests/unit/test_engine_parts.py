@@ -76,3 +76,23 @@ def test_config_reads_toml_and_refuses_unknown_settings(tmp_path):
 def test_config_defaults_to_kvm_and_system_libvirt():
     assert HostConfig().accel == "kvm"
     assert HostConfig().libvirt_uri == "qemu:///system"
+
+
+def test_store_adds_new_columns_to_an_older_database(tmp_path):
+    import sqlite3
+
+    from vmhost.store.sqlite import Store
+
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE vms (name TEXT PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, driver TEXT NOT NULL, spec TEXT NOT NULL,"
+        " state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', owned_paths TEXT NOT NULL DEFAULT '[]',"
+        " created_at REAL NOT NULL, updated_at REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO vms VALUES ('a', 'u', 'libvirt', '{}', 'running', '', '[]', 1, 1)")
+    old.commit()
+    old.close()
+    record = Store(path).get_vm("a")
+    assert record is not None
+    assert (record.state, record.desired_state, record.restart_count) == ("running", "stopped", 0)

@@ -1,6 +1,5 @@
 """Everything the routes share: config, engine, operations, auth."""
 
-import asyncio
 from dataclasses import dataclass
 
 from fastapi import Response
@@ -27,7 +26,7 @@ class Agent:
             return JSONResponse(
                 operation.view(), status_code=202, headers={"Location": f"/v1/operations/{operation.id}"}
             )
-        await asyncio.to_thread(operation.done.wait, WAIT_LIMIT)
+        await operation.finished(WAIT_LIMIT)
         if operation.error is not None:
             return JSONResponse({**operation.error, "operation": operation.id}, status_code=operation.status)
         return JSONResponse(operation.view(), status_code=200)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
 from vmhost.spec import Problem, SpecError
 
 STATUS: list[tuple[type[Exception], int]] = [
@@ -11,6 +11,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (Conflict, 409),
     (HostResourceError, 409),
     (HypervisorError, 502),
+    (Unavailable, 503),
     (VmhostError, 400),
 ]
 
@@ -43,5 +44,6 @@ def error_from_body(body: dict[str, Any]) -> Exception:
         "conflict": Conflict,
         "host_resource": HostResourceError,
         "hypervisor": HypervisorError,
+        "unavailable": Unavailable,
     }
     return kinds.get(str(code), VmhostError)(message, details if isinstance(details, str) else None)

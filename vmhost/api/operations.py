@@ -1,5 +1,7 @@
 """Long operations run in a thread pool; clients poll /v1/operations/{id}, wait, or get a callback."""
 
+import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
@@ -54,6 +56,27 @@ class Operation:
     started_at: float | None = None
     finished_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _waiters: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    _waiters_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    async def finished(self, timeout: float) -> None:
+        """Wait on the event loop itself: a thread per waiter would run out with many long stops in flight."""
+        loop = asyncio.get_running_loop()
+        signal = asyncio.Event()
+        with self._waiters_lock:
+            if not self.done.is_set():
+                self._waiters.append(lambda: loop.call_soon_threadsafe(signal.set))
+            else:
+                signal.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signal.wait(), timeout)
+
+    def mark_done(self) -> None:
+        with self._waiters_lock:
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for wake in waiters:
+            wake()
 
     def view(self) -> dict[str, Any]:
         return {
@@ -144,7 +167,7 @@ class Operations:
         with self._lock:
             if operation.vm is not None and self._active.get(operation.vm) is operation:
                 del self._active[operation.vm]
-        operation.done.set()
+        operation.mark_done()
         seconds = (operation.finished_at or 0) - (operation.started_at or 0)
         OPERATIONS.labels(operation.kind, operation.state.value).inc()
         OPERATION_SECONDS.labels(operation.kind).observe(seconds)

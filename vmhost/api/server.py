@@ -1,12 +1,13 @@
 """`vmhost serve`: build the agent and run it under uvicorn."""
 
+import gc
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
-from vmhost.api import logs
+from vmhost.api import logs, zstack
 from vmhost.api.agent import Agent
 from vmhost.api.app import create_app
 from vmhost.api.auth import TokenAuth, ensure_token
@@ -15,6 +16,9 @@ from vmhost.config import HostConfig
 from vmhost.drivers.libvirt import LibvirtDriver
 from vmhost.engine import Engine
 from vmhost.errors import VmhostError
+
+ROUTERS = (zstack.router,)
+"""Routers served beside the native API."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,9 @@ def build_agent(config: HostConfig) -> Agent:
 def serve(config: HostConfig, listen: Listen) -> None:
     check_listen(listen)
     logs.configure()
-    app = create_app(build_agent(config))
+    app = create_app(build_agent(config), extra_routers=ROUTERS)
+    gc.collect()
+    gc.freeze()  # start-up objects live forever: keep them out of every later full collection
     uvicorn.run(
         app,
         host=listen.host,

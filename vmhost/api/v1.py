@@ -1,6 +1,5 @@
 """The native API, version 1."""
 
-import asyncio
 import socket
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocke
 from fastapi.responses import PlainTextResponse
 
 from vmhost import __version__
-from vmhost.api.agent import Agent
+from vmhost.api.agent import WAIT_LIMIT, Agent
 from vmhost.api.console import serve_console
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
 from vmhost.api.operations import Operation
@@ -193,7 +192,7 @@ def router(agent: Agent) -> APIRouter:
     async def get_operation(operation_id: str, wait: Wait = False) -> dict[str, Any]:
         operation = operations.get(operation_id)
         if wait:
-            await asyncio.to_thread(operation.done.wait, 900)
+            await operation.finished(WAIT_LIMIT)
         return operation.view()
 
     @api.get("/host", response_model=HostView, tags=["host"])

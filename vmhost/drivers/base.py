@@ -21,6 +21,28 @@ class DomainState(StrEnum):
     OTHER = "other"
 
 
+class DomainEventKind(StrEnum):
+    """Lifecycle changes a driver reports, whatever its hypervisor calls them."""
+
+    DEFINED = "defined"
+    UNDEFINED = "undefined"
+    STARTED = "started"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    SHUTTING_DOWN = "shutting-down"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """`reason` says why, in vmhost's words: guest-poweroff, destroyed, qemu-died, guest-crash, ..."""
+
+    name: str
+    kind: DomainEventKind
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Resources:
     """Host resources the engine allocated for a VM, handed to the driver at define time."""
@@ -97,6 +119,10 @@ class Driver(Protocol):
     def state(self, name: str) -> DomainState: ...
 
     def info(self, name: str) -> DomainInfo: ...
+
+    def states(self) -> dict[str, DomainState]:
+        """Name → state of every domain the hypervisor knows, in one cheap call."""
+        ...
 
     def list_owned(self) -> list[DomainInfo]: ...
 

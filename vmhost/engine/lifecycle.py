@@ -365,20 +365,23 @@ class Engine:
 
     def list_vms(self) -> list[tuple[VmRecord, VmState]]:
         """One bulk hypervisor query for all VMs; VMs with an operation in flight keep their stored state."""
-        live = {info.name: info for info in self.driver.list_owned()}
-        rows = []
-        for record in self.store.list_vms():
-            rows.append((record, self._state_from(record, live.get(record.name))))
-        return rows
+        live = self.driver.states()
+        return [
+            (record, self._reconciled(record, live.get(record.name, DomainState.ABSENT)))
+            for record in self.store.list_vms()
+        ]
 
     def list_vms_cached(self) -> list[tuple[VmRecord, VmState]]:
         """The store's view, no hypervisor call: for hot paths while something else keeps it fresh."""
         return [(record, VmState(record.state)) for record in self.store.list_vms()]
 
     def _state_from(self, record: VmRecord, info: DomainInfo | None) -> VmState:
+        return self._reconciled(record, info.state if info else DomainState.ABSENT)
+
+    def _reconciled(self, record: VmRecord, live: DomainState) -> VmState:
         if VmState(record.state) in TRANSIENT and self.locks.is_held(record.name):
             return VmState(record.state)
-        state = OBSERVED[info.state if info else DomainState.ABSENT]
+        state = OBSERVED[live]
         if state.value != record.state:
             reason = "the hypervisor has no definition for this VM" if state == VmState.FAILED else ""
             self._set_state(record.name, state, reason)

@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS vms (
     state TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '',
     owned_paths TEXT NOT NULL DEFAULT '[]',
+    desired_state TEXT NOT NULL DEFAULT 'stopped',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    last_exit_reason TEXT NOT NULL DEFAULT '',
+    next_retry_at REAL,
+    started_at REAL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -36,6 +41,16 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 CREATE INDEX IF NOT EXISTS operations_vm ON operations(vm_name, id);
 """
+# Columns added after the first release, with their definitions: added to older databases on open.
+ADDED_COLUMNS = {
+    "vms": {
+        "desired_state": "TEXT NOT NULL DEFAULT 'stopped'",
+        "restart_count": "INTEGER NOT NULL DEFAULT 0",
+        "last_exit_reason": "TEXT NOT NULL DEFAULT ''",
+        "next_retry_at": "REAL",
+        "started_at": "REAL",
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,11 @@ class VmRecord:
     owned_paths: list[str]
     created_at: float
     updated_at: float
+    desired_state: str = "stopped"
+    restart_count: int = 0
+    last_exit_reason: str = ""
+    next_retry_at: float | None = None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +94,19 @@ class Store:
             os.chmod(path, 0o600)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._writes = 0
+        self._listing: tuple[tuple[int, int], list[VmRecord]] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, definition in columns.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -88,6 +118,7 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._writes += 1
 
     def close(self) -> None:
         self._db.close()
@@ -134,9 +165,16 @@ class Store:
             return self._db.execute("SELECT 1 FROM vms WHERE uuid = ?", (uuid,)).fetchone() is not None
 
     def list_vms(self) -> list[VmRecord]:
+        """Decoded once per change: SQLite's data_version moves on other connections' commits, `_writes` on ours.
+
+        Listing is the agent's hot path; re-decoding every spec per request made garbage-collection pauses.
+        """
         with self._lock:
-            rows = self._db.execute("SELECT * FROM vms ORDER BY name").fetchall()
-        return [_vm(row) for row in rows]
+            version = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
+            if self._listing is None or self._listing[0] != version:
+                rows = self._db.execute("SELECT * FROM vms ORDER BY name").fetchall()
+                self._listing = (version, [_vm(row) for row in rows])
+            return list(self._listing[1])
 
     def begin_operation(self, vm_name: str, vm_uuid: str | None, kind: str) -> int:
         with self._transaction() as db:
@@ -180,4 +218,9 @@ def _vm(row: sqlite3.Row) -> VmRecord:
         owned_paths=json.loads(row["owned_paths"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        desired_state=row["desired_state"],
+        restart_count=row["restart_count"],
+        last_exit_reason=row["last_exit_reason"],
+        next_retry_at=row["next_retry_at"],
+        started_at=row["started_at"],
     )

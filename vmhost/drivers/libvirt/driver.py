@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from lxml import etree
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Resources
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
-from vmhost.errors import HypervisorError, NotFound
+from vmhost.errors import HypervisorError, NotFound, Unavailable
 from vmhost.render.libvirt import domain_xml, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
 from vmhost.spec import VMSpec
@@ -35,6 +36,7 @@ _UNDEFINE_FLAGS = (
     | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
 )
 _NODE_MEMORY_KEYS = ("free", "buffers", "cached")
+DETACH_WAIT = 10.0
 _STATS_GROUPS = (
     libvirt.VIR_DOMAIN_STATS_STATE
     | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
@@ -69,7 +71,7 @@ class LibvirtDriver:
             try:
                 conn = libvirt.open(self.uri)
             except libvirt.libvirtError as exc:
-                raise HypervisorError(
+                raise Unavailable(
                     f"cannot connect to libvirt at {self.uri} (is libvirtd running?)", exc.get_error_message()
                 ) from None
             self._local.conn = conn
@@ -145,9 +147,15 @@ class LibvirtDriver:
         self._call(spec.name, "attach a disk to", lambda: dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        """Ask the guest to release the disk and wait until it has: a guest may refuse (the disk in use)."""
         xml = _disk_xml(render_domain(spec, self._context(spec, resources)), target)
         dom = self._domain(spec.name)
         self._call(spec.name, "detach a disk from", lambda: dom.detachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+        deadline = time.monotonic() + DETACH_WAIT
+        while f"dev='{target}'" in self._call(spec.name, "query", lambda: dom.XMLDesc(0)):
+            if time.monotonic() > deadline:
+                raise HypervisorError(f"the guest of {spec.name} did not release disk {target} in {DETACH_WAIT:.0f}s")
+            time.sleep(0.1)
 
     def undefine(self, name: str) -> None:
         try:
@@ -220,6 +228,13 @@ class LibvirtDriver:
             cpu_time_ns=cpu_time,
             pid=_qemu_pid(dom.name()) if mapped != DomainState.SHUTOFF else None,
         )
+
+    def states(self) -> dict[str, DomainState]:
+        """Every domain's state in one call (bulk stats, state group only)."""
+        records = self.conn.getAllDomainStats(
+            libvirt.VIR_DOMAIN_STATS_STATE, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+        )
+        return {dom.name(): _STATES.get(stats.get("state.state", -1), DomainState.OTHER) for dom, stats in records}
 
     def list_owned(self) -> list[DomainInfo]:
         """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""

@@ -1,0 +1,279 @@
+"""What each ZStack agent path does with the engine, and the reply fields it returns.
+
+Async paths return a Job (planned at once, run as an operation); sync paths return their reply directly.
+VMs are found by vmInstanceUuid. Only VMs created through this dialect (they carry the zstack.vm-name label)
+are reported to the management node, so VMs made through vmhost's own API stay invisible to it.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from vmhost.api.zstack import convert, hypervisor
+from vmhost.api.zstack.tasks import Job, Reply
+from vmhost.engine import Engine
+from vmhost.engine.states import VmState
+from vmhost.errors import Conflict, HostResourceError, NotFound
+from vmhost.store.sqlite import VmRecord
+
+Command = Mapping[str, Any]
+
+# ZStack's agent vocabulary (KvmVmState); stopped VMs are reported by absence, as ZStack undefines them.
+ZSTACK_STATES = {
+    VmState.RUNNING: "Running",
+    VmState.PAUSED: "Paused",
+    VmState.CRASHED: "Crashed",
+    VmState.STOPPING: "Running",
+}
+ABSENT_STATE = "Shutdown"
+STOP_TYPES = ("grace", "cold", "force")
+ALIVE = (VmState.RUNNING, VmState.PAUSED)
+REDEFINE_AFTER_KILL = (VmState.PAUSED, VmState.CRASHED, VmState.STOPPING)
+
+
+def replacement_patch(old: Any, new: Any) -> Any:
+    """A JSON merge patch that turns `old` into exactly `new` (keys missing from `new` are deleted)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        patch[key] = replacement_patch(old.get(key), value)
+    return patch
+
+
+def _timeout(cmd: Command) -> float | None:
+    """Seconds; ZStack sends 0 or nothing for "use your default"."""
+    return float(cmd["timeout"]) if convert.is_set(cmd.get("timeout")) else None
+
+
+def _reply_only(action: Callable[[], object]) -> Callable[[], Reply]:
+    """Work for commands whose reply is just {success, error}: whatever the engine returns is not sent."""
+
+    def work() -> Reply:
+        action()
+        return {}
+
+    return work
+
+
+def _already_done() -> Reply:
+    """Stopping or destroying a VM that is not on this host: ZStack's agent answers success."""
+    return {}
+
+
+def _zstack_state(state: VmState | None) -> str:
+    return ZSTACK_STATES.get(state, ABSENT_STATE) if state is not None else ABSENT_STATE
+
+
+def is_zstack_vm(record: VmRecord) -> bool:
+    return convert.NAME_LABEL in record.spec.get("labels", {})
+
+
+@dataclass
+class HostIdentity:
+    """What /host/connect told us; /host/ping echoes it so the management node notices an agent restart."""
+
+    host_uuid: str | None = None
+    send_command_url: str | None = None
+
+
+class ZStackHost:
+    def __init__(self, engine: Engine, console_listen: str = convert.LOOPBACK):
+        self.engine = engine
+        self.console_listen = console_listen
+        self.identity = HostIdentity()
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def _find(self, value: object, path: str) -> VmRecord | None:
+        return self.engine.store.find_vm(convert.vm_uuid(value, path))
+
+    def _existing(self, value: object, path: str) -> VmRecord:
+        record = self._find(value, path)
+        if record is None:
+            raise NotFound(f"no VM with uuid {value} on this host")
+        return record
+
+    def _state(self, record: VmRecord) -> VmState:
+        return VmState(self.engine.get(record.name)["state"])
+
+    # ---- host ------------------------------------------------------------------------------------
+
+    def connect(self, cmd: Command) -> Reply:
+        """Sync. Remembers the host uuid and the management node's command URL; answers with versions."""
+        self.identity = HostIdentity(cmd.get("hostUuid"), cmd.get("sendCommandUrl"))
+        facts = hypervisor.host_facts(self.engine)
+        return {"libvirtVersion": facts.libvirt_version, "qemuVersion": facts.qemu_version}
+
+    def ping(self, _cmd: Command) -> Job:
+        identity = self.identity
+        reply = {"hostUuid": identity.host_uuid, "sendCommandUrl": identity.send_command_url}
+        return Job("zstack-ping", None, None, lambda: reply)
+
+    def capacity(self, _cmd: Command) -> Job:
+        return Job("zstack-capacity", None, None, self._capacity)
+
+    def _capacity(self) -> Reply:
+        """usedCpu counts the vCPUs and usedMemory the memory of VMs that run (or are paused) now."""
+        facts = hypervisor.host_facts(self.engine)
+        alive = [self.engine.spec_of(record) for record, state in self.engine.list_vms() if state in ALIVE]
+        return {
+            "cpuNum": facts.cpus,
+            "cpuSpeed": facts.cpu_mhz,
+            "cpuSockets": facts.cpu_sockets,
+            "usedCpu": sum(spec.cpu.vcpus for spec in alive),
+            "totalMemory": facts.memory_total,
+            "usedMemory": sum(spec.memory.size for spec in alive),
+        }
+
+    # ---- start -----------------------------------------------------------------------------------
+
+    def start(self, cmd: Command) -> Job:
+        document = convert.start_vm_spec(cmd, self.console_listen)
+        record = self.engine.store.find_vm(document["uuid"])
+        document["name"] = record.name if record else self._free_name(document)
+        return Job("zstack-start", document["name"], document["uuid"], lambda: self._start(document))
+
+    def _free_name(self, document: dict[str, Any]) -> str:
+        """ZStack names need not be unique; a name another VM holds falls back to one made from the uuid."""
+        taken = self.engine.store.find_vm(document["name"])
+        return convert.fallback_name(document["uuid"]) if taken else str(document["name"])
+
+    def _start(self, document: dict[str, Any]) -> Reply:
+        """Running: nothing to do (ZStack answers success too). Otherwise define the command's config, then start."""
+        record = self.engine.store.find_vm(document["uuid"])
+        if record is None:
+            self.engine.create(document, start=True)
+            return {}
+        state = self._state(record)
+        if state == VmState.RUNNING:
+            return {}
+        if state in REDEFINE_AFTER_KILL:
+            self.engine.kill(record.name)
+        self.engine.update(record.name, replacement_patch(record.spec, document))
+        self.engine.start(record.name)
+        return {}
+
+    # ---- power -----------------------------------------------------------------------------------
+
+    def stop(self, cmd: Command) -> Job:
+        """grace: ACPI, forced after `timeout` seconds; cold and force: at once. A VM not here is stopped."""
+        stop_type = cmd.get("type") or "grace"
+        if stop_type not in STOP_TYPES:
+            raise convert.Unmappable("type", f"must be one of {', '.join(STOP_TYPES)}; got {stop_type!r}")
+        timeout = _timeout(cmd)
+        record = self._find(cmd.get("uuid"), "uuid")
+        if record is None:
+            return Job("zstack-stop", None, None, _already_done)
+        stop = partial(self.engine.stop, record.name, force=stop_type != "grace", timeout=timeout)
+        return Job("zstack-stop", record.name, record.uuid, _reply_only(stop))
+
+    def destroy(self, cmd: Command) -> Job:
+        record = self._find(cmd.get("uuid"), "uuid")
+        if record is None:
+            return Job("zstack-destroy", None, None, _already_done)
+        return Job("zstack-destroy", record.name, record.uuid, _reply_only(partial(self.engine.kill, record.name)))
+
+    def reboot(self, cmd: Command) -> Job:
+        """Like ZStack's agent: stop (gracefully, forced at the timeout), then start again."""
+        record = self._existing(cmd.get("uuid"), "uuid")
+        timeout = _timeout(cmd)
+        return Job("zstack-reboot", record.name, record.uuid, _reply_only(lambda: self._reboot(record.name, timeout)))
+
+    def _reboot(self, name: str, timeout: float | None) -> None:
+        self.engine.stop(name, timeout=timeout)
+        self.engine.start(name)
+
+    def pause(self, cmd: Command) -> Job:
+        record = self._existing(cmd.get("uuid"), "uuid")
+        return Job("zstack-pause", record.name, record.uuid, _reply_only(partial(self.engine.pause, record.name)))
+
+    def resume(self, cmd: Command) -> Job:
+        record = self._existing(cmd.get("uuid"), "uuid")
+        return Job("zstack-resume", record.name, record.uuid, _reply_only(partial(self.engine.resume, record.name)))
+
+    # ---- states ----------------------------------------------------------------------------------
+
+    def vmsync(self, _cmd: Command) -> Job:
+        return Job("zstack-vmsync", None, None, self._vm_states)
+
+    def _vm_states(self) -> Reply:
+        states: dict[str, str] = {}
+        in_shutdown: list[str] = []
+        for record, state in self.engine.list_vms():
+            if not is_zstack_vm(record) or state not in ZSTACK_STATES:
+                continue
+            key = convert.zstack_uuid(record.uuid)
+            states[key] = ZSTACK_STATES[state]
+            if state == VmState.STOPPING:
+                in_shutdown.append(key)
+        return {"states": states, "vmInShutdowns": in_shutdown}
+
+    def checkstate(self, cmd: Command) -> Job:
+        asked = [str(u) for u in convert.json_list(cmd.get("vmUuids"), "vmUuids")]
+        return Job("zstack-checkstate", None, None, lambda: self._checked(asked))
+
+    def _checked(self, asked: list[str]) -> Reply:
+        """Each asked uuid, keyed as the management node wrote it; one not running here is Shutdown."""
+        current = {record.uuid: state for record, state in self.engine.list_vms()}
+        states = {}
+        for value in asked:
+            try:
+                states[value] = _zstack_state(current.get(convert.vm_uuid(value)))
+            except convert.Unmappable:
+                states[value] = ABSENT_STATE
+        return {"states": states}
+
+    def getvncport(self, cmd: Command) -> Job:
+        record = self._existing(cmd.get("vmUuid"), "vmUuid")
+        return Job("zstack-getvncport", None, record.uuid, lambda: self._console_port(record))
+
+    def _console_port(self, record: VmRecord) -> Reply:
+        if self._state(record) not in ALIVE:
+            raise Conflict(f"{record.name} is not running, so it has no console port")
+        ports = hypervisor.graphics_ports(self.engine, record.name)
+        if not ports:
+            raise HostResourceError(f"{record.name} has no VNC or SPICE console")
+        protocol = "vnc" if "vnc" in ports else "spice"
+        return {
+            "port": ports[protocol],
+            "protocol": protocol,
+            "vncPort": ports.get("vnc"),
+            "spicePort": ports.get("spice"),
+        }
+
+    # ---- volumes ---------------------------------------------------------------------------------
+
+    def attach_volume(self, cmd: Command) -> Job:
+        record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
+        disk = convert.data_volume_disk(cmd, record.spec.get("boot", {}).get("machine"))
+        return Job("zstack-attach-volume", record.name, record.uuid, lambda: self._attached(record, disk))
+
+    def _attached(self, record: VmRecord, disk: dict[str, Any]) -> Reply:
+        """Attaching a volume that is already attached succeeds without plugging in a second copy."""
+        if self._target_of(record.name, disk["source"]) is None:
+            self.engine.attach_disk(record.name, disk)
+        return {}
+
+    def detach_volume(self, cmd: Command) -> Job:
+        record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
+        volume = convert.json_object(cmd.get("volume"), "volume")
+        source = convert.volume_source(volume, "volume")
+        return Job("zstack-detach-volume", record.name, record.uuid, lambda: self._detached(record, source))
+
+    def _detached(self, record: VmRecord, source: dict[str, Any]) -> Reply:
+        """A volume not attached (any more) is detached: success, as ZStack's agent answers. On a running VM
+        the engine waits until the guest has released the disk and keeps the definition if it never does, so
+        the management node never hands a volume to another VM while this one still writes to it."""
+        target = self._target_of(record.name, source)
+        if target is not None:
+            self.engine.detach_disk(record.name, target)
+        return {}
+
+    def _target_of(self, name: str, source: dict[str, Any]) -> str | None:
+        wanted = convert.source_identity(source)
+        for disk in self.engine.record(name).spec.get("disks", []):
+            if convert.source_identity(disk["source"]) == wanted:
+                return str(disk["target"])
+        return None
