@@ -1,8 +1,10 @@
 """HTTP client of a vmhost agent; raises the same exceptions the local engine does."""
 
 import contextlib
+import json
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -79,6 +81,20 @@ class AgentClient:
     def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._operation("PATCH", f"/v1/vms/{name}", json=patch)
         return result
+
+    def events(self, vm: str | None, follow: bool) -> Iterator[dict[str, Any]]:
+        """Each state change as a dict, from the agent's recent history and then (with follow) live."""
+        params = {"follow": str(follow).lower(), **({"vm": vm} if vm else {})}
+        try:
+            with self._http.stream("GET", "/v1/events", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_body(response.json())
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line.removeprefix("data: "))
+        except httpx.HTTPError as exc:
+            raise VmhostError(f"lost the event stream of {self.url}", str(exc)) from None
 
     def console_log(self, name: str) -> bytes:
         data: bytes = self._call("GET", f"/v1/vms/{name}/console/log")

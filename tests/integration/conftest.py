@@ -4,6 +4,7 @@ Every VM a test makes is named with the session prefix; teardown deletes them an
 domain and no QEMU process with that prefix survived.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,13 +30,26 @@ BOOT_TIMEOUT = 90.0
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def libvirt_conn() -> Iterator[libvirt.virConnect]:
+def _connect() -> libvirt.virConnect:
     try:
-        conn = libvirt.open(URI)
+        return libvirt.open(URI)
     except libvirt.libvirtError as exc:
         pytest.fail(f"libvirtd is not reachable at {URI} (run scripts/setup.sh): {exc}")
+
+
+@pytest.fixture
+def libvirt_conn(_no_leftovers: None) -> Iterator[libvirt.virConnect]:
+    """A fresh connection per test: one test restarts libvirtd, which kills older connections."""
+    conn = _connect()
     yield conn
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def _no_leftovers() -> Iterator[None]:
+    yield
+    conn = _connect()
     leftovers = [d.name() for d in conn.listAllDomains() if d.name().startswith(PREFIX)]
     for name in leftovers:
         dom = conn.lookupByName(name)

@@ -2,7 +2,6 @@
 
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,44 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets.exceptions
 import websockets.sync.client
 
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
-from vmhost.api.app import create_app
-from vmhost.api.server import ROUTERS, build_agent
+from tests.integration.running_agent import RunningAgent
 from vmhost.client import AgentClient
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RunningAgent:
-    def __init__(self, config):
-        self.agent = build_agent(config)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token = self.agent.auth._token
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(self.agent, ROUTERS), port=self.port, log_config=None, access_log=False)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "RunningAgent":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.integration.test_api import RunningAgent
+from tests.integration.running_agent import RunningAgent
 from vmhost.config import HostConfig
 
 EXAMPLES_PER_OPERATION = 12

@@ -209,6 +209,7 @@ def test_read_metadata_round_trips_labels_and_owned_disks() -> None:
     assert read_metadata(domain_xml(spec, ctx)) == {
         "labels": {"a": 'x < y & "z"', "b": "2"},
         "owned_disks": ["/var/lib/vmhost/t-vda.qcow2"],
+        "spec": spec.model_dump(mode="json"),
     }
 
 

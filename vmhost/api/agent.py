@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from vmhost.api.auth import TokenAuth
 from vmhost.api.operations import Operation, Operations
 from vmhost.config import HostConfig
+from vmhost.drivers.base import EventSource
 from vmhost.engine import Engine
 
 WAIT_LIMIT = 900.0
@@ -19,6 +20,7 @@ class Agent:
     engine: Engine
     operations: Operations
     auth: TokenAuth
+    monitor: EventSource
 
     async def respond(self, operation: Operation, wait: bool) -> Response:
         """202 with the operation at once; with wait, the finished operation (or its error and status)."""

@@ -23,7 +23,8 @@ from vmhost.errors import VmhostError
 from vmhost.spec import SpecError, VMSpec
 
 log = logging.getLogger("vmhost.http")
-RECONCILE_INTERVAL = 2.0
+RECONCILE_INTERVAL = 30.0
+"""Events keep the store true; this bulk reconcile is only the safety net."""
 Router = Callable[[Agent], Any]
 
 
@@ -70,25 +71,46 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
 def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        agent.monitor.start(
+            sink=agent.engine.on_domain_event,
+            on_connected=lambda: _resync(agent),
+            on_lost=lambda why: log.warning("hypervisor connection lost", extra={"reason": why}),
+        )
+        await asyncio.to_thread(_recover, agent)
         stop = threading.Event()
         thread = threading.Thread(target=_keep_store_fresh, args=(agent, stop), name="reconcile", daemon=True)
         thread.start()
         yield
         stop.set()
+        agent.monitor.stop()
         await asyncio.to_thread(thread.join, 5)
         agent.operations.shutdown()
 
     return lifespan
 
 
+def _recover(agent: Agent) -> None:
+    try:
+        agent.engine.recover()
+    except VmhostError as exc:
+        log.error("recovery at start-up failed", extra={"error": exc.message, "detail": exc.detail})
+
+
+def _resync(agent: Agent) -> None:
+    """After (re)connecting to the hypervisor: catch up with whatever happened while events were not flowing."""
+    try:
+        agent.engine.list_vms()
+    except VmhostError as exc:
+        log.warning("resync failed", extra={"error": exc.message})
+    log.info("hypervisor events connected")
+
+
 def _keep_store_fresh(agent: Agent, stop: threading.Event) -> None:
-    """One bulk hypervisor query every few seconds, so GET /v1/vms answers from the store alone."""
-    while not stop.is_set():
+    while not stop.wait(RECONCILE_INTERVAL):
         try:
             agent.engine.list_vms()
-        except Exception:
-            log.exception("reconcile failed")
-        stop.wait(RECONCILE_INTERVAL)
+        except VmhostError as exc:
+            log.warning("reconcile failed", extra={"error": exc.message})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from vmhost.api.auth import TokenAuth, ensure_token
 from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
 from vmhost.drivers.libvirt import LibvirtDriver
+from vmhost.drivers.libvirt.events import LibvirtEventMonitor
 from vmhost.engine import Engine
 from vmhost.errors import VmhostError
 
@@ -55,7 +56,8 @@ def _is_loopback(host: str) -> bool:
 def build_agent(config: HostConfig) -> Agent:
     engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel), progress=report_progress)
     auth = TokenAuth(ensure_token(config.data_dir), tuple(config.zstack_trusted_sources))
-    return Agent(config=config, engine=engine, operations=Operations(), auth=auth)
+    monitor = LibvirtEventMonitor(config.libvirt_uri)
+    return Agent(config=config, engine=engine, operations=Operations(), auth=auth, monitor=monitor)
 
 
 def serve(config: HostConfig, listen: Listen) -> None:

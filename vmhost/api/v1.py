@@ -1,17 +1,21 @@
 """The native API, version 1."""
 
+import asyncio
+import json
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from vmhost import __version__
 from vmhost.api.agent import WAIT_LIMIT, Agent
 from vmhost.api.console import serve_console
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
 from vmhost.api.operations import Operation
+from vmhost.engine import Engine
+from vmhost.engine.events import VmEvent
 from vmhost.engine.views import select, summary
 from vmhost.errors import VmhostError
 from vmhost.spec import parse_spec
@@ -184,6 +188,21 @@ def router(agent: Agent) -> APIRouter:
         """Serial console as a websocket: binary frames both ways (not in OpenAPI: websockets are not HTTP)."""
         await serve_console(websocket, agent, vm)
 
+    @api.get(
+        "/events",
+        tags=["events"],
+        response_class=Response,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "one `data:` JSON object per change"}},
+    )
+    async def events(
+        request: Request,
+        vm: Annotated[str | None, Query(description="Only this VM (name).")] = None,
+        since: Annotated[float, Query(ge=0, description="Replay kept events newer than this Unix time.")] = 0.0,
+        follow: Annotated[bool, Query(description="Keep the stream open for new events.")] = False,
+    ) -> StreamingResponse:
+        """State changes as server-sent events, like `vmadm events`: replayed from `since`, then live."""
+        return StreamingResponse(_event_stream(request, engine, vm, since, follow), media_type="text/event-stream")
+
     @api.get("/operations", response_model=list[OperationView], tags=["operations"])
     def list_operations(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return [operation.view() for operation in operations.recent(limit)]
@@ -214,6 +233,34 @@ def router(agent: Agent) -> APIRouter:
         return {"name": name, "state": engine.get(name)["state"]}
 
     return api
+
+
+KEEPALIVE_SECONDS = 15.0
+
+
+async def _event_stream(
+    request: Request, engine: Engine, vm: str | None, since: float, follow: bool
+) -> AsyncIterator[str]:
+    """Subscribe first, then replay, so nothing falls between the two."""
+    loop = asyncio.get_running_loop()
+    live: asyncio.Queue[VmEvent] = asyncio.Queue()
+    unsubscribe = engine.events.subscribe(lambda event: loop.call_soon_threadsafe(live.put_nowait, event))
+    try:
+        replayed = engine.events.recent(since)
+        for event in replayed:
+            if vm in (None, event.vm):
+                yield f"data: {json.dumps(event.view())}\n\n"
+        last = replayed[-1].time if replayed else since
+        while follow and not await request.is_disconnected():
+            try:
+                event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if event.time > last and vm in (None, event.vm):
+                yield f"data: {json.dumps(event.view())}\n\n"
+    finally:
+        unsubscribe()
 
 
 async def _json(request: Request) -> Any:

@@ -280,6 +280,22 @@ def serve(
 
 
 @app.command()
+def events(
+    name: Annotated[str | None, typer.Argument(help="Only this VM.")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events.")] = False,
+) -> None:
+    """State changes as JSON lines, from the agent (--agent, or the config's listen address)."""
+    with _errors():
+        config = _config()
+        url = _state.agent or config.agent_url or f"http://{config.listen_host}:{config.listen_port}"
+        token = _state.token or read_token(config.data_dir)
+        if not token:
+            raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
+        for event in AgentClient(url, token).events(name, follow):
+            out.print(json.dumps(event), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of a VM spec."""
     _print_json(VMSpec.model_json_schema())

@@ -1,6 +1,6 @@
 """The hypervisor-agnostic driver contract the lifecycle engine is written against."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -81,6 +81,16 @@ class ConsoleStream(Protocol):
     def close(self) -> None: ...
 
 
+class EventSource(Protocol):
+    """Pushes DomainEvents as they happen; reconnects by itself and calls on_connected after each (re)connect."""
+
+    def start(
+        self, sink: Callable[[DomainEvent], None], on_connected: Callable[[], None], on_lost: Callable[[str], None]
+    ) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Driver(Protocol):
     """One hypervisor. Every method is blocking; names are already validated by the spec."""
 
@@ -128,6 +138,14 @@ class Driver(Protocol):
 
     def bulk_stats(self) -> list[dict[str, Any]]:
         """Per-VM counters for metrics, named as libvirt's bulk stats name them (state.state, cpu.time, ...)."""
+        ...
+
+    def recorded_spec(self, name: str) -> dict[str, Any] | None:
+        """The spec the hypervisor keeps for a VM vmhost defined (secrets masked), to adopt it without a store."""
+        ...
+
+    def kill_process(self, name: str) -> bool:
+        """Last resort when a forced stop fails: SIGKILL the VM's process. False if there was none."""
         ...
 
     def open_console(self, name: str) -> ConsoleStream: ...

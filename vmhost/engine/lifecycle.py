@@ -1,6 +1,8 @@
 """Engine: create, start (two-phase), stop, reboot, kill, delete and update VMs, one VM lock at a time."""
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from vmhost.config import HostConfig
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, Driver
+from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
 from vmhost.engine import resources
 from vmhost.engine.activation import ActivationStep, step_name
+from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.locks import VmLocks
 from vmhost.engine.merge import merge_patch
 from vmhost.engine.rollback import Rollback
@@ -24,13 +27,37 @@ from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.spec.units import format_size
 from vmhost.store.sqlite import Store, VmRecord
 
-GONE = {DomainState.SHUTOFF, DomainState.ABSENT}
+GONE = {DomainState.SHUTOFF, DomainState.CRASHED, DomainState.ABSENT}
+"""No process left: off, off after a crash, or not defined at all."""
 POLL_INTERVAL = 0.1
 FORCED_STOP_WAIT = 30.0
+DESTROY_ATTEMPTS = 3
+STABLE_SECONDS = 60.0
+"""A VM that ran this long before it stopped gets its restart count reset."""
 MASKED_SECRET = "********"
-VIEW_ONLY_KEYS = ("state", "state_reason", "driver", "created_at", "updated_at", "runtime")
+VIEW_ONLY_KEYS = ("state", "state_reason", "driver", "created_at", "updated_at", "runtime", "restart_status")
+EVENT_STATES = {
+    DomainEventKind.STARTED: VmState.RUNNING,
+    DomainEventKind.RESUMED: VmState.RUNNING,
+    DomainEventKind.PAUSED: VmState.PAUSED,
+    DomainEventKind.SHUTTING_DOWN: VmState.STOPPING,
+    DomainEventKind.STOPPED: VmState.STOPPED,
+    DomainEventKind.CRASHED: VmState.CRASHED,
+    DomainEventKind.UNDEFINED: VmState.FAILED,
+}
+EVENT_REASONS = {
+    "guest-poweroff": "the guest powered off",
+    "destroyed": "destroyed outside vmhost",
+    "qemu-died": "the QEMU process died",
+    "guest-crash": "the guest crashed",
+    "guest-panic": "the guest panicked",
+    "undefined": "undefined outside vmhost",
+    "io-error": "paused on a disk I/O error",
+    "watchdog": "paused by the watchdog",
+}
 
 Progress = Callable[[str], None]
+log = logging.getLogger("vmhost.engine")
 
 
 def _quiet(_message: str) -> None:
@@ -59,6 +86,10 @@ class Engine:
         self.locks = VmLocks(config.data_dir / "locks")
         self.activation_steps = list(activation_steps)
         self.progress = progress
+        self.events = EventBus()
+        self._gone: dict[str, threading.Event] = {}
+        self._restarts: dict[str, threading.Timer] = {}
+        self._timers_lock = threading.Lock()
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -89,8 +120,12 @@ class Engine:
             raise
         self.store.finish_operation(op, "succeeded")
 
-    def _set_state(self, name: str, state: VmState, reason: str = "") -> None:
-        self.store.update_vm(name, state=state.value, reason=reason)
+    def _set_state(self, name: str, state: VmState, reason: str = "", **columns: Any) -> None:
+        """Record a state (and any other columns); publish an event when the state or its reason changed."""
+        before = self.store.get_vm(name)
+        self.store.update_vm(name, state=state.value, reason=reason, **columns)
+        if before is not None and (before.state, before.reason) != (state.value, reason):
+            self.events.publish(VmEvent(vm=name, uuid=before.uuid, type="state", state=state.value, reason=reason))
 
     def _observe(self, record: VmRecord) -> VmState:
         """The hypervisor's view wins; store it so the record stays true."""
@@ -143,16 +178,19 @@ class Engine:
 
     def start(self, name: str) -> VmRecord:
         with self._locked(name) as record:
+            self._cancel_restart(record.name)
+            self.store.update_vm(record.name, restart_count=0, next_retry_at=None)
             self._start_locked(record)
             return self.record(record.name)
 
     def _start_locked(self, record: VmRecord) -> None:
         current = self._observe(record)
         if current == VmState.RUNNING:
+            self.store.update_vm(record.name, desired_state="running")
             return
         if current == VmState.PAUSED:
             self.driver.resume(record.name)
-            self._set_state(record.name, VmState.RUNNING)
+            self._set_state(record.name, VmState.RUNNING, desired_state="running")
             return
         spec = self.spec_of(record)
         self._check_startable(spec)
@@ -163,7 +201,7 @@ class Engine:
             except Exception as exc:
                 self._set_state(record.name, VmState.STOPPED, reason=f"start failed: {exc}")
                 raise
-            self._set_state(record.name, VmState.RUNNING)
+            self._set_state(record.name, VmState.RUNNING, desired_state="running", started_at=time.time())
 
     def _check_startable(self, spec: VMSpec) -> None:
         problems = self._host_problems(spec).problems
@@ -203,7 +241,7 @@ class Engine:
         """Graceful: ACPI power button, wait until gone, force-destroy at the deadline. Idempotent."""
         deadline = self.config.stop_timeout if timeout is None else timeout
         with self._locked(name) as record:
-            if self._observe(record) in (VmState.STOPPED, VmState.FAILED):
+            if self._observe(record) in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED):
                 return StopResult("already-stopped", 0.0)
             began = time.monotonic()
             with self._operation("stop", record):
@@ -213,6 +251,8 @@ class Engine:
             return StopResult(method, time.monotonic() - began)
 
     def _stop_domain(self, name: str, force: bool, deadline: float) -> str:
+        """ACPI first (unless forced), then destroy, retried; if libvirt cannot, SIGKILL the process itself."""
+        self._gone_signal(name).clear()
         if not force:
             try:
                 self.driver.request_shutdown(name)
@@ -222,25 +262,44 @@ class Engine:
                 raise
             if self._wait_gone(name, deadline, "waiting for the guest to power off"):
                 return "acpi"
-        self.driver.destroy(name)
-        if not self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the forced stop"):
-            raise HypervisorError(f"{name} is still running after a forced stop")
-        return "forced"
+        failure: VmhostError | None = None
+        for _attempt in range(DESTROY_ATTEMPTS):
+            try:
+                self.driver.destroy(name)
+            except VmhostError as exc:
+                failure = exc
+                continue
+            if self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the forced stop"):
+                return "forced"
+        if self.driver.kill_process(name) and self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the killed process"):
+            return "killed-process"
+        raise HypervisorError(
+            f"{name} is still running after {DESTROY_ATTEMPTS} forced stops and a kill",
+            failure.detail if failure else None,
+        )
+
+    def _gone_signal(self, name: str) -> threading.Event:
+        with self._timers_lock:
+            return self._gone.setdefault(name, threading.Event())
 
     def _wait_gone(self, name: str, seconds: float, what: str) -> bool:
+        """Woken by the stop event when an event source runs; checks the hypervisor every 0.1 s regardless."""
+        signal = self._gone_signal(name)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if self.driver.state(name) in GONE:
                 return True
             self.progress(f"{what} ({end - time.monotonic():.0f}s left)")
-            time.sleep(POLL_INTERVAL)
+            signal.wait(POLL_INTERVAL)
         return self.driver.state(name) in GONE
 
     def _after_stop(self, record: VmRecord) -> None:
+        """A stop through vmhost is what the operator wants: no restart policy undoes it."""
+        self._cancel_restart(record.name)
         for device in self.spec_of(record).passthrough.pci:
             if not device.managed:
                 self.driver.release_pci(device.address)
-        self._set_state(record.name, VmState.STOPPED)
+        self._set_state(record.name, VmState.STOPPED, desired_state="stopped", next_retry_at=None)
 
     def kill(self, name: str) -> None:
         with self._locked(name) as record, self._operation("kill", record):
@@ -269,8 +328,10 @@ class Engine:
             resources.release(
                 resources.vm_dir(self.config.data_dir, self.spec_of(record)), [Path(p) for p in record.owned_paths]
             )
+            self._cancel_restart(record.name)
             self.store.delete_vm(record.name)
             self.locks.discard(record.name)
+            self.events.publish(VmEvent(vm=record.name, uuid=record.uuid, type="deleted", state="deleted"))
 
     def update(self, name: str, patch: dict[str, Any]) -> VmRecord:
         """Offline changes as a JSON merge patch on the stored spec; validated like a new spec."""
@@ -361,6 +422,144 @@ class Engine:
             record.name, spec=_stored(spec), owned_paths=sorted(str(p) for p in plan.resources.disk_paths.values())
         )
 
+    # ---- what happens without being asked -----------------------------------------------------
+
+    def on_domain_event(self, event: DomainEvent) -> None:
+        """Follow the hypervisor: record the new state, publish it, apply the restart policy.
+
+        While an operation holds the VM's lock it owns the state; the event is only passed on.
+        """
+        if event.kind in (DomainEventKind.STOPPED, DomainEventKind.CRASHED):
+            self._gone_signal(event.name).set()
+        record = self.store.get_vm(event.name)
+        state = EVENT_STATES.get(event.kind)
+        if record is None or state is None:
+            return
+        reason = EVENT_REASONS.get(event.reason, "")
+        if self.locks.is_held(record.name):
+            self.events.publish(
+                VmEvent(vm=record.name, uuid=record.uuid, type=event.kind.value, state=record.state, reason=reason)
+            )
+            return
+        exited = event.kind in (DomainEventKind.STOPPED, DomainEventKind.CRASHED)
+        self._set_state(record.name, state, reason, **({"last_exit_reason": reason} if exited else {}))
+        if exited:
+            self._maybe_restart(record, event)
+
+    def _maybe_restart(self, record: VmRecord, event: DomainEvent) -> None:
+        policy = self.spec_of(record).restart_policy
+        crashed = event.kind == DomainEventKind.CRASHED
+        powered_off = event.kind == DomainEventKind.STOPPED and event.reason == "guest-poweroff"
+        wanted = (policy == "on-crash" and crashed) or (policy == "always" and (crashed or powered_off))
+        if wanted and record.desired_state == "running":
+            stable = record.started_at is not None and time.time() - record.started_at > STABLE_SECONDS
+            self._schedule_restart(record.name, 0 if stable else record.restart_count)
+
+    def _schedule_restart(self, name: str, done: int) -> None:
+        """Restart number done+1, after a delay that doubles with each one; give up past max_retries."""
+        record = self.record(name)
+        backoff = self.spec_of(record).restart_backoff
+        if done >= backoff.max_retries:
+            self.store.update_vm(name, next_retry_at=None)
+            self.events.publish(
+                VmEvent(
+                    vm=name,
+                    uuid=record.uuid,
+                    type="restart-gave-up",
+                    state=record.state,
+                    reason=f"{done} restarts in a row; giving up",
+                )
+            )
+            return
+        delay = min(backoff.initial_seconds * 2**done, backoff.max_seconds)
+        self.store.update_vm(name, next_retry_at=time.time() + delay)
+        self.events.publish(
+            VmEvent(
+                vm=name,
+                uuid=record.uuid,
+                type="restart-scheduled",
+                state=record.state,
+                reason=f"restart {done + 1} of {backoff.max_retries} in {delay:.1f}s",
+            )
+        )
+        timer = threading.Timer(delay, self._restart, args=(name, done + 1))
+        timer.daemon = True
+        with self._timers_lock:
+            self._restarts[name] = timer
+        timer.start()
+
+    def _cancel_restart(self, name: str) -> None:
+        with self._timers_lock:
+            timer = self._restarts.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _restart(self, name: str, attempt: int) -> None:
+        with self._timers_lock:
+            self._restarts.pop(name, None)
+        try:
+            with self._locked(name) as record:
+                if record.desired_state != "running" or self._observe(record) == VmState.RUNNING:
+                    return
+                self.store.update_vm(name, restart_count=attempt, next_retry_at=None)
+                self._start_locked(self.record(name))
+            self.events.publish(
+                VmEvent(
+                    vm=name,
+                    uuid=record.uuid,
+                    type="restarted",
+                    state=VmState.RUNNING.value,
+                    reason=f"restart {attempt} after: {record.last_exit_reason}",
+                )
+            )
+        except NotFound:
+            return
+        except VmhostError as exc:
+            log.warning("restart failed", extra={"vm": name, "attempt": attempt, "error": exc.message})
+            self._schedule_restart(name, attempt)
+
+    def recover(self) -> None:
+        """At agent start: adopt vmhost domains the store lost, reconcile every state, and start the VMs that
+        should run (autostart, or running when the agent last saw them, e.g. before a host reboot)."""
+        self._adopt_unknown_domains()
+        for record, state in self.list_vms():
+            should_run = self.spec_of(record).autostart or record.desired_state == "running"
+            if should_run and state in (VmState.STOPPED, VmState.CRASHED):
+                try:
+                    self.start(record.name)
+                except VmhostError as exc:
+                    log.warning("could not start at recovery", extra={"vm": record.name, "error": exc.message})
+
+    def _adopt_unknown_domains(self) -> None:
+        """A domain carrying vmhost's metadata but missing from the store gets its record back, untouched."""
+        known = {record.name for record in self.store.list_vms()}
+        for info in self.driver.list_owned():
+            if info.name in known:
+                continue
+            recorded = self.driver.recorded_spec(info.name)
+            if recorded is None:
+                continue
+            graphics = recorded.get("graphics")
+            if isinstance(graphics, dict):
+                graphics["password"] = None  # masked in metadata; the live domain keeps the real one
+            spec = parse_spec(recorded)
+            owned = sorted(str(p) for p in resources.plan(spec, self.config.data_dir).resources.disk_paths.values())
+            state = OBSERVED[info.state]
+            self.store.insert_vm(
+                spec.name,
+                uuid=str(spec.uuid),
+                driver=self.driver.kind,
+                spec=_stored(spec),
+                state=state.value,
+                owned_paths=owned,
+            )
+            self.store.update_vm(
+                spec.name,
+                reason="adopted from the hypervisor",
+                desired_state="running" if state == VmState.RUNNING else "stopped",
+            )
+            self.events.publish(VmEvent(vm=spec.name, uuid=str(spec.uuid), type="adopted", state=state.value))
+
     # ---- views -----------------------------------------------------------------------------
 
     def list_vms(self) -> list[tuple[VmRecord, VmState]]:
@@ -400,6 +599,7 @@ class Engine:
             created_at=record.created_at,
             updated_at=record.updated_at,
             runtime=_runtime(info) if state in (VmState.RUNNING, VmState.PAUSED) and info else None,
+            restart_status=_restart_status(self.record(record.name)),
         )
         return view
 
@@ -480,6 +680,15 @@ def _resized_disks(old: VMSpec, new: VMSpec) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _restart_status(record: VmRecord) -> dict[str, Any]:
+    return {
+        "desired_state": record.desired_state,
+        "restart_count": record.restart_count,
+        "last_exit_reason": record.last_exit_reason,
+        "next_retry_at": record.next_retry_at,
+    }
 
 
 def _runtime(info: DomainInfo) -> dict[str, Any]:

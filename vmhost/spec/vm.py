@@ -18,6 +18,7 @@ from vmhost.spec.memory import Memory
 from vmhost.spec.nic import Nic
 from vmhost.spec.numa import NumaCell
 from vmhost.spec.passthrough import Passthrough, Usb
+from vmhost.spec.restart import RestartBackoff
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -52,6 +53,15 @@ class VMSpec(SpecModel):
     guest_agent: bool = Field(True, description="virtio-serial channel org.qemu.guest_agent.0.")
     clock: Clock = Field(default_factory=Clock, description="Guest clock offset and timers.")
     features: Features = Field(default_factory=Features, description="ACPI, APIC, PAE, Hyper-V, KVM hiding.")
+    restart_policy: Literal["never", "on-crash", "always"] = Field(
+        "never",
+        description="on-crash: restart after QEMU or the guest crashes; always: also after the guest powers off. "
+        "A stop or kill through vmhost is never undone.",
+    )
+    restart_backoff: RestartBackoff = Field(
+        default_factory=RestartBackoff, description="Delays and retry limit of restarts."
+    )
+    autostart: bool = Field(False, description="Start when the agent starts (e.g. after a host boot).")
     lifecycle: LifecycleActions = Field(
         default_factory=LifecycleActions, description="What the hypervisor does on guest poweroff/reboot/crash."
     )

@@ -1,6 +1,7 @@
 """LibvirtDriver: the Driver protocol on libvirt-python (qemu:///system by default)."""
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
 from vmhost.errors import HypervisorError, NotFound, Unavailable
-from vmhost.render.libvirt import domain_xml, render_domain
+from vmhost.render.libvirt import domain_xml, read_metadata, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
 from vmhost.spec import VMSpec
 
@@ -29,6 +30,16 @@ _STATES = {
     libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
 }
+_CRASHED_SHUTOFF = {libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED}
+
+
+def _mapped(state: int, reason: int) -> DomainState:
+    """A domain that is off because its guest crashed or its QEMU died counts as crashed, not stopped."""
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and reason in _CRASHED_SHUTOFF:
+        return DomainState.CRASHED
+    return _STATES.get(state, DomainState.OTHER)
+
+
 _UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
     | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
@@ -203,22 +214,22 @@ class LibvirtDriver:
 
     def state(self, name: str) -> DomainState:
         try:
-            state, _reason = self._domain(name).state()
+            state, reason = self._domain(name).state()
         except NotFound:
             return DomainState.ABSENT
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return DomainState.ABSENT
             raise translate(exc, name, "query") from None
-        return _STATES.get(state, DomainState.OTHER)
+        return _mapped(state, reason)
 
     def info(self, name: str) -> DomainInfo:
         dom = self._domain(name)
         return self._info(dom)
 
     def _info(self, dom: libvirt.virDomain) -> DomainInfo:
-        state, _max_kib, memory_kib, vcpus, cpu_time = self._call(dom.name(), "query", dom.info)
-        mapped = _STATES.get(state, DomainState.OTHER)
+        _state, _max_kib, memory_kib, vcpus, cpu_time = self._call(dom.name(), "query", dom.info)
+        mapped = _mapped(*self._call(dom.name(), "query", dom.state))
         return DomainInfo(
             name=dom.name(),
             uuid=dom.UUIDString(),
@@ -234,7 +245,9 @@ class LibvirtDriver:
         records = self.conn.getAllDomainStats(
             libvirt.VIR_DOMAIN_STATS_STATE, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
         )
-        return {dom.name(): _STATES.get(stats.get("state.state", -1), DomainState.OTHER) for dom, stats in records}
+        return {
+            dom.name(): _mapped(stats.get("state.state", -1), stats.get("state.reason", -1)) for dom, stats in records
+        }
 
     def list_owned(self) -> list[DomainInfo]:
         """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""
@@ -254,6 +267,21 @@ class LibvirtDriver:
         """
         records = self.conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
         return [{"name": dom.name(), **stats} for dom, stats in records if _is_owned(dom)]
+
+    def recorded_spec(self, name: str) -> dict[str, Any] | None:
+        dom = self._domain(name)
+        metadata = read_metadata(self._call(name, "query", lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+        return metadata["spec"] if metadata else None
+
+    def kill_process(self, name: str) -> bool:
+        pid = _qemu_pid(name)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)

@@ -1,6 +1,7 @@
 """Who the domain is: name, UUID, description, and the vmhost metadata used to re-adopt it later."""
 
-from typing import TypedDict
+import json
+from typing import Any, TypedDict
 
 from lxml import etree
 
@@ -15,6 +16,7 @@ _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 class VmhostMetadata(TypedDict):
     labels: dict[str, str]
     owned_disks: list[str]
+    spec: dict[str, Any] | None
 
 
 def _ns(tag: str) -> str:
@@ -30,9 +32,10 @@ def identity_elements(spec: VMSpec) -> list[etree._Element]:
 
 
 def metadata_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
-    """Labels and the disk images vmhost created, so a restarted agent knows what it owns and may delete.
+    """Labels, the disk images vmhost created and the spec, so an agent that lost its store can adopt the VM.
 
-    Only data from the spec that is safe to show goes here: `virsh dumpxml` prints it to anyone with read access.
+    Only what is safe to show goes here (the spec with its password masked): `virsh dumpxml` prints it to anyone
+    with read access.
     """
     metadata = element("metadata")
     instance = etree.SubElement(metadata, _ns("instance"), nsmap=_NSMAP)
@@ -41,6 +44,7 @@ def metadata_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
         sub(labels, _ns("label"), value, key=key)
     for target, path in sorted(ctx.disk_paths.items()):
         sub(instance, _ns("owned-disk"), target=target, path=str(path))
+    sub(instance, _ns("spec"), json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")))
     return metadata
 
 
@@ -52,4 +56,5 @@ def read_metadata(domain_xml: str) -> VmhostMetadata | None:
         return None
     labels = {label.get("key", ""): label.text or "" for label in instance.iterfind(f"{_ns('labels')}/{_ns('label')}")}
     disks = [disk.get("path", "") for disk in instance.iterfind(_ns("owned-disk"))]
-    return {"labels": labels, "owned_disks": disks}
+    spec_text = instance.findtext(_ns("spec"))
+    return {"labels": labels, "owned_disks": disks, "spec": json.loads(spec_text) if spec_text else None}
