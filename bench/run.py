@@ -8,6 +8,8 @@ It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under
 2. 10 starts in parallel through the API vs 10 parallel `virsh create` vs the 10 started one after another,
 3. GET /v1/vms latency with 100 defined VMs,
 4. the agent's RSS with 100 defined VMs,
+5. how soon a SIGKILLed QEMU shows up as a `crashed` event on GET /v1/events, next to libvirt's own latency,
+6. how soon a graceful stop returns once libvirt reports the guest powered off (exits.py has 5 and 6),
 
 prints a table against the targets and deletes everything it made (also on Ctrl-C). It reports; it never fails
 because a target is missed.
@@ -17,321 +19,48 @@ import argparse
 import datetime
 import os
 import platform
-import secrets
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import httpx
-
-REPO = Path(__file__).resolve().parents[1]
-VMHOST = REPO / ".venv" / "bin" / "vmhost"
-URI = "qemu:///system"
-GUEST_DIR = Path(os.environ.get("VMHOST_GUEST_DIR", "/var/lib/vmhost/images/tiny-guest"))
-PREFIX = f"bench-{secrets.token_hex(3)}-"
-SETTLE = 0.3  # seconds after every destroy, on both sides, so QEMU teardown never overlaps the next start
-COMMAND_TIMEOUT = 120.0
-
-
-class BenchError(Exception):
-    """Something the benchmark cannot work around (not a missed target)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    mode: str
-    single_runs: int
-    parallel_rounds: int
-    list_requests: int
-    list_warmup: int
-    parallel_vms: int = 10
-    list_vms: int = 100
-    memory: str = "128MiB"
-
-
-FULL = Settings(mode="full", single_runs=7, parallel_rounds=5, list_requests=1000, list_warmup=100)
-QUICK = Settings(mode="quick", single_runs=2, parallel_rounds=1, list_requests=200, list_warmup=20)
-
-
-# ---- statistics ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Series:
-    """Seconds, one value per run."""
-
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    def describe(self) -> str:
-        return (
-            f"median {_fmt(self.median)}, min {_fmt(min(self.values))}, max {_fmt(max(self.values))} "
-            f"(n={len(self.values)}): " + " ".join(_fmt(v) for v in self.values)
-        )
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
-
-
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
-# ---- processes -------------------------------------------------------------------------------------
-
-
-def run(argv: list[str], timeout: float = COMMAND_TIMEOUT) -> str:
-    """Run a command (argv list, no shell); its stdout, or BenchError with its stderr."""
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)  # noqa: S603
-    if result.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-    return result.stdout
-
-
-def virsh(*args: str) -> str:
-    return run(["virsh", "-c", URI, *args])
-
-
-def timed(action: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began
-
-
-def wall_parallel(actions: Sequence[Callable[[], object]]) -> float:
-    """Release every action at once (one thread each); seconds until the last one returned."""
-    barrier = threading.Barrier(len(actions) + 1)
-
-    def released(action: Callable[[], object]) -> None:
-        barrier.wait()
-        action()
-
-    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
-        futures = [pool.submit(released, action) for action in actions]
-        barrier.wait()
-        began = time.perf_counter()
-        for future in futures:
-            future.result()
-        return time.perf_counter() - began
-
-
-def each_parallel(actions: Sequence[Callable[[], object]], workers: int = 10) -> None:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(action) for action in actions]:
-            future.result()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# ---- workspace and agent ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def agent_log(self) -> Path:
-        return self.root / "agent.log"
-
-
-def make_workspace() -> Workspace:
-    """A fresh dir under /tmp (sticky, world-traversable), mode 0711 down to data_dir, as libvirt needs."""
-    workspace = Workspace(Path(tempfile.mkdtemp(prefix="vmhost-bench-", dir="/tmp")))
-    workspace.root.chmod(0o711)
-    for path in (workspace.data_dir, workspace.raw_dir):
-        path.mkdir(mode=0o711)
-    workspace.config.write_text(
-        f'libvirt_uri = "{URI}"\ndata_dir = "{workspace.data_dir}"\naccel = "tcg"\nstop_timeout = 30\n'
-    )
-    return workspace
-
-
-class AgentProcess:
-    """`vmhost serve` in its own session (so Ctrl-C reaches only us, and we can still clean up through it)."""
-
-    def __init__(self, workspace: Workspace):
-        self.workspace = workspace
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> None:
-        env = {**os.environ, "VMHOST_CONFIG": str(self.workspace.config)}
-        with self.workspace.agent_log.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603
-                [str(VMHOST), "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.process is not None and self.process.poll() is not None:
-                raise BenchError(f"the agent exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise BenchError(f"the agent did not answer /healthz within {timeout:.0f}s:\n{self.log_tail()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def token(self) -> str:
-        return (self.workspace.data_dir / "api-token").read_text().strip()
-
-    def rss_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak) of the serve process, in KiB."""
-        values = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0])
-        return values
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.workspace.agent_log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-
-class Api:
-    """The /v1 calls the benchmark needs; every call waits for its operation."""
-
-    def __init__(self, url: str, token: str):
-        self.client = httpx.Client(
-            base_url=url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=COMMAND_TIMEOUT,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        try:
-            response = self.client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise BenchError(f"{method} {path}: {exc}") from exc
-        if response.status_code >= 300:
-            raise BenchError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
-        return response.json()
-
-    def create(self, spec: dict[str, Any]) -> None:
-        self.call("POST", "/v1/vms?wait=true", spec)
-
-    def start(self, name: str) -> float:
-        """Start and check it runs; the server-side operation time (seconds) as the agent measured it."""
-        operation = self.call("POST", f"/v1/vms/{name}/start?wait=true")
-        if (operation.get("result") or {}).get("state") != "running":
-            raise BenchError(f"start of {name} did not leave it running: {operation}")
-        return float(operation["finished_at"] - operation["started_at"])
-
-    def kill(self, name: str) -> None:
-        self.call("POST", f"/v1/vms/{name}/kill?wait=true")
-
-    def delete(self, name: str, patience: float = 60.0) -> None:
-        """Delete, waiting out an operation still running on the VM (e.g. one cut short by Ctrl-C)."""
-        end = time.monotonic() + patience
-        while True:
-            response = self.client.delete(f"/v1/vms/{name}", params={"wait": "true"})
-            if response.status_code < 300 or response.status_code == 404:
-                return
-            if response.status_code != 409 or time.monotonic() > end:
-                raise BenchError(f"DELETE /v1/vms/{name}: HTTP {response.status_code}: {response.text[:500]}")
-            time.sleep(0.5)
-
-    def names(self) -> list[str]:
-        return [row["name"] for row in self.call("GET", "/v1/vms")]
-
-
-# ---- what the benchmark made -----------------------------------------------------------------------
-
-
-@dataclass
-class Made:
-    """The agent's VMs to delete at the end (raw domains go by their name prefix)."""
-
-    agent_vms: list[str] = field(default_factory=list)
-
-
-def guest_spec(name: str, memory: str) -> dict[str, Any]:
-    """The tiny guest, as tests/integration/conftest.py builds it; no disks, no NICs."""
-    return {
-        "name": name,
-        "memory": memory,
-        "boot": {
-            "kernel": {
-                "kernel": str(GUEST_DIR / "vmlinuz"),
-                "initrd": str(GUEST_DIR / "initrd.img"),
-                "cmdline": "console=ttyS0 quiet",
-            }
-        },
-        "guest_agent": False,
-    }
-
-
-def create_agent_vms(api: Api, made: Made, names: list[str], memory: str) -> None:
-    made.agent_vms.extend(names)
-    each_parallel([partial(api.create, guest_spec(name, memory)) for name in names], workers=4)
+from exits import CrashResult, StopResult, bench_crash, bench_stop
+from harness import (
+    FULL,
+    GUEST_DIR,
+    PREFIX,
+    QUICK,
+    SETTLE,
+    VMHOST,
+    AgentProcess,
+    Api,
+    BenchError,
+    Made,
+    Series,
+    Settings,
+    Workspace,
+    create_agent_vms,
+    each_parallel,
+    fmt,
+    make_workspace,
+    minus,
+    percentile,
+    progress,
+    timed,
+    virsh,
+    wall_parallel,
+)
 
 
 def raw_copy(xml: str, name: str, log_file: Path) -> str:
@@ -481,6 +210,8 @@ class Results:
     parallel: ParallelResult
     listing: ListResult
     rss_kib: dict[str, int]
+    crash: CrashResult
+    stop: StopResult
     activity: list[str]
 
 
@@ -533,6 +264,7 @@ def verdict(ok: bool) -> str:
 
 def table_rows(results: Results, settings: Settings) -> list[list[str]]:
     single, parallel, listing = results.single, results.parallel, results.listing
+    crash, stop = results.crash, results.stop
     single_ratio = single.agent.median / single.raw.median
     parallel_ratio = parallel.agent.median / parallel.raw.median
     serial_ratio = parallel.serial.median / parallel.agent.median
@@ -543,8 +275,8 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
         [
             "1",
             f"single start, median of {len(single.agent.values)}",
-            f"API {_fmt(single.agent.median)}",
-            f"virsh create {_fmt(single.raw.median)}",
+            f"API {fmt(single.agent.median)}",
+            f"virsh create {fmt(single.raw.median)}",
             f"agent/raw {single_ratio:.3f}",
             "<= 1.10",
             verdict(single_ratio <= 1.10),
@@ -552,8 +284,8 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
         [
             "2a",
             f"{n} starts in parallel, median of {len(parallel.agent.values)}",
-            f"API {_fmt(parallel.agent.median)}",
-            f"{n}x virsh create {_fmt(parallel.raw.median)}",
+            f"API {fmt(parallel.agent.median)}",
+            f"{n}x virsh create {fmt(parallel.raw.median)}",
             f"agent/raw {parallel_ratio:.3f}",
             "<= 1.15",
             verdict(parallel_ratio <= 1.15),
@@ -561,8 +293,8 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
         [
             "2b",
             f"{n} starts serial vs parallel (API)",
-            f"serial {_fmt(parallel.serial.median)}",
-            f"parallel {_fmt(parallel.agent.median)}",
+            f"serial {fmt(parallel.serial.median)}",
+            f"parallel {fmt(parallel.agent.median)}",
             f"serial/agent {serial_ratio:.2f}",
             ">= 2.5",
             verdict(serial_ratio >= 2.5),
@@ -585,6 +317,24 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
             "<= 120 MB",
             verdict(rss_mb <= 120),
         ],
+        [
+            "5",
+            f"SIGKILL QEMU -> `crashed` event, median of {len(crash.received.values)}",
+            f"event {fmt(crash.received.median)}",
+            f"libvirt shut off {fmt(crash.libvirt.median)}",
+            f"agent share {fmt(crash.agent.median)}",
+            "event <= 500 ms",
+            verdict(crash.received.median <= 0.5),
+        ],
+        [
+            "6",
+            f"graceful stop returns after poweroff, median of {len(stop.returned.values)}",
+            f"returned +{fmt(stop.returned.median)}",
+            f"ACPI -> libvirt shut off {fmt(stop.poweroff.median)}",
+            f"off -> response {fmt(stop.returned.median)}",
+            "<= 500 ms",
+            verdict(stop.returned.median <= 0.5),
+        ],
     ]
 
 
@@ -600,6 +350,7 @@ def raw_numbers(results: Results) -> list[str]:
     overhead = Series([a - s for a, s in zip(single.agent.values, single.agent_server.values, strict=True)])
     ms = sorted(value * 1000 for value in listing.latencies)
     rss = results.rss_kib
+    crash, stop = results.crash, results.stop
     rows = [
         ("1  API start, HTTP round trip", single.agent.describe()),
         ("1  API start, operation in agent", single.agent_server.describe()),
@@ -615,9 +366,25 @@ def raw_numbers(results: Results) -> list[str]:
             f"{sum(v > 10 for v in ms)} of {len(ms)} over 10 ms",
         ),
         ("4  agent memory", f"VmRSS {rss['VmRSS']} KiB, VmHWM (peak) {rss.get('VmHWM', 0)} KiB"),
+        ("5  kill -> `crashed` event received", crash.received.describe()),
+        ("5  kill -> libvirt says shut off", crash.libvirt.describe()),
+        ("5  libvirt shut off -> event received", crash.agent.describe()),
+        ("5    libvirt shut off -> agent published", minus(crash.published, crash.libvirt).describe()),
+        ("5    agent published -> event received", minus(crash.received, crash.published).describe()),
+        ("5  event reasons", _counts(crash.reasons)),
+        ("6  stop requested -> libvirt says shut off", stop.poweroff.describe()),
+        ("6  libvirt shut off -> HTTP response back", stop.returned.describe()),
+        ("6    libvirt shut off -> operation finished", stop.finished.describe()),
+        ("6    operation finished -> response back", minus(stop.returned, stop.finished).describe()),
+        ("6  stop, HTTP round trip", stop.round_trip.describe()),
+        ("6  stop methods", _counts(stop.methods)),
     ]
     width = max(len(label) for label, _ in rows)
     return [f"{label.ljust(width)}  {text}" for label, text in rows]
+
+
+def _counts(values: list[str]) -> str:
+    return ", ".join(f"{value!r} x{count}" for value, count in Counter(values).most_common())
 
 
 def report(results: Results, settings: Settings) -> str:
@@ -627,7 +394,8 @@ def report(results: Results, settings: Settings) -> str:
             *machine(),
             f"mode: {settings.mode} ({settings.single_runs} single starts + 1 warm-up each side, "
             f"{settings.parallel_rounds} parallel rounds, {settings.list_requests} list requests after "
-            f"{settings.list_warmup} warm-up; guests {settings.memory}, 1 vCPU, TCG)",
+            f"{settings.list_warmup} warm-up, {settings.exit_runs} crashes and {settings.exit_runs} stops "
+            f"+ 1 warm-up each; guests {settings.memory}, 1 vCPU, TCG)",
             "host activity: " + "; ".join(results.activity),
             "",
             render_table(table_rows(results, settings)),
@@ -636,10 +404,6 @@ def report(results: Results, settings: Settings) -> str:
             *("  " + line for line in raw_numbers(results)),
         ]
     )
-
-
-def progress(message: str) -> None:
-    print(f"... {message}", file=sys.stderr, flush=True)
 
 
 # ---- setup and cleanup -----------------------------------------------------------------------------
@@ -704,9 +468,12 @@ def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, set
     activity = [host_activity("before")]
     single = bench_single(api, workspace, made, settings)
     parallel = bench_parallel(api, workspace, made, settings)
+    crash = bench_crash(api, made, settings)
+    stop = bench_stop(api, made, settings)
     listing = bench_list(api, made, settings)
+    rss_kib = agent.rss_kib()
     activity.append(host_activity("after"))
-    return Results(single, parallel, listing, agent.rss_kib(), activity)
+    return Results(single, parallel, listing, rss_kib, crash, stop, activity)
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/setup.sh"
 cd "$repo"
-.venv/bin/ruff check vmhost tests
-.venv/bin/ruff format --check vmhost tests
+.venv/bin/ruff check vmhost tests bench
+.venv/bin/ruff format --check vmhost tests bench
 .venv/bin/mypy
 exec .venv/bin/pytest -p no:cacheprovider "$@"

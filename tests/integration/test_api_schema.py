@@ -34,6 +34,8 @@ def test_api_conforms_to_its_openapi_document(running_agent):
     operations = [result.ok() for result in schemathesis.openapi.from_dict(document).get_all_operations()]
     assert len(operations) >= 19
     for operation in operations:
+        if operation.path == "/v1/events":
+            continue  # follow=true is an endless stream by design; test_resilience reads it
 
         @given(case=operation.as_strategy())
         @settings(

@@ -90,18 +90,19 @@ def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
 
 
 def _recover(agent: Agent) -> None:
+    """Start-up recovery must never keep the agent from serving: the API is how an operator fixes things."""
     try:
         agent.engine.recover()
-    except VmhostError as exc:
-        log.error("recovery at start-up failed", extra={"error": exc.message, "detail": exc.detail})
+    except Exception:
+        log.exception("recovery at start-up failed")
 
 
 def _resync(agent: Agent) -> None:
     """After (re)connecting to the hypervisor: catch up with whatever happened while events were not flowing."""
     try:
         agent.engine.list_vms()
-    except VmhostError as exc:
-        log.warning("resync failed", extra={"error": exc.message})
+    except Exception:
+        log.exception("resync failed")
     log.info("hypervisor events connected")
 
 
@@ -109,8 +110,8 @@ def _keep_store_fresh(agent: Agent, stop: threading.Event) -> None:
     while not stop.wait(RECONCILE_INTERVAL):
         try:
             agent.engine.list_vms()
-        except VmhostError as exc:
-            log.warning("reconcile failed", extra={"error": exc.message})
+        except Exception:
+            log.exception("reconcile failed")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from fastapi import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 
+from vmhost.errors import VmhostError
+
 TOKEN_FILE = "api-token"
 
 
@@ -16,15 +18,28 @@ def token_path(data_dir: Path) -> Path:
     return data_dir / TOKEN_FILE
 
 
+MIN_TOKEN_LENGTH = 32
+
+
 def ensure_token(data_dir: Path) -> str:
-    """Create the token on first start (mode 0600) and return it."""
+    """Create the token on first start (mode 0600, written whole or not at all) and return it.
+
+    An empty or short token file is refused: an empty token would let an empty Authorization header in.
+    """
     path = token_path(data_dir)
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        temporary = path.with_suffix(".new")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
-    return path.read_text().strip()
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    token = path.read_text().strip()
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise VmhostError(f"the agent token in {path} is missing or too short; remove the file to make a new one")
+    return token
 
 
 def read_token(data_dir: Path) -> str | None:
@@ -46,7 +61,7 @@ class TokenAuth:
         scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" and connection.scope["type"] == "websocket":
             scheme, presented = "bearer", connection.query_params.get("token", "")
-        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), self._token):
+        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), self._token.encode()):
             return
         if connection.scope["type"] == "websocket":
             raise WebSocketException(code=1008, reason="missing or wrong token")

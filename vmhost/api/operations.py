@@ -106,6 +106,7 @@ class Operations:
 
     def __init__(self, workers: int = 16, history: int = 1000):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op")
+        self._callbacks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback")
         self._lock = threading.Lock()
         self._all: OrderedDict[str, Operation] = OrderedDict()
         self._active: dict[str, Operation] = {}
@@ -146,6 +147,7 @@ class Operations:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._callbacks.shutdown(wait=False)
 
     def _run(self, operation: Operation, work: Callable[[], Any]) -> None:
         _current.set(operation)
@@ -161,7 +163,10 @@ class Operations:
             operation.finished_at = time.time()
             self._finish(operation)
         if operation.callback_url:
-            deliver_callback(operation.callback_url, operation.view(), {"x-vmhost-operation": operation.id})
+            # Their own threads: dead receivers (45 s of retries each) must not starve the operation workers.
+            self._callbacks.submit(
+                deliver_callback, operation.callback_url, operation.view(), {"x-vmhost-operation": operation.id}
+            )
 
     def _finish(self, operation: Operation) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from vmhost.engine.events import VmEvent
 from vmhost.engine.views import select, summary
 from vmhost.errors import VmhostError
 from vmhost.spec import parse_spec
+from vmhost.spec.graphics import REVEAL_SECRETS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": meaning}
@@ -61,7 +62,7 @@ def router(agent: Agent) -> APIRouter:
     ) -> Response:
         """Create a VM from a spec (validated at once: 422 lists every problem); `start` boots it too."""
         spec = parse_spec(await _json(request))
-        document = spec.model_dump(mode="json", context={"reveal_secrets": True})
+        document = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
         operation = operations.submit(
             "create",
             spec.name,
@@ -250,14 +251,14 @@ async def _event_stream(
         for event in replayed:
             if vm in (None, event.vm):
                 yield f"data: {json.dumps(event.view())}\n\n"
-        last = replayed[-1].time if replayed else since
+        last = replayed[-1].seq if replayed else 0
         while follow and not await request.is_disconnected():
             try:
                 event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 yield ": keepalive\n\n"
                 continue
-            if event.time > last and vm in (None, event.vm):
+            if event.seq > last and vm in (None, event.vm):
                 yield f"data: {json.dumps(event.view())}\n\n"
     finally:
         unsubscribe()

@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 
 from vmhost.api.auth import read_token
-from vmhost.api.server import Listen, check_listen
-from vmhost.api.server import serve as serve_agent
 from vmhost.cli import listing
 from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
@@ -98,10 +96,7 @@ def _backend() -> Iterator[Backend]:
         config = _config()
         agent_url = _state.agent or config.agent_url
         if agent_url:
-            token = _state.token or read_token(config.data_dir)
-            if not token:
-                raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
-            yield AgentClient(agent_url, token)
+            yield _client(config, agent_url)
             return
         status = err.status("working…") if err.is_terminal else None
         progress: Callable[[str], None] = status.update if status else (lambda m: None)
@@ -111,6 +106,13 @@ def _backend() -> Iterator[Backend]:
                 yield LocalBackend(engine)
         else:
             yield LocalBackend(engine)
+
+
+def _client(config: HostConfig, url: str) -> AgentClient:
+    token = _state.token or read_token(config.data_dir)
+    if not token:
+        raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
+    return AgentClient(url, token)
 
 
 def _print_json(value: Any) -> None:
@@ -201,7 +203,12 @@ def stop(
     """Stop a VM: ACPI shutdown, then force at the deadline. Stopping a stopped VM succeeds."""
     with _backend() as backend:
         result = backend.stop(name, force=force, timeout=timeout)
-    messages = {"already-stopped": "was already stopped", "acpi": "shut down", "forced": "forced off"}
+    messages = {
+        "already-stopped": "was already stopped",
+        "acpi": "shut down",
+        "forced": "forced off",
+        "killed-process": "forced off by killing its QEMU process",
+    }
     out.print(f"{name} {messages[result['method']]} ({result['seconds']:.1f}s)", markup=False)
 
 
@@ -266,17 +273,19 @@ def serve(
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP on a non-loopback address.")] = False,
 ) -> None:
     """Run the HTTP agent (REST API, ZStack dialect, console websocket, metrics)."""
+    from vmhost.api import server  # noqa: PLC0415 - only `serve` loads FastAPI, uvicorn and libvirtaio
+
     with _errors():
         config = _config()
-        listen = Listen(
+        listen = server.Listen(
             host=host or config.listen_host,
             port=port or config.listen_port,
             tls_cert=tls_cert or config.tls_cert,
             tls_key=tls_key or config.tls_key,
             insecure=insecure,
         )
-        check_listen(listen)
-    serve_agent(config, listen)
+        server.check_listen(listen)
+    server.serve(config, listen)
 
 
 @app.command()
@@ -288,10 +297,7 @@ def events(
     with _errors():
         config = _config()
         url = _state.agent or config.agent_url or f"http://{config.listen_host}:{config.listen_port}"
-        token = _state.token or read_token(config.data_dir)
-        if not token:
-            raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
-        for event in AgentClient(url, token).events(name, follow):
+        for event in _client(config, url).events(name, follow):
             out.print(json.dumps(event), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -18,6 +18,9 @@ class DomainState(StrEnum):
     PAUSED = "paused"
     SHUTTING_DOWN = "shutting-down"
     CRASHED = "crashed"
+    """Off because the guest crashed or QEMU died."""
+    CRASHED_PRESERVED = "crashed-preserved"
+    """The guest crashed and QEMU is kept alive for inspection (on_crash: preserve)."""
     OTHER = "other"
 
 

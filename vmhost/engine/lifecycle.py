@@ -1,7 +1,10 @@
 """Engine: create, start (two-phase), stop, reboot, kill, delete and update VMs, one VM lock at a time."""
 
+import contextlib
+import contextvars
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -11,21 +14,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
-from vmhost.engine import resources
+from vmhost.engine import faults, resources
 from vmhost.engine.activation import ActivationStep, step_name
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.locks import VmLocks
 from vmhost.engine.merge import merge_patch
 from vmhost.engine.rollback import Rollback
-from vmhost.engine.states import OBSERVED, TRANSIENT, VmState
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.engine.states import OBSERVED, TRANSIENT, VmState, is_legal
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
 from vmhost.spec import Problem, SpecError, VMSpec, parse_spec
 from vmhost.spec.disk import NewDisk, OverlayDisk
 from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.spec.units import format_size
-from vmhost.store.sqlite import Store, VmRecord
+from vmhost.store.sqlite import OperationRecord, Store, VmRecord
 
 GONE = {DomainState.SHUTOFF, DomainState.CRASHED, DomainState.ABSENT}
 """No process left: off, off after a crash, or not defined at all."""
@@ -36,6 +41,7 @@ STABLE_SECONDS = 60.0
 """A VM that ran this long before it stopped gets its restart count reset."""
 MASKED_SECRET = "********"
 VIEW_ONLY_KEYS = ("state", "state_reason", "driver", "created_at", "updated_at", "runtime", "restart_status")
+MISSING_DEFINITION = "the hypervisor has no definition for this VM"
 EVENT_STATES = {
     DomainEventKind.STARTED: VmState.RUNNING,
     DomainEventKind.RESUMED: VmState.RUNNING,
@@ -57,6 +63,7 @@ EVENT_REASONS = {
 }
 
 Progress = Callable[[str], None]
+_journal: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("journal", default=None)
 log = logging.getLogger("vmhost.engine")
 
 
@@ -101,7 +108,13 @@ class Engine:
 
     @staticmethod
     def spec_of(record: VmRecord) -> VMSpec:
-        return VMSpec.model_validate(record.spec)
+        """A stored spec that no longer validates (e.g. after a spec change) is an operator error, reported
+        without the stored values (they may hold a password)."""
+        try:
+            return VMSpec.model_validate(record.spec)
+        except ValidationError as exc:
+            paths = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
+            raise VmhostError(f"the stored spec of {record.name} no longer validates at {', '.join(paths)}") from None
 
     @contextmanager
     def _locked(self, name_or_uuid: str) -> Iterator[VmRecord]:
@@ -111,28 +124,46 @@ class Engine:
 
     @contextmanager
     def _operation(self, kind: str, record: VmRecord | VMSpec) -> Iterator[None]:
+        """Journaled: if this process dies inside, the next agent start completes or rolls back the operation."""
         name = record.name
         op = self.store.begin_operation(name, str(record.uuid), kind)
+        outer = _journal.set((op, kind))
         try:
             yield
         except Exception as exc:
             self.store.finish_operation(op, "failed", error=str(exc))
             raise
+        finally:
+            _journal.reset(outer)
         self.store.finish_operation(op, "succeeded")
 
+    def _step(self, step: str, **data: Any) -> None:
+        """Journal a step of the current operation (with what a recovery needs), then pass a fault point."""
+        current = _journal.get()
+        if current is not None:
+            op, kind = current
+            self.store.journal(op, step, **data)
+            faults.point(f"{kind}:{step}")
+
     def _set_state(self, name: str, state: VmState, reason: str = "", **columns: Any) -> None:
-        """Record a state (and any other columns); publish an event when the state or its reason changed."""
+        """Record a state (and any other columns); publish an event when the state or its reason changed.
+
+        The hypervisor's word is final, so an unexpected transition is logged, not refused.
+        """
         before = self.store.get_vm(name)
+        if before is not None and not is_legal(VmState(before.state), state):
+            log.warning("unexpected transition", extra={"vm": name, "from": before.state, "to": state.value})
         self.store.update_vm(name, state=state.value, reason=reason, **columns)
         if before is not None and (before.state, before.reason) != (state.value, reason):
             self.events.publish(VmEvent(vm=name, uuid=before.uuid, type="state", state=state.value, reason=reason))
 
     def _observe(self, record: VmRecord) -> VmState:
+        return self._store_observed(record, OBSERVED[self.driver.state(record.name)])
+
+    def _store_observed(self, record: VmRecord, state: VmState) -> VmState:
         """The hypervisor's view wins; store it so the record stays true."""
-        state = OBSERVED[self.driver.state(record.name)]
-        reason = "the hypervisor has no definition for this VM" if state == VmState.FAILED else ""
-        if state.value != record.state or reason != record.reason:
-            self._set_state(record.name, state, reason)
+        if state.value != record.state:
+            self._set_state(record.name, state, MISSING_DEFINITION if state == VmState.FAILED else "")
         return state
 
     # ---- create ----------------------------------------------------------------------------
@@ -145,6 +176,14 @@ class Engine:
     def create(self, document: Any, start: bool = False) -> VmRecord:
         """Validate, allocate disks, define. With start, a failed start undoes the create too."""
         spec = parse_spec(document)
+        try:
+            return self._create_locked(spec, start)
+        except Exception:
+            if self.store.get_vm(spec.name) is None:
+                self.locks.discard(spec.name)
+            raise
+
+    def _create_locked(self, spec: VMSpec, start: bool) -> VmRecord:
         with self.locks.hold(spec.name):
             if self.store.get_vm(spec.name) is not None:
                 raise Conflict(f"a VM named {spec.name} already exists")
@@ -156,6 +195,7 @@ class Engine:
             if plan.problems:
                 raise SpecError(plan.problems)
             with self._operation("create", spec), Rollback() as rollback:
+                self._step("begin", name=spec.name, uuid=str(spec.uuid))
                 self.store.insert_vm(
                     spec.name,
                     uuid=str(spec.uuid),
@@ -165,10 +205,13 @@ class Engine:
                     owned_paths=[str(p) for p in plan.resources.disk_paths.values()],
                 )
                 rollback.add("forget the VM record", lambda: self.store.delete_vm(spec.name))
+                self._step("recorded")
                 self.progress(f"creating disks for {spec.name}")
                 resources.allocate(plan, rollback)
+                self._step("disks-created")
                 self.driver.define(spec, plan.resources)
                 rollback.add(f"undefine {spec.name}", lambda: self.driver.undefine(spec.name))
+                self._step("defined")
                 self._set_state(spec.name, VmState.STOPPED)
                 if start:
                     self._start_locked(self.record(spec.name))
@@ -225,6 +268,7 @@ class Engine:
             self.progress(f"creating {name} paused")
             self.driver.create_paused(name)
             rollback.add(f"destroy {name}", lambda: self.driver.destroy(name))
+            self._step("created-paused")
             for step in self.activation_steps:
                 self.progress(f"activation: {step_name(step)}")
                 try:
@@ -233,20 +277,29 @@ class Engine:
                     raise
                 except Exception as exc:
                     raise HypervisorError(f"activation step {step_name(step)} failed for {name}", str(exc)) from exc
+            self._step("activated")
             self.driver.resume(name)
+            self._step("resumed")
 
     # ---- stop, reboot, kill ----------------------------------------------------------------
 
     def stop(self, name: str, force: bool = False, timeout: float | None = None) -> StopResult:
-        """Graceful: ACPI power button, wait until gone, force-destroy at the deadline. Idempotent."""
+        """Graceful: ACPI power button, wait until gone, force-destroy at the deadline. Idempotent.
+
+        A paused guest cannot hear the power button, so it is forced at once.
+        """
         deadline = self.config.stop_timeout if timeout is None else timeout
         with self._locked(name) as record:
-            if self._observe(record) in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED):
+            self._observe(record)
+            if self.driver.state(record.name) in GONE:
+                self._cancel_restart(record.name)
+                self.store.update_vm(record.name, desired_state="stopped", next_retry_at=None)
                 return StopResult("already-stopped", 0.0)
             began = time.monotonic()
+            paused = self.driver.state(record.name) == DomainState.PAUSED
             with self._operation("stop", record):
                 self._set_state(record.name, VmState.STOPPING)
-                method = self._stop_domain(record.name, force, deadline)
+                method = self._stop_domain(record.name, force or paused, deadline)
                 self._after_stop(record)
             return StopResult(method, time.monotonic() - began)
 
@@ -260,15 +313,20 @@ class Engine:
                 if self.driver.state(name) in GONE:
                     return "acpi"
                 raise
+            self._step("shutdown-requested")
             if self._wait_gone(name, deadline, "waiting for the guest to power off"):
                 return "acpi"
         failure: VmhostError | None = None
-        for _attempt in range(DESTROY_ATTEMPTS):
+        for attempt in range(DESTROY_ATTEMPTS):
             try:
                 self.driver.destroy(name)
+            except Unavailable:
+                raise  # libvirt is away: killing QEMU behind its back would only make things worse
             except VmhostError as exc:
                 failure = exc
+                time.sleep(0.5 * 2**attempt)
                 continue
+            self._step("destroyed")
             if self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the forced stop"):
                 return "forced"
         if self.driver.kill_process(name) and self._wait_gone(name, FORCED_STOP_WAIT, "waiting for the killed process"):
@@ -293,12 +351,21 @@ class Engine:
             signal.wait(POLL_INTERVAL)
         return self.driver.state(name) in GONE
 
+    def _release_unmanaged_pci(self, record: VmRecord) -> None:
+        """Give unmanaged PCI devices back to the host once no QEMU holds them (idempotent)."""
+        for device in self.spec_of(record).passthrough.pci:
+            if not device.managed:
+                try:
+                    self.driver.release_pci(device.address)
+                except VmhostError as exc:
+                    log.warning(
+                        "could not release a PCI device", extra={"device": device.address, "error": exc.message}
+                    )
+
     def _after_stop(self, record: VmRecord) -> None:
         """A stop through vmhost is what the operator wants: no restart policy undoes it."""
         self._cancel_restart(record.name)
-        for device in self.spec_of(record).passthrough.pci:
-            if not device.managed:
-                self.driver.release_pci(device.address)
+        self._release_unmanaged_pci(record)
         self._set_state(record.name, VmState.STOPPED, desired_state="stopped", next_retry_at=None)
 
     def kill(self, name: str) -> None:
@@ -321,13 +388,15 @@ class Engine:
     def delete(self, name: str) -> None:
         """Stop at once, undefine, remove the disks vmhost created. User-supplied paths are never touched."""
         with self._locked(name) as record, self._operation("delete", record):
+            self._step("begin", name=record.name, uuid=record.uuid, owned=record.owned_paths)
             if self.driver.state(record.name) not in GONE:
                 self._stop_domain(record.name, force=True, deadline=0)
-                self._after_stop(record)
+            self._cancel_restart(record.name)
+            self._release_unmanaged_pci(record)
             self.driver.undefine(record.name)
-            resources.release(
-                resources.vm_dir(self.config.data_dir, self.spec_of(record)), [Path(p) for p in record.owned_paths]
-            )
+            self._step("undefined")
+            resources.release(self._vm_dir(record.uuid), [Path(p) for p in record.owned_paths])
+            self._step("disks-removed")
             self._cancel_restart(record.name)
             self.store.delete_vm(record.name)
             self.locks.discard(record.name)
@@ -335,6 +404,8 @@ class Engine:
 
     def update(self, name: str, patch: dict[str, Any]) -> VmRecord:
         """Offline changes as a JSON merge patch on the stored spec; validated like a new spec."""
+        if not isinstance(patch, dict):
+            raise SpecError([Problem("", f"an update must be a JSON object, got {type(patch).__name__}")])
         with self._locked(name) as record:
             if self._observe(record) not in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED):
                 raise Conflict(f"{record.name} must be stopped to be updated (changes are applied offline)")
@@ -347,8 +418,11 @@ class Engine:
             old_paths = {Path(p) for p in record.owned_paths}
             new_paths = set(plan.resources.disk_paths.values())
             with self._operation("update", record), Rollback() as rollback:
+                self._step("begin")
                 resources.allocate(plan, rollback, keep=frozenset(old_paths & new_paths))
+                self._step("disks-created")
                 self.driver.define(spec, plan.resources)
+                self._step("defined")
                 rollback.add(
                     f"restore the definition of {old.name}",
                     lambda: self.driver.define(old, resources.plan(old, self.config.data_dir).resources),
@@ -432,35 +506,55 @@ class Engine:
         if event.kind in (DomainEventKind.STOPPED, DomainEventKind.CRASHED):
             self._gone_signal(event.name).set()
         record = self.store.get_vm(event.name)
-        state = EVENT_STATES.get(event.kind)
-        if record is None or state is None:
+        if record is None or event.kind not in EVENT_STATES:
             return
         reason = EVENT_REASONS.get(event.reason, "")
-        if self.locks.is_held(record.name):
+        try:
+            with self.locks.hold(record.name, timeout=0):
+                self._apply_event(self.record(record.name), event, reason)
+        except Conflict:
             self.events.publish(
                 VmEvent(vm=record.name, uuid=record.uuid, type=event.kind.value, state=record.state, reason=reason)
             )
-            return
-        exited = event.kind in (DomainEventKind.STOPPED, DomainEventKind.CRASHED)
-        self._set_state(record.name, state, reason, **({"last_exit_reason": reason} if exited else {}))
-        if exited:
-            self._maybe_restart(record, event)
 
-    def _maybe_restart(self, record: VmRecord, event: DomainEvent) -> None:
+    def _apply_event(self, record: VmRecord, event: DomainEvent, reason: str) -> None:
+        """The state comes from asking the hypervisor again, so a late event cannot write a stale state."""
+        state = OBSERVED[self.driver.state(record.name)]
+        if event.kind == DomainEventKind.UNDEFINED and state == VmState.FAILED:
+            self._set_state(record.name, state, reason)
+            return
+        exited = state in (VmState.STOPPED, VmState.CRASHED) and event.kind in (
+            DomainEventKind.STOPPED,
+            DomainEventKind.CRASHED,
+        )
+        self._set_state(
+            record.name,
+            state,
+            reason if exited or state != VmState.RUNNING else "",
+            **({"last_exit_reason": reason} if exited else {}),
+        )
+        if exited:
+            self._release_unmanaged_pci(record)
+            if not self._maybe_restart(record, event):
+                self.store.update_vm(record.name, desired_state="stopped")
+
+    def _maybe_restart(self, record: VmRecord, event: DomainEvent) -> bool:
+        """Schedule a restart if the policy asks for one; False means the VM is meant to stay down."""
         policy = self.spec_of(record).restart_policy
         crashed = event.kind == DomainEventKind.CRASHED
         powered_off = event.kind == DomainEventKind.STOPPED and event.reason == "guest-poweroff"
         wanted = (policy == "on-crash" and crashed) or (policy == "always" and (crashed or powered_off))
-        if wanted and record.desired_state == "running":
-            stable = record.started_at is not None and time.time() - record.started_at > STABLE_SECONDS
-            self._schedule_restart(record.name, 0 if stable else record.restart_count)
+        if not (wanted and record.desired_state == "running"):
+            return False
+        stable = record.started_at is not None and time.time() - record.started_at > STABLE_SECONDS
+        return self._schedule_restart(record.name, 0 if stable else record.restart_count)
 
-    def _schedule_restart(self, name: str, done: int) -> None:
+    def _schedule_restart(self, name: str, done: int) -> bool:
         """Restart number done+1, after a delay that doubles with each one; give up past max_retries."""
         record = self.record(name)
         backoff = self.spec_of(record).restart_backoff
         if done >= backoff.max_retries:
-            self.store.update_vm(name, next_retry_at=None)
+            self.store.update_vm(name, next_retry_at=None, desired_state="stopped")
             self.events.publish(
                 VmEvent(
                     vm=name,
@@ -470,7 +564,7 @@ class Engine:
                     reason=f"{done} restarts in a row; giving up",
                 )
             )
-            return
+            return False
         delay = min(backoff.initial_seconds * 2**done, backoff.max_seconds)
         self.store.update_vm(name, next_retry_at=time.time() + delay)
         self.events.publish(
@@ -487,6 +581,7 @@ class Engine:
         with self._timers_lock:
             self._restarts[name] = timer
         timer.start()
+        return True
 
     def _cancel_restart(self, name: str) -> None:
         with self._timers_lock:
@@ -514,21 +609,123 @@ class Engine:
             )
         except NotFound:
             return
-        except VmhostError as exc:
-            log.warning("restart failed", extra={"vm": name, "attempt": attempt, "error": exc.message})
-            self._schedule_restart(name, attempt)
+        except Exception as exc:
+            log.warning("restart failed", extra={"vm": name, "attempt": attempt, "error": str(exc)})
+            with contextlib.suppress(VmhostError):
+                self._schedule_restart(name, attempt)
 
     def recover(self) -> None:
         """At agent start: adopt vmhost domains the store lost, reconcile every state, and start the VMs that
         should run (autostart, or running when the agent last saw them, e.g. before a host reboot)."""
+        self._finish_interrupted()
         self._adopt_unknown_domains()
+        self._remove_orphan_directories()
         for record, state in self.list_vms():
-            should_run = self.spec_of(record).autostart or record.desired_state == "running"
-            if should_run and state in (VmState.STOPPED, VmState.CRASHED):
-                try:
+            try:
+                should_run = self.spec_of(record).autostart or record.desired_state == "running"
+                if should_run and state in (VmState.STOPPED, VmState.CRASHED):
                     self.start(record.name)
+            except VmhostError as exc:
+                log.warning("could not start at recovery", extra={"vm": record.name, "error": exc.message})
+
+    def _finish_interrupted(self) -> None:
+        """Operations a dead process left running: roll back creates, complete stops and deletes, and make
+        every other VM's definition and state match the store again."""
+        for op in self.store.unfinished_operations():
+            if self.locks.is_held(op.vm_name):
+                continue  # a live process (e.g. a CLI) is still on it
+            with self.locks.hold(op.vm_name):
+                try:
+                    outcome = self._recover_operation(op)
                 except VmhostError as exc:
-                    log.warning("could not start at recovery", extra={"vm": record.name, "error": exc.message})
+                    outcome = f"recovery failed: {exc.message}"
+                    log.error(
+                        "could not recover an operation",
+                        extra={"vm": op.vm_name, "kind": op.kind, "error": exc.message},
+                    )
+            self.store.finish_operation(
+                op.id, "failed", error=f"interrupted after {op.steps or ['nothing']}; {outcome}"
+            )
+            self.events.publish(
+                VmEvent(vm=op.vm_name, uuid="", type="recovered", state="", reason=f"{op.kind}: {outcome}")
+            )
+
+    def _recover_operation(self, op: OperationRecord) -> str:
+        if op.kind == "create":
+            return self._roll_back_create(op)
+        record = self.store.get_vm(op.vm_name)
+        if op.kind == "delete":
+            return self._complete_delete(op, record)
+        if record is None:
+            return "nothing left to recover"
+        if op.kind in ("stop", "kill"):
+            self._stop_domain(record.name, force=True, deadline=0)
+            self._after_stop(record)
+            return "completed (forced off)"
+        if self.driver.state(record.name) == DomainState.PAUSED and "resumed" not in op.steps:
+            self.driver.destroy(record.name)
+            self._set_state(record.name, VmState.STOPPED, reason="start interrupted; rolled back")
+            return "rolled back the half-done start"
+        plan = resources.plan(self.spec_of(record), self.config.data_dir)
+        self.driver.define(self.spec_of(record), plan.resources)
+        self._remove_unrecorded_disks(record)
+        return "definition matched to the store"
+
+    def _roll_back_create(self, op: OperationRecord) -> str:
+        name, uuid = op.data.get("name"), op.data.get("uuid")
+        if not name or not uuid:
+            return "nothing was created"
+        self._remove_domain_if_its(name, uuid)
+        record = self.store.get_vm(name)
+        if record is not None and record.uuid == uuid:
+            self.store.delete_vm(name)
+        resources.release(self._vm_dir(uuid), [])
+        return "rolled back"
+
+    def _complete_delete(self, op: OperationRecord, record: VmRecord | None) -> str:
+        name, uuid = op.data.get("name"), op.data.get("uuid")
+        if not name or not uuid:
+            return "nothing left to delete"
+        self._remove_domain_if_its(name, uuid)
+        resources.release(self._vm_dir(uuid), [Path(p) for p in op.data.get("owned", [])])
+        if record is not None and record.uuid == uuid:
+            self.store.delete_vm(name)
+        return "completed"
+
+    def _remove_domain_if_its(self, name: str, uuid: str) -> None:
+        """Destroy and undefine the domain `name` only if it is the one with this UUID."""
+        try:
+            info = self.driver.info(name)
+        except NotFound:
+            return
+        if info.uuid != uuid:
+            return
+        if info.state not in GONE:
+            self._stop_domain(name, force=True, deadline=0)
+        self.driver.undefine(name)
+
+    def _vm_dir(self, uuid: str) -> Path:
+        return self.config.data_dir / "vms" / uuid
+
+    def _remove_unrecorded_disks(self, record: VmRecord) -> None:
+        """Images in a stopped VM's disk directory that its record does not own are leftovers of an interrupted
+        change (a running VM may hold a hot-plugged one open, so it keeps them until it stops)."""
+        if self.driver.state(record.name) not in GONE:
+            return
+        directory = self._vm_dir(record.uuid) / "disks"
+        owned = set(record.owned_paths)
+        for image in directory.glob("*") if directory.is_dir() else []:
+            if str(image) not in owned:
+                image.unlink()
+
+    def _remove_orphan_directories(self) -> None:
+        """A VM directory with neither a VM record nor a domain is what an interrupted create or delete left
+        behind (a create records the VM before it makes the directory; a delete removes the directory first)."""
+        vms = self.config.data_dir / "vms"
+        defined = {info.uuid for info in self.driver.list_owned()}
+        for directory in vms.iterdir() if vms.is_dir() else []:
+            if directory.name not in defined and self.store.find_vm(directory.name) is None:
+                resources.release(directory, [])
 
     def _adopt_unknown_domains(self) -> None:
         """A domain carrying vmhost's metadata but missing from the store gets its record back, untouched."""
@@ -536,61 +733,55 @@ class Engine:
         for info in self.driver.list_owned():
             if info.name in known:
                 continue
-            recorded = self.driver.recorded_spec(info.name)
-            if recorded is None:
-                continue
-            graphics = recorded.get("graphics")
-            if isinstance(graphics, dict):
-                graphics["password"] = None  # masked in metadata; the live domain keeps the real one
-            spec = parse_spec(recorded)
-            owned = sorted(str(p) for p in resources.plan(spec, self.config.data_dir).resources.disk_paths.values())
-            state = OBSERVED[info.state]
-            self.store.insert_vm(
-                spec.name,
-                uuid=str(spec.uuid),
-                driver=self.driver.kind,
-                spec=_stored(spec),
-                state=state.value,
-                owned_paths=owned,
-            )
-            self.store.update_vm(
-                spec.name,
-                reason="adopted from the hypervisor",
-                desired_state="running" if state == VmState.RUNNING else "stopped",
-            )
-            self.events.publish(VmEvent(vm=spec.name, uuid=str(spec.uuid), type="adopted", state=state.value))
+            try:
+                self._adopt(info)
+            except (VmhostError, SpecError, sqlite3.IntegrityError) as exc:
+                log.warning("could not adopt a domain", extra={"vm": info.name, "error": str(exc)})
+
+    def _adopt(self, info: DomainInfo) -> None:
+        recorded = self.driver.recorded_spec(info.name)
+        if recorded is None:
+            return
+        spec = parse_spec(recorded)
+        owned = sorted(str(p) for p in resources.plan(spec, self.config.data_dir).resources.disk_paths.values())
+        state = OBSERVED[info.state]
+        self.store.insert_vm(
+            spec.name,
+            uuid=str(spec.uuid),
+            driver=self.driver.kind,
+            spec=_stored(spec),
+            state=state.value,
+            owned_paths=owned,
+        )
+        self.store.update_vm(
+            spec.name,
+            reason="adopted from the hypervisor",
+            desired_state="running" if state == VmState.RUNNING else "stopped",
+        )
+        self.events.publish(VmEvent(vm=spec.name, uuid=str(spec.uuid), type="adopted", state=state.value))
 
     # ---- views -----------------------------------------------------------------------------
 
     def list_vms(self) -> list[tuple[VmRecord, VmState]]:
         """One bulk hypervisor query for all VMs; VMs with an operation in flight keep their stored state."""
+        records = self.store.list_vms()  # before the snapshot: an operation finishing in between then wins
         live = self.driver.states()
-        return [
-            (record, self._reconciled(record, live.get(record.name, DomainState.ABSENT)))
-            for record in self.store.list_vms()
-        ]
+        return [(record, self._reconciled(record, live.get(record.name, DomainState.ABSENT))) for record in records]
 
     def list_vms_cached(self) -> list[tuple[VmRecord, VmState]]:
         """The store's view, no hypervisor call: for hot paths while something else keeps it fresh."""
         return [(record, VmState(record.state)) for record in self.store.list_vms()]
 
-    def _state_from(self, record: VmRecord, info: DomainInfo | None) -> VmState:
-        return self._reconciled(record, info.state if info else DomainState.ABSENT)
-
     def _reconciled(self, record: VmRecord, live: DomainState) -> VmState:
         if VmState(record.state) in TRANSIENT and self.locks.is_held(record.name):
             return VmState(record.state)
-        state = OBSERVED[live]
-        if state.value != record.state:
-            reason = "the hypervisor has no definition for this VM" if state == VmState.FAILED else ""
-            self._set_state(record.name, state, reason)
-        return state
+        return self._store_observed(record, OBSERVED[live])
 
     def get(self, name: str) -> dict[str, Any]:
         """The VM as operators see it: its spec (secrets masked), state on top, runtime facts."""
         record = self.record(name)
         info = self._info_or_none(record.name)
-        state = self._state_from(record, info)
+        state = self._reconciled(record, info.state if info else DomainState.ABSENT)
         view = self.spec_of(record).model_dump(mode="json")
         view.update(  # keep in step with VIEW_ONLY_KEYS
             state=state.value,
@@ -609,7 +800,7 @@ class Engine:
         return {
             "name": record.name,
             "uuid": record.uuid,
-            "state": self._state_from(record, info).value,
+            "state": self._reconciled(record, info.state if info else DomainState.ABSENT).value,
             "runtime": _runtime(info) if info else None,
             "console_log": str(self.console_log_path(record.name)),
             "owned_paths": record.owned_paths,

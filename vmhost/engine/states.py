@@ -49,6 +49,7 @@ OBSERVED: dict[DomainState, VmState] = {
     DomainState.SHUTOFF: VmState.STOPPED,
     DomainState.SHUTTING_DOWN: VmState.STOPPING,
     DomainState.CRASHED: VmState.CRASHED,
+    DomainState.CRASHED_PRESERVED: VmState.CRASHED,
     DomainState.ABSENT: VmState.FAILED,
     DomainState.OTHER: VmState.FAILED,
 }

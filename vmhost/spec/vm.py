@@ -3,7 +3,7 @@
 import uuid as uuidlib
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vmhost.spec.base import SpecModel
 from vmhost.spec.boot import Boot
@@ -26,6 +26,15 @@ LABEL_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Accel = Literal["kvm", "tcg"]
 
 
+def _not_a_uuid(value: str) -> str:
+    """VMs are looked up by name or UUID: a name that parses as a UUID could shadow another VM."""
+    try:
+        uuidlib.UUID(value)
+    except ValueError:
+        return value
+    raise ValueError("must not look like a UUID (VMs are found by name or UUID)")
+
+
 class VMSpec(SpecModel):
     """Everything vmhost needs to define, start and keep one virtual machine."""
 
@@ -34,6 +43,8 @@ class VMSpec(SpecModel):
         description="Unique on the host: letters, digits, '-', '_', '.'; starts with a letter or digit; ≤63 chars.",
     )
     uuid: uuidlib.UUID = Field(default_factory=uuidlib.uuid4, description="Generated when omitted.")
+
+    _name = field_validator("name")(_not_a_uuid)
     description: str = Field("", max_length=1024, description="Free text for operators.")
     labels: dict[str, str] = Field(
         default_factory=dict, description="Key/value metadata, kept in the domain's vmhost metadata."

@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vmhost.errors import Conflict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS vms (
@@ -49,7 +51,11 @@ ADDED_COLUMNS = {
         "last_exit_reason": "TEXT NOT NULL DEFAULT ''",
         "next_retry_at": "REAL",
         "started_at": "REAL",
-    }
+    },
+    "operations": {
+        "steps": "TEXT NOT NULL DEFAULT '[]'",
+        "data": "TEXT NOT NULL DEFAULT '{}'",
+    },
 }
 
 
@@ -81,6 +87,8 @@ class OperationRecord:
     finished_at: float | None
     result: str
     error: str
+    steps: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
@@ -127,7 +135,7 @@ class Store:
         self, name: str, *, uuid: str, driver: str, spec: dict[str, Any], state: str, owned_paths: list[str]
     ) -> None:
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction() as db, _unique(name, uuid):
             db.execute(
                 "INSERT INTO vms (name, uuid, driver, spec, state, owned_paths, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -156,7 +164,8 @@ class Store:
     def find_vm(self, name_or_uuid: str) -> VmRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM vms WHERE name = ? OR uuid = ?", (name_or_uuid, name_or_uuid.lower())
+                "SELECT * FROM vms WHERE name = ? OR uuid = ? ORDER BY name = ? DESC LIMIT 1",
+                (name_or_uuid, name_or_uuid.lower(), name_or_uuid),
             ).fetchone()
         return _vm(row) if row else None
 
@@ -184,6 +193,21 @@ class Store:
             )
             return int(cursor.lastrowid or 0)
 
+    def journal(self, op_id: int, step: str, **data: Any) -> None:
+        """Record a step of an operation (and what a recovery must know about it) before the step runs."""
+        with self._transaction() as db:
+            row = db.execute("SELECT steps, data FROM operations WHERE id = ?", (op_id,)).fetchone()
+            steps, known = json.loads(row["steps"]), json.loads(row["data"])
+            db.execute(
+                "UPDATE operations SET steps = ?, data = ? WHERE id = ?",
+                (json.dumps([*steps, step]), json.dumps({**known, **data}), op_id),
+            )
+
+    def unfinished_operations(self) -> list[OperationRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM operations WHERE state = 'running' ORDER BY id").fetchall()
+        return [_operation(row) for row in rows]
+
     def finish_operation(self, op_id: int, state: str, result: str = "", error: str = "") -> None:
         with self._transaction() as db:
             db.execute(
@@ -199,12 +223,31 @@ class Store:
             params = (vm_name,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-        return [
-            OperationRecord(
-                r["id"], r["vm_name"], r["kind"], r["state"], r["started_at"], r["finished_at"], r["result"], r["error"]
-            )
-            for r in rows
-        ]
+        return [_operation(row) for row in rows]
+
+
+@contextmanager
+def _unique(name: str, uuid: str) -> Iterator[None]:
+    """Two creates racing for one name or UUID: the loser gets a conflict, not a database error."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a VM named {name} or with uuid {uuid} already exists") from None
+
+
+def _operation(row: sqlite3.Row) -> OperationRecord:
+    return OperationRecord(
+        id=row["id"],
+        vm_name=row["vm_name"],
+        kind=row["kind"],
+        state=row["state"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=row["result"],
+        error=row["error"],
+        steps=json.loads(row["steps"]),
+        data=json.loads(row["data"]),
+    )
 
 
 def _vm(row: sqlite3.Row) -> VmRecord:

@@ -27,7 +27,7 @@ _STATES = {
     libvirt.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
     libvirt.VIR_DOMAIN_SHUTDOWN: DomainState.SHUTTING_DOWN,
     libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
-    libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
+    libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED_PRESERVED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
 }
 _CRASHED_SHUTOFF = {libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED}
@@ -98,10 +98,11 @@ class LibvirtDriver:
             raise translate(exc, name, action) from None
 
     def host_info(self) -> HostInfo:
-        model, _memory_mib, cpus, *_ = self.conn.getInfo()
-        stats = self.conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        conn = self.conn
+        model, _memory_mib, cpus, *_ = self._call("host", "query", conn.getInfo)
+        stats = self._call("host", "query", lambda: conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS))
         return HostInfo(
-            hypervisor=f"{self.conn.getType()} {_version(self.conn.getVersion())} ({model})",
+            hypervisor=f"{conn.getType()} {_version(self._call('host', 'query', conn.getVersion))} ({model})",
             cpus=cpus,
             memory_total=stats["total"] * 1024,
             memory_available=sum(stats.get(key, 0) for key in _NODE_MEMORY_KEYS) * 1024,
@@ -242,8 +243,13 @@ class LibvirtDriver:
 
     def states(self) -> dict[str, DomainState]:
         """Every domain's state in one call (bulk stats, state group only)."""
-        records = self.conn.getAllDomainStats(
-            libvirt.VIR_DOMAIN_STATS_STATE, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+        conn = self.conn
+        records = self._call(
+            "host",
+            "list",
+            lambda: conn.getAllDomainStats(
+                libvirt.VIR_DOMAIN_STATS_STATE, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+            ),
         )
         return {
             dom.name(): _mapped(stats.get("state.state", -1), stats.get("state.reason", -1)) for dom, stats in records
@@ -252,7 +258,7 @@ class LibvirtDriver:
     def list_owned(self) -> list[DomainInfo]:
         """Only domains carrying vmhost's metadata; anything else on the host is not ours to touch."""
         owned = []
-        for dom in self.conn.listAllDomains():
+        for dom in self._call("host", "list", self.conn.listAllDomains):
             try:
                 if _is_owned(dom):
                     owned.append(self._info(dom))
@@ -265,17 +271,32 @@ class LibvirtDriver:
 
         NOWAIT skips domains whose QEMU monitor is busy instead of blocking the scrape on them.
         """
-        records = self.conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+        conn = self.conn
+        records = self._call(
+            "host",
+            "collect stats",
+            lambda: conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT),
+        )
         return [{"name": dom.name(), **stats} for dom, stats in records if _is_owned(dom)]
 
     def recorded_spec(self, name: str) -> dict[str, Any] | None:
+        """The metadata's spec, with the graphics password put back from the domain's own (secure) XML."""
         dom = self._domain(name)
-        metadata = read_metadata(self._call(name, "query", lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
-        return metadata["spec"] if metadata else None
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        xml = self._call(name, "query", lambda: dom.XMLDesc(flags))
+        metadata = read_metadata(xml)
+        if metadata is None or metadata["spec"] is None:
+            return None
+        spec = metadata["spec"]
+        if isinstance(spec.get("graphics"), dict):
+            graphics = etree.fromstring(xml.encode()).find("devices/graphics")
+            spec["graphics"]["password"] = graphics.get("passwd") if graphics is not None else None
+        return spec
 
     def kill_process(self, name: str) -> bool:
+        """Only a process whose command line names this guest: a stale pid file may point at anything."""
         pid = _qemu_pid(name)
-        if pid is None:
+        if pid is None or f"guest={name},".encode() not in _cmdline(pid):
             return False
         try:
             os.kill(pid, signal.SIGKILL)
@@ -317,6 +338,13 @@ def _pci_name(address: str) -> str:
 
 def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
 
 
 def _qemu_pid(name: str) -> int | None:

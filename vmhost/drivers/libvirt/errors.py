@@ -4,7 +4,7 @@ import re
 
 import libvirt
 
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
 
 _PATTERNS: list[tuple[re.Pattern[str], type[VmhostError], str]] = [
     (
@@ -47,11 +47,24 @@ _PATTERNS: list[tuple[re.Pattern[str], type[VmhostError], str]] = [
 ]
 
 
+_CONNECTION_ERRORS = {
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+}
+
+
 def translate(exc: libvirt.libvirtError, name: str, action: str) -> VmhostError:
     """Map a libvirtError to the most specific vmhost error; unknown ones say QEMU/libvirt refused."""
     detail = exc.get_error_message() or str(exc)
     if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
         return NotFound(f"no VM named {name} in libvirt", detail)
+    if exc.get_error_code() in _CONNECTION_ERRORS and exc.get_error_domain() in (
+        libvirt.VIR_FROM_REMOTE,
+        libvirt.VIR_FROM_RPC,
+    ):
+        return Unavailable(f"lost the connection to libvirt while trying to {action} {name}", detail)
     for pattern, kind, message in _PATTERNS:
         found = pattern.search(detail)
         if found:

@@ -131,6 +131,17 @@ class LibvirtEventMonitor:
                 log.exception("handling %s failed", event)
 
     async def _run(self) -> None:
+        """Never ends on an error: whatever breaks one connection is logged and a new one is tried."""
+        while not self._stopping.is_set():
+            try:
+                await self._connect_and_follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event monitor failed; reconnecting")
+                await asyncio.sleep(RECONNECT_BACKOFF[-1])
+
+    async def _connect_and_follow(self) -> None:
         attempt = 0
         while not self._stopping.is_set():
             closed = asyncio.Event()
