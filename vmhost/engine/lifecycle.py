@@ -333,7 +333,7 @@ class Engine:
             return "killed-process"
         raise HypervisorError(
             f"{name} is still running after {DESTROY_ATTEMPTS} forced stops and a kill",
-            failure.detail if failure else None,
+            (failure.detail or failure.message) if failure else None,
         )
 
     def _gone_signal(self, name: str) -> threading.Event:
