@@ -49,7 +49,14 @@ ECHO_PATH = "/host/echo"
 
 
 def router(agent: Agent) -> APIRouter:
-    api = APIRouter(dependencies=[Depends(agent.auth.trusted_or_token)], tags=["zstack"])
+    api = APIRouter(
+        dependencies=[Depends(agent.auth.trusted_or_token)],
+        tags=["zstack"],
+        responses={
+            400: {"description": "no taskuuid/callbackurl header on an async path, or one on a sync path"},
+            401: {"description": "no or wrong token, and the caller is not a trusted source"},
+        },
+    )
     host = ZStackHost(agent.engine, agent.config.zstack_console_listen)
     tasks = AsyncTasks(agent.operations)
     for path, plan in ASYNC_PATHS.items():
