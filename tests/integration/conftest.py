@@ -165,7 +165,10 @@ def wait_for_count(engine: Engine, name: str, marker: str, count: int, timeout: 
     end = time.monotonic() + timeout
     text = ""
     while text.count(marker) < count:
-        assert time.monotonic() < end, f"{marker} not seen {count} times on {name}'s console:\n{text[-1500:]}"
+        assert time.monotonic() < end, (
+            f"{marker} not seen {count} times on {name}'s console (libvirt says {engine.driver.state(name)}):\n"
+            f"{text[-1500:]}"
+        )
         time.sleep(0.2)
         text = path.read_text(errors="replace") if path.exists() else ""
 

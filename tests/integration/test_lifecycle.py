@@ -125,9 +125,9 @@ def test_create_with_start_that_fails_leaves_nothing(engine, guest_spec, vm_name
 def test_reboot_graceful_and_forced_boot_the_guest_again(engine, guest_spec, vm_name):
     name = vm_name("reboot")
     engine.create(guest_spec(name), start=True)
-    wait_for_console(engine, name, "VMHOST-GUEST-READY")
+    wait_for_console(engine, name, "VMHOST-GUEST-DEVICES-DONE")
     engine.reboot(name)
-    wait_for_count(engine, name, "VMHOST-GUEST-READY", 2)
+    wait_for_count(engine, name, "VMHOST-GUEST-DEVICES-DONE", 2)
     engine.reboot(name, force=True)
     wait_for_count(engine, name, "VMHOST-GUEST-READY", 3)
     assert engine.get(name)["state"] == "running"
