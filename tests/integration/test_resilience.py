@@ -20,6 +20,7 @@ import pytest
 from tests.integration.conftest import wait_for_console
 from tests.integration.running_agent import RunningAgent
 from vmhost.client import AgentClient
+from vmhost.config import HostConfig
 
 CRASH_REPORT_LIMIT = 5.0
 """libvirt itself reports a dead QEMU 0.1-2 s late on these loaded 2-core machines; bench/ measures it."""
@@ -284,3 +285,14 @@ def test_database_is_wal_and_survives_the_agent(config):
     db = sqlite3.connect(config.db_path)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     db.close()
+
+
+def test_another_agent_on_the_host_does_not_adopt_our_vms(config, engine, guest_spec, vm_name, tmp_path_factory):
+    name = vm_name("mine")
+    engine.create(guest_spec(name))
+    other_dir = tmp_path_factory.mktemp("other-agent")
+    other_dir.chmod(0o711)
+    other = HostConfig(libvirt_uri=config.libvirt_uri, data_dir=other_dir, accel="tcg")
+    with RunningAgent(other) as neighbour, authorized(neighbour) as http:
+        assert http.get("/v1/vms").json() == []
+    assert engine.driver.state(name).value == "shutoff"

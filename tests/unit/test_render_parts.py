@@ -205,11 +205,17 @@ def test_read_metadata_round_trips_labels_and_owned_disks() -> None:
             "disks": [{"source": {"type": "new", "size": "1GiB"}}, {"source": {"type": "block", "path": "/dev/sdz"}}],
         }
     )
-    ctx = RenderContext(accel="kvm", console_log=Path("/log"), disk_paths={"vda": Path("/var/lib/vmhost/t-vda.qcow2")})
+    ctx = RenderContext(
+        accel="kvm",
+        console_log=Path("/log"),
+        disk_paths={"vda": Path("/var/lib/vmhost/t-vda.qcow2")},
+        owner="/var/lib/vmhost",
+    )
     assert read_metadata(domain_xml(spec, ctx)) == {
         "labels": {"a": 'x < y & "z"', "b": "2"},
         "owned_disks": ["/var/lib/vmhost/t-vda.qcow2"],
         "spec": spec.model_dump(mode="json"),
+        "owner": "/var/lib/vmhost",
     }
 
 

@@ -53,6 +53,15 @@ class Resources:
     console_log: Path
     disk_paths: Mapping[str, Path] = field(default_factory=dict)
     disk_formats: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the hypervisor keeps about a VM vmhost defined: its spec (secrets restored) and its owner."""
+
+    spec: dict[str, Any]
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,8 @@ class Driver(Protocol):
         """Per-VM counters for metrics, named as libvirt's bulk stats name them (state.state, cpu.time, ...)."""
         ...
 
-    def recorded_spec(self, name: str) -> dict[str, Any] | None:
-        """The spec the hypervisor keeps for a VM vmhost defined (secrets masked), to adopt it without a store."""
+    def recorded(self, name: str) -> Recorded | None:
+        """What the hypervisor keeps for a VM vmhost defined, to adopt it without a store."""
         ...
 
     def kill_process(self, name: str) -> bool:

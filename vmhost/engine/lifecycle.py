@@ -739,10 +739,10 @@ class Engine:
                 log.warning("could not adopt a domain", extra={"vm": info.name, "error": str(exc)})
 
     def _adopt(self, info: DomainInfo) -> None:
-        recorded = self.driver.recorded_spec(info.name)
-        if recorded is None:
-            return
-        spec = parse_spec(recorded)
+        recorded = self.driver.recorded(info.name)
+        if recorded is None or recorded.owner != str(self.config.data_dir):
+            return  # not vmhost's, or another vmhost instance's (another data directory) on the same host
+        spec = parse_spec(recorded.spec)
         owned = sorted(str(p) for p in resources.plan(spec, self.config.data_dir).resources.disk_paths.values())
         state = OBSERVED[info.state]
         self.store.insert_vm(

@@ -96,7 +96,9 @@ def plan(spec: VMSpec, data_dir: Path) -> Plan:
             if detected:
                 disk_formats[target] = detected
     problems += _other_file_problems(spec)
-    resources = Resources(console_log=directory / "console.log", disk_paths=disk_paths, disk_formats=disk_formats)
+    resources = Resources(
+        console_log=directory / "console.log", disk_paths=disk_paths, disk_formats=disk_formats, owner=str(data_dir)
+    )
     return Plan(vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems)
 
 

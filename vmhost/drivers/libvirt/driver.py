@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import libvirt
 from lxml import etree
 
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Resources
+from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
 from vmhost.errors import HypervisorError, NotFound, Unavailable
@@ -146,6 +146,7 @@ class LibvirtDriver:
             console_log=resources.console_log,
             disk_paths=resources.disk_paths,
             disk_formats=resources.disk_formats,
+            owner=resources.owner,
         )
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
@@ -279,7 +280,7 @@ class LibvirtDriver:
         )
         return [{"name": dom.name(), **stats} for dom, stats in records if _is_owned(dom)]
 
-    def recorded_spec(self, name: str) -> dict[str, Any] | None:
+    def recorded(self, name: str) -> Recorded | None:
         """The metadata's spec, with the graphics password put back from the domain's own (secure) XML."""
         dom = self._domain(name)
         flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -291,7 +292,7 @@ class LibvirtDriver:
         if isinstance(spec.get("graphics"), dict):
             graphics = etree.fromstring(xml.encode()).find("devices/graphics")
             spec["graphics"]["password"] = graphics.get("passwd") if graphics is not None else None
-        return spec
+        return Recorded(spec=spec, owner=metadata["owner"])
 
     def kill_process(self, name: str) -> bool:
         """Only a process whose command line names this guest: a stale pid file may point at anything."""

@@ -17,9 +17,11 @@ class RenderContext:
     console_log: where virtlogd keeps the serial console output when the spec names no log file.
     disk_paths: target -> image path for disks vmhost creates (source types new and overlay).
     disk_formats: target -> format detected by qemu-img for file disks whose format is 'auto'.
+    owner: which vmhost instance (its data directory) manages the domain; another one must not adopt it.
     """
 
     accel: Literal["kvm", "tcg"]
     console_log: Path
     disk_paths: Mapping[str, Path] = field(default_factory=dict)
     disk_formats: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""

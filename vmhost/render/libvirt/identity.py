@@ -17,6 +17,7 @@ class VmhostMetadata(TypedDict):
     labels: dict[str, str]
     owned_disks: list[str]
     spec: dict[str, Any] | None
+    owner: str
 
 
 def _ns(tag: str) -> str:
@@ -44,6 +45,8 @@ def metadata_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
         sub(labels, _ns("label"), value, key=key)
     for target, path in sorted(ctx.disk_paths.items()):
         sub(instance, _ns("owned-disk"), target=target, path=str(path))
+    if ctx.owner:
+        sub(instance, _ns("owner"), ctx.owner)
     sub(instance, _ns("spec"), json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")))
     return metadata
 
@@ -57,4 +60,9 @@ def read_metadata(domain_xml: str) -> VmhostMetadata | None:
     labels = {label.get("key", ""): label.text or "" for label in instance.iterfind(f"{_ns('labels')}/{_ns('label')}")}
     disks = [disk.get("path", "") for disk in instance.iterfind(_ns("owned-disk"))]
     spec_text = instance.findtext(_ns("spec"))
-    return {"labels": labels, "owned_disks": disks, "spec": json.loads(spec_text) if spec_text else None}
+    return {
+        "labels": labels,
+        "owned_disks": disks,
+        "spec": json.loads(spec_text) if spec_text else None,
+        "owner": instance.findtext(_ns("owner")) or "",
+    }
