@@ -8,7 +8,6 @@ the management node's commands act on.
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -23,22 +22,13 @@ from typing import Any
 import httpx
 import libvirt
 import pytest
-import uvicorn
 from lxml import etree
 
+from tests.integration.running_agent import RunningAgent
 from tests.unit.test_zstack_convert import example
-from vmhost.api import zstack
-from vmhost.api.app import create_app
-from vmhost.api.server import build_agent
 
 REPLY_TIMEOUT = 120.0
 GUEST_AGENT = "org.qemu.guest_agent.0"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class CallbackReceiver:
@@ -72,32 +62,22 @@ class CallbackReceiver:
         return self.replies[task][0]
 
 
-class ZStackAgent:
-    """vmhost's app with the ZStack router, served by uvicorn on a free loopback port."""
+class ZStackAgent(RunningAgent):
+    """The agent `vmhost serve` builds (ZStack router included), plus a management node's way of calling it."""
 
     def __init__(self, config: Any, receiver: CallbackReceiver):
-        self.agent = build_agent(config)
+        super().__init__(config)
         self.receiver = receiver
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        app = create_app(self.agent, extra_routers=(zstack.router,))
-        self.server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        self.token_header = {"Authorization": f"Bearer {self.agent.auth._token}"}
+        self.token_header = {"Authorization": f"Bearer {self.token}"}
 
     def __enter__(self) -> "ZStackAgent":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.05)
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.http.close()
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__exit__(*exc)
 
     def send(self, path: str, command: dict[str, Any], task: str | None = None, token: bool = True) -> httpx.Response:
         """POST as the management node does: JSON body, taskuuid and callbackurl headers."""
