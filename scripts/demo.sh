@@ -33,6 +33,7 @@ for _ in $(seq 120); do
 done
 echo "== vmhost console $name --log"
 "$vmhost" console "$name" --log
+echo
 echo "== vmhost list"
 "$vmhost" list
 echo
