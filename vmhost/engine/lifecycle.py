@@ -395,7 +395,9 @@ class Engine:
             self._release_unmanaged_pci(record)
             self.driver.undefine(record.name)
             self._step("undefined")
-            resources.release(self._vm_dir(record.uuid), [Path(p) for p in record.owned_paths])
+            resources.release(
+                resources.vm_dir(self.config.data_dir, record.uuid), [Path(p) for p in record.owned_paths]
+            )
             self._step("disks-removed")
             self._cancel_restart(record.name)
             self.store.delete_vm(record.name)
@@ -679,7 +681,7 @@ class Engine:
         record = self.store.get_vm(name)
         if record is not None and record.uuid == uuid:
             self.store.delete_vm(name)
-        resources.release(self._vm_dir(uuid), [])
+        resources.release(resources.vm_dir(self.config.data_dir, uuid), [])
         return "rolled back"
 
     def _complete_delete(self, op: OperationRecord, record: VmRecord | None) -> str:
@@ -687,7 +689,7 @@ class Engine:
         if not name or not uuid:
             return "nothing left to delete"
         self._remove_domain_if_its(name, uuid)
-        resources.release(self._vm_dir(uuid), [Path(p) for p in op.data.get("owned", [])])
+        resources.release(resources.vm_dir(self.config.data_dir, uuid), [Path(p) for p in op.data.get("owned", [])])
         if record is not None and record.uuid == uuid:
             self.store.delete_vm(name)
         return "completed"
@@ -704,15 +706,12 @@ class Engine:
             self._stop_domain(name, force=True, deadline=0)
         self.driver.undefine(name)
 
-    def _vm_dir(self, uuid: str) -> Path:
-        return self.config.data_dir / "vms" / uuid
-
     def _remove_unrecorded_disks(self, record: VmRecord) -> None:
         """Images in a stopped VM's disk directory that its record does not own are leftovers of an interrupted
         change (a running VM may hold a hot-plugged one open, so it keeps them until it stops)."""
         if self.driver.state(record.name) not in GONE:
             return
-        directory = self._vm_dir(record.uuid) / "disks"
+        directory = resources.vm_dir(self.config.data_dir, record.uuid) / "disks"
         owned = set(record.owned_paths)
         for image in directory.glob("*") if directory.is_dir() else []:
             if str(image) not in owned:
@@ -825,7 +824,7 @@ class Engine:
     def console_log_path(self, name: str) -> Path:
         record = self.record(name)
         spec = self.spec_of(record)
-        return spec.console.log_file or resources.vm_dir(self.config.data_dir, spec) / "console.log"
+        return spec.console.log_file or resources.vm_dir(self.config.data_dir, str(spec.uuid)) / "console.log"
 
     def open_console(self, name: str) -> ConsoleStream:
         record = self.record(name)

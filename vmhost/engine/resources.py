@@ -25,8 +25,9 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
 
 
-def vm_dir(data_dir: Path, spec: VMSpec) -> Path:
-    return data_dir / "vms" / str(spec.uuid)
+def vm_dir(data_dir: Path, uuid: str) -> Path:
+    """Everything vmhost keeps for one VM (owned disks, console log) lives here, keyed by UUID."""
+    return data_dir / "vms" / uuid
 
 
 def _readable_file(path: Path, where: str, what: str) -> list[Problem]:
@@ -75,7 +76,7 @@ def _other_file_problems(spec: VMSpec) -> list[Problem]:
 
 def plan(spec: VMSpec, data_dir: Path) -> Plan:
     """Check every host path the spec names and decide where owned disks go. Touches nothing."""
-    directory = vm_dir(data_dir, spec)
+    directory = vm_dir(data_dir, str(spec.uuid))
     disk_paths: dict[str, Path] = {}
     disk_formats: dict[str, str] = {}
     problems: list[Problem] = []
