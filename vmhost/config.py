@@ -10,13 +10,19 @@ from vmhost.errors import VmhostError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vmhost/config.toml")
 CONFIG_ENV = "VMHOST_CONFIG"
+CHOICES = {"accel": ("kvm", "tcg"), "vm_driver": ("libvirt", "xen", "smartos")}
 
 
 @dataclass(frozen=True)
 class HostConfig:
     """accel defaults to kvm; hosts without usable KVM (e.g. nested CI machines) set accel = "tcg"."""
 
+    vm_driver: Literal["libvirt", "xen", "smartos"] = "libvirt"
+    """Which hypervisor runs `kind: vm` specs; `kind: container` specs always run on runc."""
     libvirt_uri: str = "qemu:///system"
+    xl_command: str = "xl"
+    vmadm_command: str = "vmadm"
+    runc_command: str = "runc"
     data_dir: Path = Path("/var/lib/vmhost")
     accel: Literal["kvm", "tcg"] = "kvm"
     stop_timeout: float = 60.0
@@ -40,8 +46,9 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
         raise VmhostError(
             f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
         )
-    if "accel" in values and values["accel"] not in ("kvm", "tcg"):
-        raise VmhostError(f"{source}: accel must be 'kvm' or 'tcg', got {values['accel']!r}")
+    for key, allowed in CHOICES.items():
+        if key in values and values[key] not in allowed:
+            raise VmhostError(f"{source}: {key} must be one of {', '.join(allowed)}; got {values[key]!r}")
     for key in ("data_dir", "tls_cert", "tls_key"):
         if key in values:
             values[key] = Path(values[key])

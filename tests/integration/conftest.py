@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from vmhost.config import HostConfig
-from vmhost.drivers.libvirt import LibvirtDriver
+from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def config_file(config: HostConfig, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(config: HostConfig, libvirt_conn: libvirt.virConnect) -> Iterator[Engine]:
-    engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel))
+    engine = Engine(config, build_drivers(config))
     yield engine
     for record in engine.store.list_vms():
         engine.delete(record.name)

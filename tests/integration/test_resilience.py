@@ -19,8 +19,11 @@ import pytest
 
 from tests.integration.conftest import wait_for_console
 from tests.integration.running_agent import RunningAgent
+from vmhost.api.agent import Agent
 from vmhost.client import AgentClient
 from vmhost.config import HostConfig
+from vmhost.drivers.libvirt.events import LibvirtEventMonitor
+from vmhost.drivers.polling import CompositeEventSource
 
 CRASH_REPORT_LIMIT = 5.0
 """libvirt itself reports a dead QEMU 0.1-2 s late on these loaded 2-core machines; bench/ measures it."""
@@ -67,6 +70,13 @@ def authorized(agent: RunningAgent) -> httpx.Client:
 def http(agent) -> Iterator[httpx.Client]:
     with authorized(agent) as client:
         yield client
+
+
+def libvirt_monitor(agent: Agent) -> LibvirtEventMonitor:
+    monitor = agent.monitor
+    assert isinstance(monitor, CompositeEventSource)
+    (libvirt_source,) = (source for source in monitor.sources if isinstance(source, LibvirtEventMonitor))
+    return libvirt_source
 
 
 def first_time(condition: Any, timeout: float) -> float:
@@ -262,7 +272,7 @@ def test_libvirtd_restart_keeps_vms_running_and_events_flowing(agent, http, engi
         assert time.monotonic() < deadline, "agent did not recover from the libvirtd restart"
         time.sleep(0.2)
     assert qemu_pid(engine, name) == pid
-    assert agent.agent.monitor.connected.wait(15)
+    assert libvirt_monitor(agent.agent).connected.wait(15)
     os.kill(pid, signal.SIGKILL)
     events.wait(name, type="restarted")
 

@@ -13,8 +13,7 @@ from vmhost.api.app import create_app
 from vmhost.api.auth import TokenAuth, ensure_token
 from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
-from vmhost.drivers.libvirt import LibvirtDriver
-from vmhost.drivers.libvirt.events import LibvirtEventMonitor
+from vmhost.drivers.select import build_drivers, build_event_source
 from vmhost.engine import Engine
 from vmhost.errors import VmhostError
 
@@ -54,9 +53,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def build_agent(config: HostConfig) -> Agent:
-    engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel), progress=report_progress)
+    drivers = build_drivers(config)
+    engine = Engine(config, drivers, progress=report_progress)
     auth = TokenAuth(ensure_token(config.data_dir), tuple(config.zstack_trusted_sources))
-    monitor = LibvirtEventMonitor(config.libvirt_uri)
+    monitor = build_event_source(config, drivers)
     return Agent(config=config, engine=engine, operations=Operations(), auth=auth, monitor=monitor)
 
 

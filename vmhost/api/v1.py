@@ -226,7 +226,7 @@ def router(agent: Agent) -> APIRouter:
             "memory_total": info.memory_total,
             "memory_available": info.memory_available,
             "accel": info.accel,
-            "drivers": [engine.driver.kind],
+            "drivers": list(engine.driver.drivers),
             "vms": len(engine.store.list_vms()),
         }
 

@@ -16,7 +16,7 @@ from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
 from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
-from vmhost.drivers.libvirt import LibvirtDriver
+from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
 from vmhost.engine.views import select
 from vmhost.errors import VmhostError
@@ -100,7 +100,7 @@ def _backend() -> Iterator[Backend]:
             return
         status = err.status("working…") if err.is_terminal else None
         progress: Callable[[str], None] = status.update if status else (lambda m: None)
-        engine = Engine(config, LibvirtDriver(config.libvirt_uri, config.accel), progress=progress)
+        engine = Engine(config, build_drivers(config), progress=progress)
         if status:
             with status:
                 yield LocalBackend(engine)

@@ -74,6 +74,8 @@ class DomainInfo:
     memory_bytes: int = 0
     cpu_time_ns: int = 0
     pid: int | None = None
+    driver: str = ""
+    """Which driver reported it, when several run (set by DriverSet)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
+from vmhost.drivers.multi import DriverSet
 from vmhost.engine import faults, resources
 from vmhost.engine.activation import ActivationStep, step_name
 from vmhost.engine.events import EventBus, VmEvent
@@ -81,14 +82,15 @@ class Engine:
     def __init__(
         self,
         config: HostConfig,
-        driver: Driver,
+        driver: Driver | DriverSet,
         store: Store | None = None,
         activation_steps: Sequence[ActivationStep] = (),
         progress: Progress = _quiet,
     ):
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.config = config
-        self.driver = driver
+        self.driver = DriverSet.of(driver)
+        self.driver.locate = self._driver_of
         self.store = store or Store(config.db_path)
         self.locks = VmLocks(config.data_dir / "locks")
         self.activation_steps = list(activation_steps)
@@ -99,6 +101,10 @@ class Engine:
         self._timers_lock = threading.Lock()
 
     # ---- lookups -------------------------------------------------------------------------
+
+    def _driver_of(self, name: str) -> str | None:
+        record = self.store.get_vm(name)
+        return record.driver if record else None
 
     def record(self, name_or_uuid: str) -> VmRecord:
         record = self.store.find_vm(name_or_uuid)
@@ -189,8 +195,9 @@ class Engine:
                 raise Conflict(f"a VM named {spec.name} already exists")
             if self.store.uuid_in_use(str(spec.uuid)):
                 raise Conflict(f"a VM with uuid {spec.uuid} already exists")
-            if self.driver.state(spec.name) != DomainState.ABSENT:
-                raise Conflict(f"libvirt already has a domain named {spec.name} that vmhost does not manage")
+            driver = self.driver.for_spec(spec)
+            if driver.state(spec.name) != DomainState.ABSENT:
+                raise Conflict(f"{driver.kind} already has a domain named {spec.name} that vmhost does not manage")
             plan = self._host_problems(spec)
             if plan.problems:
                 raise SpecError(plan.problems)
@@ -199,7 +206,7 @@ class Engine:
                 self.store.insert_vm(
                     spec.name,
                     uuid=str(spec.uuid),
-                    driver=self.driver.kind,
+                    driver=driver.kind,
                     spec=_stored(spec),
                     state=VmState.PROVISIONING.value,
                     owned_paths=[str(p) for p in plan.resources.disk_paths.values()],
@@ -250,7 +257,7 @@ class Engine:
         problems = self._host_problems(spec).problems
         if problems:
             raise HostResourceError(f"cannot start {spec.name}: " + "; ".join(map(str, problems)))
-        available = self.driver.host_info().memory_available
+        available = self.driver.for_spec(spec).host_info().memory_available
         if spec.memory.size > available:
             raise HostResourceError(
                 f"not enough host memory to start {spec.name}: it needs {format_size(spec.memory.size)}, "
@@ -272,7 +279,7 @@ class Engine:
             for step in self.activation_steps:
                 self.progress(f"activation: {step_name(step)}")
                 try:
-                    step(spec, self.driver)
+                    step(spec, self.driver.for_spec(spec))
                 except VmhostError:
                     raise
                 except Exception as exc:
@@ -738,7 +745,7 @@ class Engine:
                 log.warning("could not adopt a domain", extra={"vm": info.name, "error": str(exc)})
 
     def _adopt(self, info: DomainInfo) -> None:
-        recorded = self.driver.recorded(info.name)
+        recorded = self.driver.recorded_by(info)
         if recorded is None or recorded.owner != str(self.config.data_dir):
             return  # not vmhost's, or another vmhost instance's (another data directory) on the same host
         spec = parse_spec(recorded.spec)
@@ -747,7 +754,7 @@ class Engine:
         self.store.insert_vm(
             spec.name,
             uuid=str(spec.uuid),
-            driver=self.driver.kind,
+            driver=info.driver,
             spec=_stored(spec),
             state=state.value,
             owned_paths=owned,

@@ -10,6 +10,7 @@ from vmhost.spec.boot import Boot
 from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.clock import Clock
 from vmhost.spec.console import Console
+from vmhost.spec.container import Container
 from vmhost.spec.cpu import Cpu
 from vmhost.spec.disk import Disk
 from vmhost.spec.features import Features, LifecycleActions
@@ -45,6 +46,10 @@ class VMSpec(SpecModel):
     uuid: uuidlib.UUID = Field(default_factory=uuidlib.uuid4, description="Generated when omitted.")
 
     _name = field_validator("name")(_not_a_uuid)
+    kind: Literal["vm", "container"] = Field(
+        "vm", description="vm: a virtual machine on the host's VM driver; container: an OCI container on runc."
+    )
+    container: Container | None = Field(None, description="What a `kind: container` spec runs; required for one.")
     description: str = Field("", max_length=1024, description="Free text for operators.")
     labels: dict[str, str] = Field(
         default_factory=dict, description="Key/value metadata, kept in the domain's vmhost metadata."

@@ -30,9 +30,9 @@ class HostFacts:
 
 
 def _libvirt(engine: Engine, what: str, call: Callable[[libvirt.virConnect], T]) -> T:
-    driver = engine.driver
+    driver = engine.driver.drivers.get("libvirt")
     if not isinstance(driver, LibvirtDriver):
-        raise HypervisorError(f"{what} needs the libvirt driver; this agent runs {driver.kind}")
+        raise HypervisorError(f"{what} needs the libvirt driver; this agent runs {', '.join(engine.driver.drivers)}")
     try:
         return call(driver.conn)
     except libvirt.libvirtError as exc:

@@ -1,0 +1,156 @@
+"""DriverSet: the engine talks to one Driver whatever mix of hypervisors the host runs.
+
+Each call goes to the driver of the VM it names. The engine tells the set which driver holds a VM (its store
+records it); a VM not yet recorded goes to the driver its spec asks for: containers to runc, VMs to the host's
+VM driver.
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, Driver, HostInfo, Recorded, Resources
+from vmhost.errors import NotFound, VmhostError
+from vmhost.spec import VMSpec
+
+CONTAINER_DRIVER = "runc"
+
+
+def _unknown(_name: str) -> str | None:
+    return None
+
+
+class DriverSet:
+    kind = "set"
+
+    def __init__(self, drivers: Mapping[str, Driver], vm_driver: str):
+        if vm_driver not in drivers:
+            raise VmhostError(f"the VM driver {vm_driver} is not among the host's drivers ({', '.join(drivers)})")
+        self.drivers = dict(drivers)
+        self.vm_driver = vm_driver
+        self.locate: Callable[[str], str | None] = _unknown
+        """Which driver holds the VM of this name, if known (the engine points this at its store)."""
+
+    @classmethod
+    def of(cls, driver: "Driver | DriverSet") -> "DriverSet":
+        return driver if isinstance(driver, DriverSet) else cls({driver.kind: driver}, driver.kind)
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    def kind_for(self, spec: VMSpec) -> str:
+        return CONTAINER_DRIVER if spec.kind == "container" else self.vm_driver
+
+    def for_spec(self, spec: VMSpec) -> Driver:
+        kind = self.kind_for(spec)
+        if kind not in self.drivers:
+            raise VmhostError(f"this host has no {kind} driver for a {spec.kind} spec")
+        return self.drivers[kind]
+
+    def for_name(self, name: str) -> Driver:
+        """The recorded driver; else the one that knows the name; else the VM driver."""
+        if len(self.drivers) == 1:
+            return self.drivers[self.vm_driver]
+        kind = self.locate(name)
+        if kind in self.drivers:
+            return self.drivers[kind]
+        if len(self.drivers) > 1:
+            for driver in self.drivers.values():
+                if driver.state(name) != DomainState.ABSENT:
+                    return driver
+        return self.drivers[self.vm_driver]
+
+    # ---- by spec ---------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        return self.drivers[self.vm_driver].host_info()
+
+    def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
+        kind = self.kind_for(spec)
+        if kind not in self.drivers:
+            return [("kind", f"this host has no {kind} driver to run a {spec.kind}")]
+        return self.drivers[kind].host_problems(spec)
+
+    def define(self, spec: VMSpec, resources: Resources) -> None:
+        self.for_spec(spec).define(spec, resources)
+
+    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self.for_spec(spec).attach_disk(spec, resources, target)
+
+    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self.for_spec(spec).detach_disk(spec, resources, target)
+
+    def reserve_pci(self, address: str) -> None:
+        self.drivers[self.vm_driver].reserve_pci(address)
+
+    def release_pci(self, address: str) -> None:
+        self.drivers[self.vm_driver].release_pci(address)
+
+    # ---- by name ---------------------------------------------------------------------------
+
+    def undefine(self, name: str) -> None:
+        self.for_name(name).undefine(name)
+
+    def create_paused(self, name: str) -> None:
+        self.for_name(name).create_paused(name)
+
+    def pause(self, name: str) -> None:
+        self.for_name(name).pause(name)
+
+    def resume(self, name: str) -> None:
+        self.for_name(name).resume(name)
+
+    def request_shutdown(self, name: str) -> None:
+        self.for_name(name).request_shutdown(name)
+
+    def destroy(self, name: str) -> None:
+        self.for_name(name).destroy(name)
+
+    def request_reboot(self, name: str) -> None:
+        self.for_name(name).request_reboot(name)
+
+    def reset(self, name: str) -> None:
+        self.for_name(name).reset(name)
+
+    def state(self, name: str) -> DomainState:
+        return self.for_name(name).state(name)
+
+    def info(self, name: str) -> DomainInfo:
+        driver = self.for_name(name)
+        return dataclasses.replace(driver.info(name), driver=driver.kind)
+
+    def recorded(self, name: str) -> Recorded | None:
+        return self.for_name(name).recorded(name)
+
+    def kill_process(self, name: str) -> bool:
+        return self.for_name(name).kill_process(name)
+
+    def open_console(self, name: str) -> ConsoleStream:
+        return self.for_name(name).open_console(name)
+
+    # ---- every driver ----------------------------------------------------------------------
+
+    def states(self) -> dict[str, DomainState]:
+        """A name two hypervisors know is reported from the driver that holds the VM."""
+        merged: dict[str, DomainState] = {}
+        for kind, driver in self.drivers.items():
+            for name, state in driver.states().items():
+                if name not in merged or self.locate(name) == kind:
+                    merged[name] = state
+        return merged
+
+    def list_owned(self) -> list[DomainInfo]:
+        return [
+            dataclasses.replace(info, driver=kind)
+            for kind, driver in self.drivers.items()
+            for info in driver.list_owned()
+        ]
+
+    def bulk_stats(self) -> list[dict[str, Any]]:
+        return [stats for driver in self.drivers.values() for stats in driver.bulk_stats()]
+
+    def recorded_by(self, info: DomainInfo) -> Recorded | None:
+        """What the driver that listed `info` keeps for it (adoption asks the right hypervisor)."""
+        driver = self.drivers.get(info.driver)
+        if driver is None:
+            raise NotFound(f"no {info.driver} driver for {info.name}")
+        return driver.recorded(info.name)
