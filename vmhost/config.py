@@ -2,7 +2,8 @@
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,8 @@ class HostConfig:
     agent_url: str | None = None
     zstack_trusted_sources: tuple[str, ...] = ()
     zstack_console_listen: str = "127.0.0.1"
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """`[plugins.<name>]` tables: `enabled = false` disables a plugin; other keys are the plugin's settings."""
 
     @property
     def db_path(self) -> Path:
@@ -54,6 +57,9 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
             values[key] = Path(values[key])
     if "zstack_trusted_sources" in values:
         values["zstack_trusted_sources"] = tuple(values["zstack_trusted_sources"])
+    plugins = values.get("plugins", {})
+    if not isinstance(plugins, dict) or not all(isinstance(table, dict) for table in plugins.values()):
+        raise VmhostError(f"{source}: plugins must be tables, one per plugin: [plugins.<name>]")
     if "stop_timeout" in values:
         values["stop_timeout"] = float(values["stop_timeout"])
     return values

@@ -1,5 +1,6 @@
 """A real agent (uvicorn serving the same app `vmhost serve` builds) in a thread of the test process."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -8,8 +9,9 @@ import uvicorn
 
 from vmhost.api.app import create_app
 from vmhost.api.auth import read_token
-from vmhost.api.server import ROUTERS, build_agent
+from vmhost.api.server import Listen, build_agent, plugin_listeners
 from vmhost.config import HostConfig
+from vmhost.plugins import Plugins
 
 
 def free_port() -> int:
@@ -19,20 +21,27 @@ def free_port() -> int:
 
 
 class RunningAgent:
-    def __init__(self, config: HostConfig):
-        self.agent = build_agent(config)
+    """With the installed plugins unless given others; their listeners run too."""
+
+    def __init__(self, config: HostConfig, plugins: Plugins | None = None):
+        self.plugins = plugins if plugins is not None else Plugins.discover(config)
+        self.agent = build_agent(config, self.plugins)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = str(read_token(config.data_dir))
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(self.agent, ROUTERS), port=self.port, log_config=None, access_log=False)
+            uvicorn.Config(create_app(self.agent, self.plugins), port=self.port, log_config=None, access_log=False)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._listeners = contextlib.ExitStack()
 
     def __enter__(self) -> "RunningAgent":
+        self.listeners = self._listeners.enter_context(
+            plugin_listeners(self.agent, self.plugins, Listen("127.0.0.1", self.port))
+        )
         self.thread.start()
         deadline = time.monotonic() + 10
-        while not self.server.started:
+        while not (self.server.started and all(server.started for server in self.listeners)):
             assert time.monotonic() < deadline, "agent did not start"
             time.sleep(0.05)
         return self
@@ -40,3 +49,4 @@ class RunningAgent:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self._listeners.close()

@@ -8,7 +8,7 @@ from lxml import etree
 
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
 from vmhost.drivers.base import DomainState
-from vmhost.errors import Conflict, HostResourceError, HypervisorError
+from vmhost.errors import Conflict, HostResourceError
 
 
 def test_started_vm_prints_marker_through_console_api_and_get_shows_uptime(engine, guest_spec, vm_name):
@@ -80,46 +80,6 @@ def test_start_and_stop_are_idempotent(engine, guest_spec, vm_name):
     assert engine.driver.info(name).pid == pid
     engine.kill(name)
     assert engine.stop(name).method == "already-stopped"
-
-
-def test_start_is_two_phase_activation_runs_while_paused(engine, guest_spec, vm_name):
-    name = vm_name("twophase")
-    seen: list[tuple[str, DomainState]] = []
-    engine.activation_steps.append(lambda spec, driver: seen.append((spec.name, driver.state(spec.name))))
-    engine.create(guest_spec(name), start=True)
-    assert seen == [(name, DomainState.PAUSED)]
-    assert engine.driver.state(name) == DomainState.RUNNING
-
-
-def test_failing_activation_step_rolls_back_the_start(engine, guest_spec, vm_name):
-    name = vm_name("badhook")
-
-    def tune_nics(spec, driver):
-        raise RuntimeError("ethtool exploded")
-
-    engine.create(guest_spec(name))
-    engine.activation_steps.append(tune_nics)
-    with pytest.raises(HypervisorError, match="activation step tune_nics failed") as failure:
-        engine.start(name)
-    assert "ethtool exploded" in failure.value.detail
-    assert engine.driver.state(name) == DomainState.SHUTOFF
-    view = engine.get(name)
-    assert view["state"] == "stopped"
-    assert "tune_nics" in view["state_reason"]
-
-
-def test_create_with_start_that_fails_leaves_nothing(engine, guest_spec, vm_name, libvirt_conn):
-    name = vm_name("atomic")
-
-    def refuse(spec, driver):
-        raise RuntimeError("no")
-
-    engine.activation_steps.append(refuse)
-    with pytest.raises(HypervisorError):
-        engine.create(guest_spec(name, disks=[{"source": {"type": "new", "size": "16MiB"}}]), start=True)
-    assert engine.store.get_vm(name) is None
-    assert name not in [d.name() for d in libvirt_conn.listAllDomains()]
-    assert not list((engine.config.data_dir / "vms").iterdir())
 
 
 def test_reboot_graceful_and_forced_boot_the_guest_again(engine, guest_spec, vm_name):

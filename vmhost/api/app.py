@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -20,15 +20,17 @@ from vmhost.api.agent import Agent
 from vmhost.api.errors import error_body, status_of
 from vmhost.api.models import Health
 from vmhost.errors import VmhostError
-from vmhost.spec import SpecError, VMSpec
+from vmhost.plugins import Plugins
+from vmhost.spec import SpecError
+from vmhost.spec.schema import spec_json_schema
 
 log = logging.getLogger("vmhost.http")
 RECONCILE_INTERVAL = 30.0
 """Events keep the store true; this bulk reconcile is only the safety net."""
-Router = Callable[[Agent], Any]
 
 
-def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
+def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
+    """The agent's API; enabled plugins add /ext/<name> routes and dialect routes (e.g. ZStack's paths)."""
     app = FastAPI(
         title="vmhost",
         version=__version__,
@@ -39,8 +41,6 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
         description="Host agent for virtual machines. Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
     app.include_router(v1.router(agent))
-    for make_router in extra_routers:
-        app.include_router(make_router(agent))
     registry = metrics.registry_for(agent.engine)
 
     @app.get("/healthz", response_model=Health, tags=["host"], openapi_extra={"security": []})
@@ -57,6 +57,8 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
     def prometheus() -> Response:
         return Response(metrics.render(registry), media_type="text/plain; version=0.0.4")
 
+    if plugins is not None:
+        _mount_plugins(app, agent, plugins)
     _install_error_handlers(app)
     _install_request_log(app)
 
@@ -65,6 +67,24 @@ def create_app(agent: Agent, extra_routers: tuple[Router, ...] = ()) -> FastAPI:
         """Behind the token like everything but /healthz (so no browsable docs UI: it could not send one)."""
         return _openapi(app)
 
+    return app
+
+
+def _mount_plugins(app: FastAPI, agent: Agent, plugins: Plugins) -> None:
+    """Plugin routes are behind the agent's auth whatever the plugin declares: /ext/* needs the token; dialect
+    routes accept the token or a trusted source (management planes that cannot send one)."""
+    reserved = [str(getattr(route, "path", "")) for route in app.routes] + ["/openapi.json"]
+    for prefix, router in plugins.routers(agent, reserved):
+        auth = agent.auth if prefix else agent.auth.trusted_or_token
+        app.include_router(router, prefix=prefix, dependencies=[Depends(auth)])
+
+
+def create_listener_app(agent: Agent, plugin: str, router: APIRouter) -> FastAPI:
+    """A plugin's own listener: its routes only, with the agent's auth, error shapes and request log."""
+    app = FastAPI(title=f"vmhost plugin {plugin}", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(router, dependencies=[Depends(agent.auth.trusted_or_token)])
+    _install_error_handlers(app)
+    _install_request_log(app)
     return app
 
 
@@ -149,7 +169,11 @@ def _install_request_log(app: FastAPI) -> None:
     @app.middleware("http")
     async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         began = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # answered here, so the connection stays usable (Starlette's last-resort
+            log.exception("request crashed", exc_info=exc)  # handler answers, then closes it)
+            response = JSONResponse(error_body(exc), status_code=500)
         log.info(
             "request",
             extra={
@@ -168,7 +192,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    spec_schema = VMSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    spec_schema = spec_json_schema(ref_template="#/components/schemas/{model}")
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components.update(spec_schema.pop("$defs", {}))
     components["VMSpec"] = spec_schema

@@ -2,11 +2,16 @@
 
 from typing import Any
 
+from vmhost.engine.hooks import HookFailed, PostHookFailed
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
+from vmhost.render.libvirt.hooks import RenderHookError
 from vmhost.spec import Problem, SpecError
 
 STATUS: list[tuple[type[Exception], int]] = [
     (SpecError, 422),
+    (HookFailed, 409),
+    (PostHookFailed, 500),
+    (RenderHookError, 500),
     (NotFound, 404),
     (Conflict, 409),
     (HostResourceError, 409),

@@ -2,23 +2,25 @@
 
 import gc
 import ipaddress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
-from vmhost.api import logs, zstack
+from vmhost.api import logs
 from vmhost.api.agent import Agent
-from vmhost.api.app import create_app
+from vmhost.api.app import create_app, create_listener_app
 from vmhost.api.auth import TokenAuth, ensure_token
 from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
-from vmhost.drivers.select import build_drivers, build_event_source
-from vmhost.engine import Engine
+from vmhost.drivers.select import build_event_source
 from vmhost.errors import VmhostError
-
-ROUTERS = (zstack.router,)
-"""Routers served beside the native API."""
+from vmhost.plugins import Plugins
+from vmhost.plugins.host import build_engine
 
 
 @dataclass(frozen=True)
@@ -52,27 +54,56 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def build_agent(config: HostConfig) -> Agent:
-    drivers = build_drivers(config)
-    engine = Engine(config, drivers, progress=report_progress)
+def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
+    engine = build_engine(config, plugins, progress=report_progress)
     auth = TokenAuth(ensure_token(config.data_dir), tuple(config.zstack_trusted_sources))
-    monitor = build_event_source(config, drivers)
+    monitor = build_event_source(config, engine.driver)
     return Agent(config=config, engine=engine, operations=Operations(), auth=auth, monitor=monitor)
 
 
 def serve(config: HostConfig, listen: Listen) -> None:
     check_listen(listen)
     logs.configure()
-    app = create_app(build_agent(config), extra_routers=ROUTERS)
+    plugins = Plugins.discover(config)
+    agent = build_agent(config, plugins)
+    app = create_app(agent, plugins)
     gc.collect()
     gc.freeze()  # start-up objects live forever: keep them out of every later full collection
-    uvicorn.run(
+    with plugin_listeners(agent, plugins, listen):
+        uvicorn.Server(_uvicorn_config(app, listen, listen.port)).run()
+
+
+def _uvicorn_config(app: FastAPI, listen: Listen, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=listen.host,
-        port=listen.port,
+        port=port,
         ssl_certfile=str(listen.tls_cert) if listen.tls_cert else None,
         ssl_keyfile=str(listen.tls_key) if listen.tls_key else None,
         log_config=None,
         access_log=False,
         ws_max_size=1 << 20,
     )
+
+
+@contextmanager
+def plugin_listeners(agent: Agent, plugins: Plugins, listen: Listen) -> Iterator[list[uvicorn.Server]]:
+    """Plugins' own listeners, each in a thread of its own, on the agent's address with its TLS.
+
+    Threads, not tasks on the main loop: uvicorn lets only the main thread's server own the signals, so
+    SIGTERM stops the main server, and leaving this block stops the others.
+    """
+    servers = [
+        uvicorn.Server(_uvicorn_config(create_listener_app(agent, name, listener.router), listen, listener.port))
+        for name, listener in plugins.listeners(agent)
+    ]
+    threads = [threading.Thread(target=server.run, name="plugin-listener", daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(10)

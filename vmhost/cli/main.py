@@ -16,12 +16,13 @@ from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
 from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
-from vmhost.drivers.select import build_drivers
-from vmhost.engine import Engine
 from vmhost.engine.views import select
 from vmhost.errors import VmhostError
-from vmhost.spec import SpecError, VMSpec, load_spec_file
+from vmhost.plugins import Plugins
+from vmhost.plugins.host import build_engine
+from vmhost.spec import SpecError, load_spec_file
 from vmhost.spec.load import read_document
+from vmhost.spec.schema import spec_json_schema
 
 app = typer.Typer(
     help="vmhost: declarative VMs on one host (create, start, stop, list, console...).",
@@ -100,7 +101,7 @@ def _backend() -> Iterator[Backend]:
             return
         status = err.status("working…") if err.is_terminal else None
         progress: Callable[[str], None] = status.update if status else (lambda m: None)
-        engine = Engine(config, build_drivers(config), progress=progress)
+        engine = build_engine(config, _plugins(config), progress=progress)
         if status:
             with status:
                 yield LocalBackend(engine)
@@ -144,6 +145,7 @@ def create(
 def validate(file: FileOption) -> None:
     """Check a spec without touching the host; print every problem with its path."""
     with _errors():
+        _plugins(_config()).register_spec_extensions()
         spec = load_spec_file(file)
     out.print(f"valid spec for {spec.name}", markup=False)
 
@@ -303,5 +305,45 @@ def events(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of a VM spec."""
-    _print_json(VMSpec.model_json_schema())
+    """Print the JSON Schema of a VM spec (with the spec blocks of enabled plugins)."""
+    with _errors():
+        _plugins(_config()).register_spec_extensions()
+    _print_json(spec_json_schema())
+
+
+@app.command("plugins")
+def list_plugins(as_json: JsonOption = False) -> None:
+    """Installed plugins: version, plugin API, priority, state (enabled, disabled, refused) and hooks."""
+    with _errors():
+        statuses = [vars(status) for status in _plugins(_config()).statuses]
+    if as_json:
+        _print_json(statuses)
+        return
+    columns = ["name", "version", "api_version", "priority", "state", "hooks", "reason"]
+    rows = [{**status, "hooks": ",".join(status["hooks"])} for status in statuses]
+    listing.render(rows, columns, as_json=False, parsable=False, header=True, console=out)
+
+
+_discovered: dict[Path | None, Plugins] = {}
+
+
+def _plugins(config: HostConfig) -> Plugins:
+    """Discovered once per process (per config) and shared by every command."""
+    key = _state.config_path
+    if key not in _discovered:
+        _discovered[key] = Plugins.discover(config)
+    return _discovered[key]
+
+
+def _add_plugin_commands() -> None:
+    """`vmhost <plugin> ...` groups, from the plugins the default config enables (the command line is not
+    parsed yet); a broken config is left for the command that reads it to report."""
+    try:
+        plugins = _plugins(load_config())
+    except VmhostError:
+        return
+    for name, group in plugins.cli_groups():
+        app.add_typer(group, name=name, help=f"Commands of the {name} plugin.")
+
+
+_add_plugin_commands()

@@ -124,6 +124,9 @@ class DriverSet:
     def kill_process(self, name: str) -> bool:
         return self.for_name(name).kill_process(name)
 
+    def interfaces(self, name: str) -> list[str]:
+        return self.for_name(name).interfaces(name)
+
     def open_console(self, name: str) -> ConsoleStream:
         return self.for_name(name).open_console(name)
 

@@ -20,8 +20,8 @@ from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
 from vmhost.drivers.multi import DriverSet
 from vmhost.engine import faults, resources
-from vmhost.engine.activation import ActivationStep, step_name
 from vmhost.engine.events import EventBus, VmEvent
+from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
 from vmhost.engine.locks import VmLocks
 from vmhost.engine.merge import merge_patch
 from vmhost.engine.rollback import Rollback
@@ -84,7 +84,7 @@ class Engine:
         config: HostConfig,
         driver: Driver | DriverSet,
         store: Store | None = None,
-        activation_steps: Sequence[ActivationStep] = (),
+        hooks: Sequence[Hook] = (),
         progress: Progress = _quiet,
     ):
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
@@ -93,7 +93,8 @@ class Engine:
         self.driver.locate = self._driver_of
         self.store = store or Store(config.db_path)
         self.locks = VmLocks(config.data_dir / "locks")
-        self.activation_steps = list(activation_steps)
+        self.hooks = list(hooks)
+        """Plugins' lifecycle hooks, in the order they run (the plugin loader sorts them by priority)."""
         self.progress = progress
         self.events = EventBus()
         self._gone: dict[str, threading.Event] = {}
@@ -172,6 +173,47 @@ class Engine:
             self._set_state(record.name, state, MISSING_DEFINITION if state == VmState.FAILED else "")
         return state
 
+    # ---- hooks -----------------------------------------------------------------------------
+
+    def _hook_context(self, hook: Hook, spec: VMSpec) -> HookContext:
+        def note(message: str) -> None:
+            reason = f"{hook.owner} ({hook.phase.value}): {message}"
+            self.events.publish(VmEvent(vm=spec.name, uuid=str(spec.uuid), type="hook", state="", reason=reason))
+
+        return HookContext(
+            phase=hook.phase,
+            spec=spec,
+            driver=self.driver.for_spec(spec),
+            vm_dir=resources.vm_dir(self.config.data_dir, str(spec.uuid)),
+            note=note,
+        )
+
+    def _hooks(self, phase: Phase) -> list[Hook]:
+        return [hook for hook in self.hooks if hook.phase == phase]
+
+    def _pre_hooks(self, phase: Phase, spec: VMSpec) -> None:
+        """The first refusal aborts the operation: HookFailed names the plugin."""
+        for hook in self._hooks(phase):
+            self.progress(f"{phase.value}: plugin {hook.owner}")
+            try:
+                hook.call(self._hook_context(hook, spec))
+            except Exception as exc:
+                raise HookFailed(f"{failure_text(hook, exc)}; {spec.name} was left as it was before") from exc
+
+    def _post_hooks(self, phases: Sequence[Phase], spec: VMSpec) -> None:
+        """Every post-hook runs even when one fails; the failures are then raised together."""
+        failures = []
+        for phase in phases:
+            for hook in self._hooks(phase):
+                try:
+                    hook.call(self._hook_context(hook, spec))
+                except Exception as exc:
+                    log.warning("post-hook failed", extra={"vm": spec.name, "plugin": hook.owner})
+                    failures.append(failure_text(hook, exc))
+        if failures:
+            done = ", ".join(phase.value.removeprefix("after-") for phase in phases)
+            raise PostHookFailed(f"{spec.name}: {done} done, but " + "; ".join(failures))
+
     # ---- create ----------------------------------------------------------------------------
 
     def _host_problems(self, spec: VMSpec) -> resources.Plan:
@@ -183,11 +225,13 @@ class Engine:
         """Validate, allocate disks, define. With start, a failed start undoes the create too."""
         spec = parse_spec(document)
         try:
-            return self._create_locked(spec, start)
+            record = self._create_locked(spec, start)
         except Exception:
             if self.store.get_vm(spec.name) is None:
                 self.locks.discard(spec.name)
             raise
+        self._post_hooks([Phase.AFTER_CREATE, Phase.AFTER_START] if start else [Phase.AFTER_CREATE], spec)
+        return record
 
     def _create_locked(self, spec: VMSpec, start: bool) -> VmRecord:
         with self.locks.hold(spec.name):
@@ -201,6 +245,7 @@ class Engine:
             plan = self._host_problems(spec)
             if plan.problems:
                 raise SpecError(plan.problems)
+            self._pre_hooks(Phase.BEFORE_CREATE, spec)
             with self._operation("create", spec), Rollback() as rollback:
                 self._step("begin", name=spec.name, uuid=str(spec.uuid))
                 self.store.insert_vm(
@@ -230,18 +275,21 @@ class Engine:
         with self._locked(name) as record:
             self._cancel_restart(record.name)
             self.store.update_vm(record.name, restart_count=0, next_retry_at=None)
-            self._start_locked(record)
-            return self.record(record.name)
+            started = self._start_locked(record)
+        if started:
+            self._post_hooks([Phase.AFTER_START], self.spec_of(record))
+        return self.record(record.name)
 
-    def _start_locked(self, record: VmRecord) -> None:
+    def _start_locked(self, record: VmRecord) -> bool:
+        """True when the VM was started from off (not already running, not merely resumed)."""
         current = self._observe(record)
         if current == VmState.RUNNING:
             self.store.update_vm(record.name, desired_state="running")
-            return
+            return False
         if current == VmState.PAUSED:
             self.driver.resume(record.name)
             self._set_state(record.name, VmState.RUNNING, desired_state="running")
-            return
+            return False
         spec = self.spec_of(record)
         self._check_startable(spec)
         with self._operation("start", record):
@@ -252,6 +300,7 @@ class Engine:
                 self._set_state(record.name, VmState.STOPPED, reason=f"start failed: {exc}")
                 raise
             self._set_state(record.name, VmState.RUNNING, desired_state="running", started_at=time.time())
+        return True
 
     def _check_startable(self, spec: VMSpec) -> None:
         problems = self._host_problems(spec).problems
@@ -265,7 +314,7 @@ class Engine:
             )
 
     def _two_phase_start(self, spec: VMSpec) -> None:
-        """Create paused, run the activation steps, then resume; any failure destroys what started."""
+        """Create paused, run the start-paused hooks, then resume; any failure destroys what started."""
         name = spec.name
         with Rollback() as rollback:
             for device in spec.passthrough.pci:
@@ -276,14 +325,7 @@ class Engine:
             self.driver.create_paused(name)
             rollback.add(f"destroy {name}", lambda: self.driver.destroy(name))
             self._step("created-paused")
-            for step in self.activation_steps:
-                self.progress(f"activation: {step_name(step)}")
-                try:
-                    step(spec, self.driver.for_spec(spec))
-                except VmhostError:
-                    raise
-                except Exception as exc:
-                    raise HypervisorError(f"activation step {step_name(step)} failed for {name}", str(exc)) from exc
+            self._pre_hooks(Phase.START_PAUSED, spec)
             self._step("activated")
             self.driver.resume(name)
             self._step("resumed")
@@ -302,13 +344,17 @@ class Engine:
                 self._cancel_restart(record.name)
                 self.store.update_vm(record.name, desired_state="stopped", next_retry_at=None)
                 return StopResult("already-stopped", 0.0)
+            spec = self.spec_of(record)
+            self._pre_hooks(Phase.BEFORE_STOP, spec)
             began = time.monotonic()
             paused = self.driver.state(record.name) == DomainState.PAUSED
             with self._operation("stop", record):
                 self._set_state(record.name, VmState.STOPPING)
                 method = self._stop_domain(record.name, force or paused, deadline)
                 self._after_stop(record)
-            return StopResult(method, time.monotonic() - began)
+            result = StopResult(method, time.monotonic() - began)
+        self._post_hooks([Phase.AFTER_STOP], spec)
+        return result
 
     def _stop_domain(self, name: str, force: bool, deadline: float) -> str:
         """ACPI first (unless forced), then destroy, retried; if libvirt cannot, SIGKILL the process itself."""
@@ -376,9 +422,11 @@ class Engine:
         self._set_state(record.name, VmState.STOPPED, desired_state="stopped", next_retry_at=None)
 
     def kill(self, name: str) -> None:
+        """The emergency stop: no pre-hook can hold it up; after-stop hooks still run."""
         with self._locked(name) as record, self._operation("kill", record):
             self._stop_domain(record.name, force=True, deadline=0)
             self._after_stop(record)
+        self._post_hooks([Phase.AFTER_STOP], self.spec_of(record))
 
     def reboot(self, name: str, force: bool = False) -> None:
         with self._locked(name) as record:
@@ -394,7 +442,25 @@ class Engine:
 
     def delete(self, name: str) -> None:
         """Stop at once, undefine, remove the disks vmhost created. User-supplied paths are never touched."""
-        with self._locked(name) as record, self._operation("delete", record):
+        with self._locked(name) as record:
+            spec = self._readable_spec(record)
+            if spec is not None:
+                self._pre_hooks(Phase.BEFORE_DELETE, spec)
+            self._delete_locked(record)
+        if spec is not None:
+            self._post_hooks([Phase.AFTER_DELETE], spec)
+
+    def _readable_spec(self, record: VmRecord) -> VMSpec | None:
+        """A VM whose stored spec no longer validates (e.g. its plugin was removed) can still be deleted, with
+        no hooks: they would need the spec."""
+        try:
+            return self.spec_of(record)
+        except VmhostError as exc:
+            log.warning("deleting without hooks", extra={"vm": record.name, "error": exc.message})
+            return None
+
+    def _delete_locked(self, record: VmRecord) -> None:
+        with self._operation("delete", record):
             self._step("begin", name=record.name, uuid=record.uuid, owned=record.owned_paths)
             if self.driver.state(record.name) not in GONE:
                 self._stop_domain(record.name, force=True, deadline=0)
@@ -592,6 +658,15 @@ class Engine:
         timer.start()
         return True
 
+    def _report_post_hooks(self, phase: Phase, spec: VMSpec) -> None:
+        """For work nobody waits on (a restart by policy): a post-hook failure becomes an event."""
+        try:
+            self._post_hooks([phase], spec)
+        except PostHookFailed as exc:
+            self.events.publish(
+                VmEvent(vm=spec.name, uuid=str(spec.uuid), type="hook-failed", state="", reason=exc.message)
+            )
+
     def _cancel_restart(self, name: str) -> None:
         with self._timers_lock:
             timer = self._restarts.pop(name, None)
@@ -607,6 +682,7 @@ class Engine:
                     return
                 self.store.update_vm(name, restart_count=attempt, next_retry_at=None)
                 self._start_locked(self.record(name))
+            self._report_post_hooks(Phase.AFTER_START, self.spec_of(record))
             self.events.publish(
                 VmEvent(
                     vm=name,

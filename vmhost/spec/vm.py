@@ -1,7 +1,7 @@
 """The root of a VM spec."""
 
 import uuid as uuidlib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -13,6 +13,7 @@ from vmhost.spec.console import Console
 from vmhost.spec.container import Container
 from vmhost.spec.cpu import Cpu
 from vmhost.spec.disk import Disk
+from vmhost.spec.extensions import validate_blocks
 from vmhost.spec.features import Features, LifecycleActions
 from vmhost.spec.graphics import Graphics
 from vmhost.spec.memory import Memory
@@ -81,3 +82,12 @@ class VMSpec(SpecModel):
     lifecycle: LifecycleActions = Field(
         default_factory=LifecycleActions, description="What the hypervisor does on guest poweroff/reboot/crash."
     )
+    extensions: dict[str, Any] = Field(
+        default_factory=dict, description="Blocks of installed plugins, keyed by plugin name (see `vmhost plugins`)."
+    )
+
+    _extensions = field_validator("extensions")(validate_blocks)
+
+    def extension(self, name: str) -> Any:
+        """A plugin's validated block, or None when the spec has none."""
+        return self.extensions.get(name)

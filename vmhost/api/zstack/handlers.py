@@ -130,7 +130,10 @@ class ZStackHost:
     # ---- start -----------------------------------------------------------------------------------
 
     def start(self, cmd: Command) -> Job:
-        document = convert.start_vm_spec(cmd, self.console_listen)
+        return self.start_document(convert.start_vm_spec(cmd, self.console_listen))
+
+    def start_document(self, document: dict[str, Any]) -> Job:
+        """Start (creating or redefining) the VM of a spec document converted from a start command."""
         record = self.engine.store.find_vm(document["uuid"])
         document["name"] = record.name if record else self._free_name(document)
         return Job("zstack-start", document["name"], document["uuid"], lambda: self._start(document))

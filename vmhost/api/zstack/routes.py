@@ -49,21 +49,27 @@ ECHO_PATH = "/host/echo"
 
 
 def router(agent: Agent) -> APIRouter:
+    host = ZStackHost(agent.engine, agent.config.zstack_console_listen)
+    api = command_router(agent, host, ASYNC_PATHS)
+    for path, handle in SYNC_PATHS.items():
+        _route(api, path, _sync_endpoint(host, handle))
+    _route(api, ECHO_PATH, _echo)
+    return api
+
+
+def command_router(agent: Agent, host: ZStackHost, paths: dict[str, AsyncHandler], tag: str = "zstack") -> APIRouter:
+    """Paths that speak ZStack's async protocol (taskuuid + callbackurl); plugins extending the dialect use it."""
     api = APIRouter(
         dependencies=[Depends(agent.auth.trusted_or_token)],
-        tags=["zstack"],
+        tags=[tag],
         responses={
             400: {"description": "no taskuuid/callbackurl header on an async path, or one on a sync path"},
             401: {"description": "no or wrong token, and the caller is not a trusted source"},
         },
     )
-    host = ZStackHost(agent.engine, agent.config.zstack_console_listen)
     tasks = AsyncTasks(agent.operations)
-    for path, plan in ASYNC_PATHS.items():
+    for path, plan in paths.items():
         _route(api, path, _async_endpoint(host, tasks, plan))
-    for path, handle in SYNC_PATHS.items():
-        _route(api, path, _sync_endpoint(host, handle))
-    _route(api, ECHO_PATH, _echo)
     return api
 
 

@@ -15,7 +15,7 @@ from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
 from vmhost.errors import HypervisorError, NotFound, Unavailable
-from vmhost.render.libvirt import domain_xml, read_metadata, render_domain
+from vmhost.render.libvirt import RenderHook, domain_xml, read_metadata, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
 from vmhost.spec import VMSpec
 
@@ -68,9 +68,10 @@ libvirt.registerErrorHandler(_ignore_libvirt_error, None)
 class LibvirtDriver:
     kind = "libvirt"
 
-    def __init__(self, uri: str, accel: str):
+    def __init__(self, uri: str, accel: str, render_hooks: tuple[RenderHook, ...] = ()):
         self.uri = uri
         self.accel = accel
+        self.render_hooks = render_hooks
         self._local = threading.local()
 
     @property
@@ -147,6 +148,7 @@ class LibvirtDriver:
             disk_paths=resources.disk_paths,
             disk_formats=resources.disk_formats,
             owner=resources.owner,
+            hooks=self.render_hooks,
         )
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
@@ -304,6 +306,13 @@ class LibvirtDriver:
         except ProcessLookupError:
             return False
         return True
+
+    def interfaces(self, name: str) -> list[str]:
+        """The tap devices of the created domain's NICs, in guest order (they exist from the paused window on)."""
+        dom = self._domain(name)
+        xml = self._call(name, "query", lambda: dom.XMLDesc(0))
+        targets = etree.fromstring(xml.encode()).iterfind("devices/interface/target")
+        return [str(target.get("dev")) for target in targets if target.get("dev")]
 
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)

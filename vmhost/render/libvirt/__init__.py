@@ -14,6 +14,7 @@ from vmhost.render.libvirt.controllers import controller_elements, scsi_layout
 from vmhost.render.libvirt.cpu import cpu_element, cputune_element, vcpu_element
 from vmhost.render.libvirt.disk import disk_element
 from vmhost.render.libvirt.graphics import graphics_elements
+from vmhost.render.libvirt.hooks import RenderHook, apply_hooks
 from vmhost.render.libvirt.identity import identity_elements, metadata_element, read_metadata
 from vmhost.render.libvirt.memory import balloon_element, memory_elements
 from vmhost.render.libvirt.nic import nic_element
@@ -22,7 +23,7 @@ from vmhost.render.libvirt.passthrough import pci_hostdev, usb_hostdev
 from vmhost.render.libvirt.schema import validate_domain_xml
 from vmhost.spec import VMSpec
 
-__all__ = ["RenderContext", "domain_xml", "read_metadata", "render_domain", "validate_domain_xml"]
+__all__ = ["RenderContext", "RenderHook", "domain_xml", "read_metadata", "render_domain", "validate_domain_xml"]
 
 DOMAIN_TYPE = {"kvm": "kvm", "tcg": "qemu"}
 
@@ -45,6 +46,7 @@ def render_domain(spec: VMSpec, ctx: RenderContext) -> etree._Element:
         devices_element(spec, ctx),
     ]
     domain.extend(part for part in parts if part is not None)
+    apply_hooks(spec, domain, ctx.hooks)
     return domain
 
 

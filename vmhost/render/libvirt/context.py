@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vmhost.render.libvirt.hooks import RenderHook
+
 METADATA_NS = "https://vmhost.dev/xmlns/domain/1"
 METADATA_PREFIX = "vmhost"
 
@@ -18,6 +20,7 @@ class RenderContext:
     disk_paths: target -> image path for disks vmhost creates (source types new and overlay).
     disk_formats: target -> format detected by qemu-img for file disks whose format is 'auto'.
     owner: which vmhost instance (its data directory) manages the domain; another one must not adopt it.
+    hooks: plugins' render hooks, applied in order after vmhost's own rendering.
     """
 
     accel: Literal["kvm", "tcg"]
@@ -25,3 +28,4 @@ class RenderContext:
     disk_paths: Mapping[str, Path] = field(default_factory=dict)
     disk_formats: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    hooks: tuple[RenderHook, ...] = ()
