@@ -5,8 +5,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
 
+# runc: the container driver. libxenmisc4.17 + libxen-dev: Xen's real xl.cfg parser (libxlutil), which the
+# Xen renderer's tests load; no Xen hypervisor is installed or needed. ethtool: the nic-tuning example plugin.
 packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
-          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc)
+          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -39,5 +41,15 @@ if [[ ! -x "$repo/.venv/bin/vmhost" ]]; then
     "$repo/.venv/bin/pip" install -q --upgrade pip
 fi
 "$repo/.venv/bin/pip" install -q -e "$repo[test]"
+
+# A second environment with the example plugins installed: the core suite runs in .venv (no plugins), the
+# plugins' suites here.
+if [[ ! -x "$repo/.venv-plugins/bin/pytest" ]]; then
+    python3 -m venv "$repo/.venv-plugins"
+    "$repo/.venv-plugins/bin/pip" install -q --upgrade pip
+fi
+plugin_packages=()
+for plugin in "$repo"/plugins/*/pyproject.toml; do plugin_packages+=(-e "$(dirname "$plugin")"); done
+"$repo/.venv-plugins/bin/pip" install -q -e "$repo[test]" "${plugin_packages[@]}"
 
 "$repo/guest/build.sh" "$guest_dir"

@@ -11,7 +11,7 @@ from vmhost.errors import VmhostError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vmhost/config.toml")
 CONFIG_ENV = "VMHOST_CONFIG"
-CHOICES = {"accel": ("kvm", "tcg"), "vm_driver": ("libvirt", "xen", "smartos")}
+CHOICES = {"accel": ("kvm", "tcg"), "vm_driver": ("libvirt", "xen", "smartos"), "vmadm_brand": ("bhyve", "kvm")}
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class HostConfig:
     libvirt_uri: str = "qemu:///system"
     xl_command: str = "xl"
     vmadm_command: str = "vmadm"
+    vmadm_brand: Literal["bhyve", "kvm"] = "bhyve"
     runc_command: str = "runc"
     data_dir: Path = Path("/var/lib/vmhost")
     accel: Literal["kvm", "tcg"] = "kvm"

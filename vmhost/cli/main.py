@@ -16,6 +16,7 @@ from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
 from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
+from vmhost.dialects import DIALECTS, to_spec_document, validate_document
 from vmhost.engine.views import select
 from vmhost.errors import VmhostError
 from vmhost.plugins import Plugins
@@ -41,6 +42,10 @@ ConfigOption = Annotated[
 FileOption = Annotated[Path, typer.Option("-f", "--file", help="Spec document (JSON or YAML).")]
 JsonOption = Annotated[bool, typer.Option("--json", "-j", help="Machine-readable JSON output.")]
 NameArg = Annotated[str, typer.Argument(help="VM name or UUID.")]
+DialectOption = Annotated[
+    str,
+    typer.Option("--dialect", help=f"Input format: {', '.join(DIALECTS)} (vmadm: a SmartOS create payload)."),
+]
 
 
 class State:
@@ -130,9 +135,11 @@ def create(
     file: FileOption,
     start: Annotated[bool, typer.Option("--start", "-s", help="Start it too.")] = False,
     as_json: JsonOption = False,
+    dialect: DialectOption = "vmhost",
 ) -> None:
     """Create a VM from a spec: validate, make its disks, define it (and start it with --start)."""
-    document = _read(file)
+    with _errors():
+        document = to_spec_document(_read(file), dialect)
     with _backend() as backend:
         view = backend.create(document, start=start)
     if as_json:
@@ -142,8 +149,17 @@ def create(
 
 
 @app.command()
-def validate(file: FileOption) -> None:
-    """Check a spec without touching the host; print every problem with its path."""
+def validate(file: FileOption, dialect: DialectOption = "vmhost") -> None:
+    """Check a spec without touching the host; print every problem with its path.
+
+    With --dialect vmadm, problems are reported as `vmadm validate` does (bad_values, bad_properties,
+    missing_properties) and the exit code is vmadm's: 0 valid, 1 invalid.
+    """
+    if dialect != "vmhost":
+        with _errors():
+            ok, report = validate_document(_read(file), dialect)
+        typer.echo(report, err=not ok)
+        raise typer.Exit(0 if ok else 1)
     with _errors():
         _plugins(_config()).register_spec_extensions()
         spec = load_spec_file(file)

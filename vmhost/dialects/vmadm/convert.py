@@ -1,0 +1,339 @@
+"""A vmadm create payload (kvm or bhyve) as a vmhost spec document, for any driver.
+
+Only what a spec can carry is converted; anything else a payload asks for is a problem naming the payload
+path, never silently dropped. Host bookkeeping with no effect on the guest (IGNORED) is left out.
+"""
+
+import ipaddress
+import re
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any
+
+from vmhost.dialects.vmadm import values
+from vmhost.dialects.vmadm.errors import DialectError
+from vmhost.dialects.vmadm.validate import DYNAMIC_IPS, validate_payload
+from vmhost.dialects.vmadm.validation import VmadmValidation
+from vmhost.render.vmadm.disks import image_zvol
+from vmhost.render.vmadm.metadata import OWNER_KEY, SPEC_KEY
+from vmhost.spec import parse_spec
+from vmhost.spec.errors import Problem, SpecError
+from vmhost.spec.nic import IFNAME_RE
+from vmhost.spec.vm import NAME_PATTERN
+
+IGNORED = frozenset(
+    {
+        "brand",
+        "owner_uuid",
+        "billing_id",
+        "package_name",
+        "package_version",
+        "do_not_inventory",
+        "archive_on_delete",
+        "zpool",
+        "quota",
+        "max_physical_memory",
+        "max_locked_memory",
+        "max_swap",
+        "max_lwps",
+        "zfs_io_priority",
+        "disk_driver",
+        "nic_driver",
+        "image_name",
+    }
+)
+"""Host bookkeeping (accounting, quotas, zone limits) and defaults already applied to each disk and NIC."""
+DEFAULT_RAM_MIB = 256
+DEFAULT_ZPOOL = "zones"
+CPU_MODES = {"host": "host-passthrough", "qemu64": "qemu64"}
+VIDEO = {"std": "vga", "cirrus": "cirrus", "qxl": "qxl"}
+DISK_BUSES = {"virtio": "virtio", "ide": "ide", "scsi": "scsi", "ahci": "sata"}
+CDROM_BUSES = {"ide": "ide", "scsi": "scsi", "ahci": "sata"}
+BOOT_STRINGS = ("order=cd", "order=dc")
+"""The two kvm boot strings that say no more than the disks' boot flags do."""
+NIC_KEYS = frozenset({"nic_tag", "mac", "model", "mtu", "primary", "vlan_id", "ips", "ip", "allowed_ips"})
+DISK_KEYS = frozenset({"boot", "model", "media", "size", "image_uuid", "image_size", "image_name", "zpool"})
+DISK_KEYS |= {"nocreate", "path"}
+VNC_PORTS = (5900, 65535)
+
+Document = dict[str, Any]
+
+
+class _Conversion:
+    """Collects the spec document and every problem on the way."""
+
+    def __init__(self, payload: dict[str, Any]):
+        self.payload = payload
+        self.problems: list[Problem] = []
+        self.doc: Document = {}
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+
+def payload_to_spec(payload: Any) -> Document:
+    """The spec document for a payload `vmadm validate create` accepts; DialectError lists what stops it."""
+    if not isinstance(payload, dict):
+        validation = VmadmValidation(action="create", brand=None, bad_values=[""])
+        raise DialectError([Problem("", f"a vmadm payload is a JSON object, not {type(payload).__name__}")], validation)
+    validation = validate_payload(payload)
+    problems = validation.problems() + _alias_problems(payload.get("alias"), validation)
+    if not validation.ok:
+        raise DialectError(problems, validation)
+    conversion = _Conversion(payload)
+    for key in payload:
+        CONVERTERS.get(key, _unsupported)(conversion, key)
+    conversion.doc.setdefault("memory", f"{DEFAULT_RAM_MIB}MiB")
+    conversion.doc["name"] = str(payload["alias"])
+    _graphics(conversion)
+    if conversion.problems:
+        raise DialectError(sorted(conversion.problems), validation)
+    try:
+        parse_spec(dict(conversion.doc))
+    except SpecError as exc:
+        raise DialectError(exc.problems, validation) from None
+    return conversion.doc
+
+
+def _alias_problems(alias: Any, validation: VmadmValidation) -> list[Problem]:
+    """alias becomes the VM name, so vmhost requires one that is a name (vmadm itself allows any string)."""
+    if alias is None:
+        validation.add("missing_properties", "alias")
+        return [Problem("alias", "vmhost names every VM by its alias: give one")]
+    if not _is_name(str(alias)):
+        validation.add("bad_values", "alias")
+        return [Problem("alias", f"must be a vmhost VM name ({NAME_PATTERN}, not a UUID); got {alias!r}")]
+    return []
+
+
+def _is_name(text: str) -> bool:
+    if not re.match(NAME_PATTERN, text):
+        return False
+    try:
+        uuidlib.UUID(text)
+    except ValueError:
+        return True
+    return False
+
+
+def _ignored(_conversion: _Conversion, _key: str) -> None:
+    """Host bookkeeping: nothing for the spec."""
+
+
+def _converted_after(_conversion: _Conversion, _key: str) -> None:
+    """Converted once all keys are seen (the name; VNC, whose port, password and vga go together)."""
+
+
+def _unsupported(conversion: _Conversion, key: str) -> None:
+    conversion.problem(key, "has no counterpart in a vmhost spec")
+
+
+def _uuid(conversion: _Conversion, key: str) -> None:
+    conversion.doc["uuid"] = conversion.payload[key]
+
+
+def _ram(conversion: _Conversion, key: str) -> None:
+    ram = values.as_integer(conversion.payload[key])
+    conversion.doc["memory"] = f"{ram if ram else DEFAULT_RAM_MIB}MiB"
+
+
+def _cpu(conversion: _Conversion) -> dict[str, Any]:
+    cpu: dict[str, Any] = conversion.doc.setdefault("cpu", {})
+    return cpu
+
+
+def _vcpus(conversion: _Conversion, key: str) -> None:
+    vcpus = values.as_integer(conversion.payload[key])
+    if vcpus is not None:
+        _cpu(conversion)["vcpus"] = vcpus
+
+
+def _cpu_shares(conversion: _Conversion, key: str) -> None:
+    shares = values.as_integer(conversion.payload[key])
+    if shares is None:
+        return
+    if not 2 <= shares <= 10000:
+        conversion.problem(key, f"vmhost CPU shares run 2-10000; got {shares}")
+        return
+    _cpu(conversion)["shares"] = shares
+
+
+def _cpu_cap(conversion: _Conversion, key: str) -> None:
+    if values.as_integer(conversion.payload[key]):
+        conversion.problem(key, "vmhost specs have no CPU cap")
+
+
+def _cpu_type(conversion: _Conversion, key: str) -> None:
+    _cpu(conversion)["mode"] = CPU_MODES[conversion.payload[key]]
+
+
+def _bootrom(conversion: _Conversion, key: str) -> None:
+    conversion.doc.setdefault("boot", {})["firmware"] = conversion.payload[key]
+
+
+def _boot(conversion: _Conversion, key: str) -> None:
+    if conversion.payload[key] not in BOOT_STRINGS:
+        conversion.problem(key, f"vmhost boots from the disk flagged boot; only {', '.join(BOOT_STRINGS)} fit")
+
+
+def _autoboot(conversion: _Conversion, key: str) -> None:
+    """autoboot is 'boot when the host boots': vmhost's autostart."""
+    conversion.doc["autostart"] = values.as_boolean(conversion.payload[key])
+
+
+def _graphics(conversion: _Conversion) -> None:
+    """vmadm's VNC is on (on a random port) unless vnc_port is -1."""
+    payload = conversion.payload
+    port = values.as_integer(payload.get("vnc_port", 0))
+    if port == -1:
+        return
+    graphics: dict[str, Any] = {"type": "vnc"}
+    if port:
+        if not VNC_PORTS[0] <= port <= VNC_PORTS[1]:
+            conversion.problem("vnc_port", f"vmhost VNC ports run {VNC_PORTS[0]}-{VNC_PORTS[1]} (or 0, random)")
+        graphics["port"] = port
+    if payload.get("vnc_password"):
+        graphics["password"] = payload["vnc_password"]
+    vga = payload.get("vga")
+    if vga is not None:
+        if vga in VIDEO:
+            graphics["video"] = VIDEO[vga]
+        else:
+            conversion.problem("vga", f"vmhost has no {vga} video model")
+    conversion.doc["graphics"] = graphics
+
+
+def _customer_metadata(conversion: _Conversion, key: str) -> None:
+    conversion.doc["labels"] = {name: _text(value) for name, value in conversion.payload[key].items()}
+
+
+def _internal_metadata(conversion: _Conversion, key: str) -> None:
+    """vmhost's own record (a payload vmhost rendered) is not operator data; anything else has no place."""
+    foreign = sorted(name for name in conversion.payload[key] if name not in (OWNER_KEY, SPEC_KEY))
+    for name in foreign:
+        conversion.problem(f"{key}.{name}", "vmhost keeps no operator metadata for the guest")
+
+
+def _text(value: Any) -> str:
+    """Metadata values as the guest reads them (JavaScript's String())."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _disks(conversion: _Conversion, key: str) -> None:
+    payload = conversion.payload
+    disks: list[Document] = []
+    cdroms: list[Document] = []
+    for index, disk in enumerate(payload[key]):
+        path = f"{key}.{index}"
+        for name in sorted(set(disk) - DISK_KEYS):
+            conversion.problem(f"{path}.{name}", "has no counterpart in a vmhost spec")
+        model = disk.get("model", payload.get("disk_driver"))
+        if disk.get("media", "disk") == "cdrom":
+            cdroms.append(_cdrom(conversion, path, disk, model))
+        else:
+            disks.append(_disk(conversion, path, disk, model))
+    if disks:
+        conversion.doc["disks"] = disks
+    if cdroms:
+        conversion.doc["cdroms"] = cdroms
+
+
+def _bus(conversion: _Conversion, path: str, model: Any, buses: dict[str, str]) -> str:
+    if model not in buses:
+        conversion.problem(f"{path}.model", f"vmhost has no {model} bus here; it has {', '.join(buses)}")
+        return next(iter(buses.values()))
+    return buses[model]
+
+
+def _disk(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) -> Document:
+    entry: Document = {"bus": _bus(conversion, path, model, DISK_BUSES), "source": _source(disk)}
+    if values.as_boolean(disk.get("boot", False)):
+        entry["boot_order"] = 1
+    return entry
+
+
+def _source(disk: dict[str, Any]) -> Document:
+    if "image_uuid" in disk:
+        base = image_zvol(disk.get("zpool", DEFAULT_ZPOOL), disk["image_uuid"])
+        return {"type": "overlay", "base": base, "size": f"{values.as_integer(disk['image_size'])}MiB"}
+    if values.as_boolean(disk.get("nocreate", False)) and "path" in disk:
+        if str(disk["path"]).startswith("/dev/"):
+            return {"type": "block", "path": disk["path"]}
+        return {"type": "file", "path": disk["path"], "format": "raw"}
+    return {"type": "new", "size": f"{values.as_integer(disk.get('size'))}MiB"}
+
+
+def _cdrom(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) -> Document:
+    entry: Document = {"bus": _bus(conversion, path, model, CDROM_BUSES)}
+    if disk.get("path"):
+        entry["iso"] = disk["path"]
+    if values.as_boolean(disk.get("boot", False)):
+        entry["boot_order"] = 1
+    return entry
+
+
+def _nics(conversion: _Conversion, key: str) -> None:
+    payload = conversion.payload
+    nics = []
+    for index, nic in enumerate(payload[key]):
+        path = f"{key}.{index}"
+        for name in sorted(set(nic) - NIC_KEYS):
+            conversion.problem(f"{path}.{name}", "has no counterpart in a vmhost spec")
+        nics.append(_nic(conversion, path, nic, index))
+    conversion.doc["nics"] = nics
+
+
+def _nic(conversion: _Conversion, path: str, nic: dict[str, Any], index: int) -> Document:
+    tag = str(nic["nic_tag"])
+    if not IFNAME_RE.match(tag):
+        conversion.problem(f"{path}.nic_tag", f"vmhost attaches NICs to host interfaces named by {IFNAME_RE.pattern}")
+    entry: Document = {"type": "bridge", "source": tag, "model": nic.get("model", conversion.payload.get("nic_driver"))}
+    if "mac" in nic:
+        entry["mac"] = str(nic["mac"]).lower()
+    if "mtu" in nic:
+        entry["mtu"] = values.as_integer(nic["mtu"])
+    if values.as_integer(nic.get("vlan_id", 0)):
+        conversion.problem(f"{path}.vlan_id", "vmhost specs have no VLAN tagging")
+    if values.as_boolean(nic.get("primary", False)) and index:
+        conversion.problem(f"{path}.primary", "vmhost makes the first NIC primary; put this NIC first")
+    addresses = (values.list_items(nic.get("ips", [])) or []) + ([str(nic["ip"])] if "ip" in nic else [])
+    if any(address not in DYNAMIC_IPS for address in addresses):
+        conversion.problem(f"{path}.ips", "vmhost hands out no guest addresses; only dhcp or addrconf fit")
+    allowed = values.list_items(nic.get("allowed_ips", [])) or []
+    if not all(_is_ipv4(address) for address in allowed):
+        conversion.problem(f"{path}.allowed_ips", "vmhost filters by single IPv4 addresses only")
+    elif allowed:
+        entry["allowed_ips"] = allowed
+    return entry
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+CONVERTERS: dict[str, Callable[[_Conversion, str], None]] = {
+    **dict.fromkeys(IGNORED, _ignored),
+    "alias": _converted_after,
+    "uuid": _uuid,
+    "ram": _ram,
+    "vcpus": _vcpus,
+    "cpu_shares": _cpu_shares,
+    "cpu_cap": _cpu_cap,
+    "cpu_type": _cpu_type,
+    "bootrom": _bootrom,
+    "boot": _boot,
+    "autoboot": _autoboot,
+    "vnc_port": _converted_after,
+    "vnc_password": _converted_after,
+    "vga": _converted_after,
+    "customer_metadata": _customer_metadata,
+    "internal_metadata": _internal_metadata,
+    "disks": _disks,
+    "nics": _nics,
+}

@@ -1,0 +1,55 @@
+"""Render a VMSpec as a SmartOS `vmadm create` payload (brand bhyve or kvm): pure, deterministic, no host access.
+
+Each module maps one concern; `problems` lists what the spec asks for that a vmadm payload cannot carry, so a
+driver can refuse such a spec before anything is made.
+"""
+
+import json
+from typing import Any
+
+from vmhost.render.vmadm.brands import BRANDS, Brand
+from vmhost.render.vmadm.disks import disk_problems, render_disks
+from vmhost.render.vmadm.graphics import graphics_problems, render_graphics
+from vmhost.render.vmadm.identity import identity_problems, render_identity
+from vmhost.render.vmadm.metadata import OWNER_KEY, SPEC_KEY, metadata_problems, render_metadata
+from vmhost.render.vmadm.nics import nic_problems, render_nics
+from vmhost.spec import VMSpec
+
+__all__ = ["BRANDS", "OWNER_KEY", "SPEC_KEY", "Brand", "payload_json", "problems", "render_payload"]
+
+
+def render_payload(spec: VMSpec, brand: Brand, owner: str = "") -> dict[str, Any]:
+    """The create payload for a spec that went through parse_spec() and has no problems(spec, brand).
+
+    With an owner, vmhost's record (the spec and the owner) rides along in internal_metadata.
+    """
+    payload = render_identity(spec, brand)
+    payload.update(render_graphics(spec, brand))
+    payload["disks"] = render_disks(spec, brand)
+    payload["nics"] = render_nics(spec)
+    payload.update(render_metadata(spec, owner))
+    if brand == "kvm" and _boots_from_cdrom(payload["disks"]):
+        payload["boot"] = "order=dc"
+    return payload
+
+
+def _boots_from_cdrom(disks: list[dict[str, Any]]) -> bool:
+    """kvm boots by qemu's order string, not by the disk flag alone."""
+    return any(disk.get("boot") and disk.get("media") == "cdrom" for disk in disks)
+
+
+def problems(spec: VMSpec, brand: Brand) -> list[tuple[str, str]]:
+    """(path, message) for every spec feature a `brand` payload cannot carry."""
+    found = [
+        *identity_problems(spec, brand),
+        *disk_problems(spec, brand),
+        *nic_problems(spec, brand),
+        *graphics_problems(spec, brand),
+        *metadata_problems(spec),
+    ]
+    return sorted(found)
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """Stable text (sorted keys, 2-space indent): a changed file always means a changed payload."""
+    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
