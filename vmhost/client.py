@@ -100,6 +100,18 @@ class AgentClient:
         data: bytes = self._call("GET", f"/v1/vms/{name}/console/log")
         return data
 
+    def follow_console_log(self, name: str) -> Iterator[bytes]:
+        try:
+            with self._http.stream(
+                "GET", f"/v1/vms/{name}/console/log", params={"follow": "true"}, timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_body(response.json())
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise VmhostError(f"lost the console log of {name} from {self.url}", str(exc)) from None
+
     def open_console(self, name: str) -> ConsoleStream:
         scheme = "wss" if self.url.startswith("https") else "ws"
         address = f"{scheme}{self.url.removeprefix('https').removeprefix('http')}/v1/vms/{name}/console"

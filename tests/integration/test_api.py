@@ -122,7 +122,7 @@ def test_invalid_spec_is_422_listing_every_path(http, guest_spec, vm_name, confi
 def test_host_facts_and_metrics(http, engine, guest_spec, vm_name):
     host = http.get("/v1/host").json()
     assert host["cpus"] >= 1 and host["memory_total"] > host["memory_available"] > 0
-    assert host["drivers"] == ["libvirt"]
+    assert host["drivers"] == ["libvirt", "runc"]
     name = vm_name("metrics")
     spec = guest_spec(name, disks=[{"source": {"type": "new", "size": "16MiB"}}])
     assert finish(http, http.post("/v1/vms", json=spec, params={"start": "true"}))["state"] == "succeeded"

@@ -14,7 +14,7 @@ def test_list_formats_filters_and_sorting(cli, guest_spec, vm_name, tmp_path):
     table = cli("list")
     assert table.returncode == 0
     header, *lines = [line for line in table.stdout.splitlines() if line.strip() and not line.startswith("─")]
-    assert header.split() == ["NAME", "UUID", "DRIVER", "STATE", "VCPUS", "MEMORY"]
+    assert header.split() == ["NAME", "UUID", "KIND", "DRIVER", "STATE", "VCPUS", "MEMORY"]
     assert any(line.split()[0] == small and line.split()[3] == "stopped" for line in lines)
 
     parsable = cli("list", "-p", "-o", "name,memory", "-s", "-memory")

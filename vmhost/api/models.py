@@ -43,6 +43,7 @@ class OperationView(BaseModel):
 class VmSummary(BaseModel):
     name: str
     uuid: str
+    kind: str
     driver: str
     state: str
     vcpus: int

@@ -179,8 +179,11 @@ def router(agent: Agent) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "the console output"}},
     )
-    def console_log(vm: str) -> PlainTextResponse:
-        """What the serial console has said so far."""
+    def console_log(vm: str, follow: bool = False) -> Response:
+        """What the serial console (a container's stdout/stderr) has said so far; with follow, streamed as it
+        grows until the VM is gone."""
+        if follow:
+            return StreamingResponse(engine.follow_console_log(vm), media_type="text/plain")
         path = engine.console_log_path(vm)
         return PlainTextResponse(path.read_bytes() if path.exists() else b"")
 

@@ -1,5 +1,6 @@
 """What the CLI drives: the local engine, or a remote agent over HTTP, with the same methods and results."""
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from vmhost.drivers.base import ConsoleStream
@@ -29,6 +30,8 @@ class Backend(Protocol):
     def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
 
     def console_log(self, name: str) -> bytes: ...
+
+    def follow_console_log(self, name: str) -> Iterator[bytes]: ...
 
     def open_console(self, name: str) -> ConsoleStream: ...
 
@@ -72,6 +75,9 @@ class LocalBackend:
     def console_log(self, name: str) -> bytes:
         path = self.engine.console_log_path(name)
         return path.read_bytes() if path.exists() else b""
+
+    def follow_console_log(self, name: str) -> Iterator[bytes]:
+        return self.engine.follow_console_log(name)
 
     def open_console(self, name: str) -> ConsoleStream:
         return self.engine.open_console(name)

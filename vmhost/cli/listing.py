@@ -9,7 +9,7 @@ from rich.table import Table
 
 from vmhost.engine.views import FIELDS
 
-DEFAULT_FIELDS = ["name", "uuid", "driver", "state", "vcpus", "memory"]
+DEFAULT_FIELDS = ["name", "uuid", "kind", "driver", "state", "vcpus", "memory"]
 
 
 def parse_fields(option: str | None) -> list[str]:

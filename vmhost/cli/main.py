@@ -271,9 +271,15 @@ def update(name: NameArg, file: FileOption) -> None:
 def console(
     name: NameArg,
     log: Annotated[bool, typer.Option("--log", help="Print what the console said so far and exit.")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="With --log: keep printing until it stops.")] = False,
 ) -> None:
-    """Attach to the serial console (Ctrl-] leaves), or print its log."""
+    """Attach to the serial console (Ctrl-] leaves), or print its log (a container's stdout and stderr)."""
     with _backend() as backend:
+        if log and follow:
+            for chunk in backend.follow_console_log(name):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            return
         if log:
             sys.stdout.buffer.write(backend.console_log(name))
             return

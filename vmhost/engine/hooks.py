@@ -63,5 +63,8 @@ class PostHookFailed(VmhostError):
 
 
 def failure_text(hook: Hook, exc: Exception) -> str:
-    what = exc.message if isinstance(exc, VmhostError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, VmhostError):
+        what = f"{exc.message} ({exc.detail})" if exc.detail else exc.message
+    else:
+        what = f"{type(exc).__name__}: {exc}"
     return f"plugin {hook.owner} failed in {hook.phase.value}: {what}"

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
 from vmhost.drivers.multi import DriverSet
-from vmhost.engine import faults, resources
+from vmhost.engine import faults, logs, resources
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
 from vmhost.engine.locks import VmLocks
@@ -908,6 +908,11 @@ class Engine:
         record = self.record(name)
         spec = self.spec_of(record)
         return spec.console.log_file or resources.vm_dir(self.config.data_dir, str(spec.uuid)) / "console.log"
+
+    def follow_console_log(self, name: str) -> Iterator[bytes]:
+        """The console log (a container's output) as it grows, until the VM is gone."""
+        record = self.record(name)
+        return logs.follow(self.console_log_path(name), lambda: self.driver.state(record.name) not in GONE)
 
     def open_console(self, name: str) -> ConsoleStream:
         record = self.record(name)

@@ -11,6 +11,7 @@ from vmhost.store.sqlite import VmRecord
 FIELDS: dict[str, Callable[[VmRecord, VmState], Any]] = {
     "name": lambda r, s: r.name,
     "uuid": lambda r, s: r.uuid,
+    "kind": lambda r, s: r.spec.get("kind", "vm"),
     "driver": lambda r, s: r.driver,
     "state": lambda r, s: s.value,
     "vcpus": lambda r, s: r.spec["cpu"]["vcpus"],

@@ -169,6 +169,41 @@ def _labels(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"labels.{key}", "label keys are letters, digits, '-', '_', '.' (≤63 chars)")
 
 
+VM_ONLY_BLOCKS = ("disks", "cdroms", "nics", "numa", "graphics")
+
+
+def _kind(spec: VMSpec) -> Iterator[Problem]:
+    """A container spec carries a container block and none of the VM's devices; a VM spec no container block."""
+    if spec.kind == "vm":
+        if spec.container is not None:
+            yield Problem("container", "is only for kind container")
+        return
+    if spec.container is None:
+        yield Problem("container", "is required for kind container")
+    for block in VM_ONLY_BLOCKS:
+        if getattr(spec, block):
+            yield Problem(block, "a container has none (VMs only)")
+    if spec.passthrough.pci or spec.passthrough.usb:
+        yield Problem("passthrough", "a container has no device passthrough (VMs only)")
+    if spec.boot.kernel is not None:
+        yield Problem("boot.kernel", "a container boots no kernel (VMs only)")
+    yield from _container_limits(spec)
+
+
+def _container_limits(spec: VMSpec) -> Iterator[Problem]:
+    """memory.size and cpu.vcpus/shares become cgroup limits; the VM-only knobs of those blocks have no meaning."""
+    if spec.memory.max_size is not None or spec.memory.slots is not None:
+        yield Problem("memory.max_size", "containers have no memory hotplug")
+    if spec.memory.hugepages:
+        yield Problem("memory.hugepages", "is for VMs only")
+    cpu = spec.cpu
+    for field, value in (("max_vcpus", cpu.max_vcpus), ("topology", cpu.topology), ("pinning", cpu.pinning)):
+        if value:
+            yield Problem(f"cpu.{field}", "is for VMs only (a container's CPU limit is cpu.vcpus)")
+    if cpu.mode != "auto":
+        yield Problem("cpu.mode", "is for VMs only")
+
+
 def _duplicates(path_template: str, values: Sequence[object], what: str) -> Iterator[Problem]:
     counts = Counter(v for v in values if v is not None)
     for index, value in enumerate(values):
@@ -187,6 +222,7 @@ RULES: list[Callable[[VMSpec], Iterator[Problem]]] = [
     _passthrough,
     _platform,
     _labels,
+    _kind,
 ]
 
 

@@ -1,31 +1,66 @@
-"""A container workload (`kind: container`): rootfs, process, mounts, hostname and network, run by an OCI runtime."""
+"""A container workload (`kind: container`): rootfs, process, mounts, hostname and network, run by an OCI runtime.
 
+Limits come from the blocks VMs use too: memory.size is the memory limit, cpu.vcpus the CPU quota (in CPUs) and
+cpu.shares the relative weight; the restart policy, console log and labels are shared as well.
+"""
+
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from vmhost.spec.base import SpecModel
+from vmhost.spec.disk import absolute_path
+
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+INTERFACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
+"""A Linux interface name (IFNAMSIZ: at most 15 characters)."""
+NETNS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+"""A name under /var/run/netns, as `ip netns add` makes it."""
 
 
 class DirectoryRootfs(SpecModel):
-    type: Literal["directory"] = "directory"
-    path: Path = Field(description="An unpacked root filesystem on the host (used in place, never modified).")
+    type: Literal["directory"]
+    path: Path = Field(
+        description="An unpacked root filesystem on the host, used in place: the container writes into it "
+        "unless container.read_only is set, and runc may add mount points (/proc, /dev, /sys) to it."
+    )
+
+    _absolute = field_validator("path")(absolute_path)
 
 
 class OciLayoutRootfs(SpecModel):
     type: Literal["oci-layout"]
-    path: Path = Field(description="A local OCI image layout directory, or a tarball of one.")
-    ref: str = Field("latest", description="The image's org.opencontainers.image.ref.name in the layout's index.")
+    path: Path = Field(
+        description="A local OCI image layout directory, or a tarball of one; unpacked into the VM's directory. "
+        "Nothing is pulled from a registry."
+    )
+    ref: str = Field(
+        "latest",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,254}$",
+        description="The image's org.opencontainers.image.ref.name in the layout's index.",
+    )
+
+    _absolute = field_validator("path")(absolute_path)
 
 
 Rootfs = Annotated[DirectoryRootfs | OciLayoutRootfs, Field(discriminator="type")]
 
 
 class Mount(SpecModel):
-    source: Path = Field(description="Host path, bind-mounted.")
-    target: Path = Field(description="Absolute path inside the container.")
+    source: Path = Field(description="Host path (file or directory), bind-mounted.")
+    target: Path = Field(description="Absolute path inside the container, not '/'.")
     read_only: bool = Field(False, description="Mount read-only.")
+
+    _absolute = field_validator("source", "target")(absolute_path)
+
+    @field_validator("target")
+    @classmethod
+    def _not_root(cls, value: Path) -> Path:
+        if value == Path("/"):
+            raise ValueError("cannot mount over the container's root")
+        return value
 
 
 class ContainerNetwork(SpecModel):
@@ -33,8 +68,22 @@ class ContainerNetwork(SpecModel):
         "none",
         description="none: loopback only; bridge: a veth pair into `bridge`; netns: join the named network namespace.",
     )
-    bridge: str | None = Field(None, description="Host bridge for mode bridge.")
-    netns: str | None = Field(None, description="Network namespace name (ip netns) for mode netns.")
+    bridge: str | None = Field(None, pattern=INTERFACE_PATTERN, description="Host bridge for mode bridge.")
+    netns: str | None = Field(
+        None, pattern=NETNS_PATTERN, description="Network namespace name (ip netns) for mode netns."
+    )
+
+    @model_validator(mode="after")
+    def _matches_mode(self) -> "ContainerNetwork":
+        if self.mode == "bridge" and self.bridge is None:
+            raise ValueError("mode bridge needs `bridge`")
+        if self.mode == "netns" and self.netns is None:
+            raise ValueError("mode netns needs `netns`")
+        if self.mode != "bridge" and self.bridge is not None:
+            raise ValueError("`bridge` is only used with mode bridge")
+        if self.mode != "netns" and self.netns is not None:
+            raise ValueError("`netns` is only used with mode netns")
+        return self
 
 
 class Container(SpecModel):
@@ -45,6 +94,24 @@ class Container(SpecModel):
     args: list[str] = Field(default_factory=list, description="Arguments after the command; default: the image's.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment, added to the image's.")
     workdir: Path | None = Field(None, description="Working directory inside the container; default: the image's.")
-    hostname: str | None = Field(None, description="Default: the spec's name.")
+    uid: int = Field(0, ge=0, le=2**32 - 2, description="User id the process runs as.")
+    gid: int = Field(0, ge=0, le=2**32 - 2, description="Group id the process runs as.")
+    hostname: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$", description="Default: the spec's name."
+    )
+    read_only: bool = Field(False, description="Mount the root filesystem read-only.")
     mounts: list[Mount] = Field(default_factory=list, description="Bind mounts.")
     network: ContainerNetwork = Field(default_factory=ContainerNetwork, description="Network attachment.")
+
+    @field_validator("workdir")
+    @classmethod
+    def _absolute_workdir(cls, value: Path | None) -> Path | None:
+        return None if value is None else absolute_path(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.match(ENV_NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"environment variable names are letters, digits and '_': {', '.join(bad)}")
+        return value

@@ -1,0 +1,402 @@
+"""RuncDriver: the Driver protocol for `kind: container` specs, on the runc CLI (argv lists, its own --root).
+
+Where things live:
+- `<state_dir>/runc/`: runc's --root (its state.json per running container);
+- `<state_dir>/index/<name>`: a symlink to the container's files, how a name is found after an agent restart;
+- `<VM dir>/container/`: the definition (spec + owner, for adoption), the OCI bundle (config.json, and the
+  unpacked rootfs for an image), and the shim's files (init pid, exit status, runc's log);
+- the container's stdout/stderr: the VM's console log (spec.console.log_file or the VM dir's console.log).
+
+A container has no "defined but stopped" object in runc: the definition file is that, so a defined container
+that does not run is SHUTOFF (or CRASHED, from the exit status the shim kept), never ABSENT.
+Two-phase start: create_paused = shim + `runc create` (+ the veth into its bridge); resume = `runc start`.
+"""
+
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import vmhost
+from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
+from vmhost.drivers.runc import host, image, network, shim
+from vmhost.drivers.runc import state as runc_state
+from vmhost.errors import Conflict, HypervisorError, NotFound, Unavailable, VmhostError
+from vmhost.render.oci import ImageConfig, render_config
+from vmhost.spec import VMSpec
+from vmhost.spec.container import OciLayoutRootfs
+from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.spec.units import parse_size
+
+RUNC_TIMEOUT = 30.0
+SHIM_REPORT_TIMEOUT = shim.CREATE_TIMEOUT + 10
+SHIM_EXIT_WAIT = 10.0
+DEFINITION = "definition.json"
+IMAGE = "image.json"
+DEFAULT_OCI_VERSION = "1.0.2"
+
+
+class RuncDriver:
+    kind = "runc"
+
+    def __init__(self, runc: str, state_dir: Path):
+        self.runc = runc
+        self.state_dir = state_dir
+        self.runc_root = state_dir / "runc"
+        self.index = state_dir / "index"
+        self._oci_version: str | None = None
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def _files(self, name: str) -> Path | None:
+        link = self.index / name
+        return link.resolve() if link.is_symlink() and link.resolve().is_dir() else None
+
+    def _defined(self, name: str) -> Path:
+        files = self._files(name)
+        if files is None:
+            raise NotFound(f"runc has no container named {name}")
+        return files
+
+    def _definition(self, name: str) -> dict[str, Any]:
+        try:
+            definition: dict[str, Any] = json.loads((self._defined(name) / DEFINITION).read_text())
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"the definition of container {name} is unreadable: {exc}") from None
+        return definition
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(path)
+
+    # ---- runc --------------------------------------------------------------------------------
+
+    def _runc(self, name: str, action: str, *args: str) -> str:
+        argv = [self.runc, "--root", str(self.runc_root), *args]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False)  # noqa: S603
+        except FileNotFoundError:
+            raise Unavailable(f"runc ({self.runc}) is not installed on this host") from None
+        except subprocess.TimeoutExpired:
+            raise HypervisorError(f"runc did not {action} {name} within {RUNC_TIMEOUT:.0f}s") from None
+        if result.returncode != 0:
+            raise HypervisorError(f"runc could not {action} {name}", result.stderr.strip())
+        return result.stdout
+
+    def oci_version(self) -> str:
+        """The runtime-spec version the installed runc implements (`runc --version`: "spec: 1.0.2-dev")."""
+        if self._oci_version is None:
+            try:
+                output = subprocess.run(  # noqa: S603
+                    [self.runc, "--version"], capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False
+                ).stdout
+            except OSError:
+                output = ""
+            found = re.search(r"^spec: (\S+)", output, re.MULTILINE)
+            self._oci_version = found.group(1) if found else DEFAULT_OCI_VERSION
+        return self._oci_version
+
+    # ---- host --------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return HostInfo(
+            hypervisor=f"runc (OCI runtime-spec {self.oci_version()})",
+            cpus=os.cpu_count() or 1,
+            memory_total=int(meminfo["MemTotal"].split()[0]) * 1024,
+            memory_available=int(meminfo["MemAvailable"].split()[0]) * 1024,
+            accel="none",
+        )
+
+    def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
+        return host.problems(spec, self.runc, self._unpacked(spec))
+
+    def _unpacked(self, spec: VMSpec) -> ImageConfig | None:
+        """The image config of the layout this container already unpacked, if it is still the spec's."""
+        files = self._files(spec.name)
+        rootfs = spec.container.rootfs if spec.container else None
+        if files is None or not isinstance(rootfs, OciLayoutRootfs):
+            return None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            unpacked = json.loads((files / IMAGE).read_text())
+            if (unpacked["path"], unpacked["ref"]) == (str(rootfs.path), rootfs.ref):
+                return ImageConfig(**unpacked["config"])
+        return None
+
+    # ---- definition --------------------------------------------------------------------------
+
+    def define(self, spec: VMSpec, resources: Resources) -> None:
+        """Write the bundle and the definition; an image is unpacked once (again only when the spec's changes)."""
+        if spec.container is None:
+            raise HypervisorError(f"{spec.name} is not a container spec; the runc driver runs containers only")
+        files = resources.console_log.parent / "container"
+        bundle = files / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True, mode=0o711)
+        rootfs, config = self._rootfs(spec, files)
+        document = render_config(spec, rootfs, config, self.oci_version())
+        self._write(bundle / "config.json", json.dumps(document, indent=2))
+        definition = {
+            "spec": spec.model_dump(mode="json", context={REVEAL_SECRETS: True}),
+            "owner": resources.owner,
+            "log": str(spec.console.log_file or resources.console_log),
+        }
+        self._write(files / DEFINITION, json.dumps(definition))
+        self.index.mkdir(parents=True, exist_ok=True, mode=0o700)
+        link = self.index / spec.name
+        if not (link.is_symlink() and link.resolve() == files.resolve()):
+            link.unlink(missing_ok=True)
+            link.symlink_to(files.resolve())
+
+    def _rootfs(self, spec: VMSpec, files: Path) -> tuple[Path, ImageConfig]:
+        assert spec.container is not None
+        source = spec.container.rootfs
+        if not isinstance(source, OciLayoutRootfs):
+            shutil.rmtree(files / "bundle" / "rootfs", ignore_errors=True)
+            (files / IMAGE).unlink(missing_ok=True)
+            return source.path, ImageConfig()
+        rootfs = files / "bundle" / "rootfs"
+        unpacked = self._unpacked(spec)
+        if unpacked is not None and rootfs.is_dir():
+            return rootfs, unpacked
+        shutil.rmtree(rootfs, ignore_errors=True)
+        (files / IMAGE).unlink(missing_ok=True)
+        unpacked_image = image.unpack(source.path, source.ref, rootfs)
+        record = {
+            "path": str(source.path),
+            "ref": source.ref,
+            "digest": unpacked_image.manifest_digest,
+            "config": vars(unpacked_image.config),
+        }
+        self._write(files / IMAGE, json.dumps(record))
+        return rootfs, unpacked_image.config
+
+    def undefine(self, name: str) -> None:
+        """Remove the container from runc (killing it if it runs) and every file this driver wrote."""
+        files = self._files(name)
+        if files is None:
+            (self.index / name).unlink(missing_ok=True)
+            return
+        self._remove_from_runc(name, files)
+        shutil.rmtree(files, ignore_errors=True)
+        (self.index / name).unlink(missing_ok=True)
+
+    def _remove_from_runc(self, name: str, files: Path) -> None:
+        (files / runc_state.STOP_REQUESTED).touch()
+        if runc_state.runc_knows(self.runc_root, name):
+            self._runc(name, "delete", "delete", "--force", name)
+        self._wait_for_shim(files)
+        self._unplug(name)
+
+    def _wait_for_shim(self, files: Path) -> None:
+        """The shim writes the exit status and leaves; nothing of the container may outlive a stop or delete."""
+        deadline = time.monotonic() + SHIM_EXIT_WAIT
+        while runc_state.shim_alive(files) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _unplug(self, name: str) -> None:
+        spec = self._definition(name)["spec"]
+        if spec["container"]["network"]["mode"] == "bridge":
+            network.unplug(network.veth_name(spec["uuid"].replace("-", "")))
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def create_paused(self, name: str) -> None:
+        """The shim runs `runc create`: the container's init exists, waiting to exec the workload."""
+        files = self._defined(name)
+        if runc_state.live(self.runc_root, name) is not None:
+            raise Conflict(f"container {name} is already running")
+        if runc_state.runc_knows(self.runc_root, name):
+            self._runc(name, "delete the stopped container", "delete", "--force", name)
+        self._wait_for_shim(files)
+        for leftover in (shim.EXIT_FILE, shim.PID_FILE, runc_state.STOP_REQUESTED):
+            (files / leftover).unlink(missing_ok=True)
+        definition = self._definition(name)
+        pid = self._spawn_shim(name, files, Path(definition["log"]))
+        container = definition["spec"]["container"]
+        if container["network"]["mode"] == "bridge":
+            try:
+                host_end = network.veth_name(definition["spec"]["uuid"].replace("-", ""))
+                network.plug(host_end, container["network"]["bridge"], pid)
+            except VmhostError:
+                with contextlib.suppress(VmhostError):
+                    self._remove_from_runc(name, files)
+                raise
+
+    def _spawn_shim(self, name: str, files: Path, log: Path) -> int:
+        argv = [
+            sys.executable,
+            "-m",
+            "vmhost.drivers.runc.shim",
+            self.runc,
+            str(self.runc_root),
+            name,
+            str(files / "bundle"),
+            str(files),
+            str(log),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(Path(vmhost.__file__).parents[1])}
+        with log.open("ab") as stderr:
+            launcher = subprocess.Popen(  # noqa: S603
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd="/",
+                env=env,
+                start_new_session=True,
+            )
+        assert launcher.stdout is not None
+        with launcher.stdout as report:
+            launcher.wait(SHIM_REPORT_TIMEOUT)
+            ready, _, _ = select.select([report], [], [], SHIM_REPORT_TIMEOUT)
+            line = report.readline() if ready else b""
+        try:
+            outcome = json.loads(line)
+        except ValueError:
+            raise HypervisorError(f"the shim of {name} died before runc created it; see {log}") from None
+        if not outcome.get("ok"):
+            raise HypervisorError(f"runc could not create {name}", str(outcome.get("error")))
+        return int(outcome["pid"])
+
+    def resume(self, name: str) -> None:
+        """`runc start` for a created container, `runc resume` for a paused one; a running one is left alone."""
+        current = runc_state.live(self.runc_root, name)
+        if current is None:
+            raise Conflict(f"container {name} is not running")
+        if current.created:
+            self._runc(name, "start", "start", name)
+        elif current.frozen:
+            self._runc(name, "resume", "resume", name)
+
+    def pause(self, name: str) -> None:
+        self._runc(name, "pause", "pause", name)
+
+    # ---- stop --------------------------------------------------------------------------------
+
+    def _signal(self, name: str, signal_name: str) -> None:
+        files = self._defined(name)
+        (files / runc_state.STOP_REQUESTED).touch()
+        current = runc_state.live(self.runc_root, name)
+        if current is None:
+            return
+        self._runc(name, f"send SIG{signal_name} to", "kill", name, signal_name)
+        if current.frozen:
+            self._runc(name, "thaw", "resume", name)  # a frozen process cannot act on the signal
+
+    def request_shutdown(self, name: str) -> None:
+        """SIGTERM to the container's init; the engine forces the stop at its deadline."""
+        self._signal(name, "TERM")
+
+    def destroy(self, name: str) -> None:
+        """SIGKILL to the init (its pid namespace dies with it, so no --all); idempotent."""
+        self._signal(name, "KILL")
+
+    def request_reboot(self, name: str) -> None:
+        raise VmhostError(f"containers have no reboot on the runc driver: stop and start {name} instead")
+
+    def reset(self, name: str) -> None:
+        raise VmhostError(f"containers have no reset on the runc driver: stop and start {name} instead")
+
+    def kill_process(self, name: str) -> bool:
+        files = self._files(name)
+        current = runc_state.live(self.runc_root, name)
+        if files is None or current is None:
+            return False
+        (files / runc_state.STOP_REQUESTED).touch()
+        try:
+            os.kill(current.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def interfaces(self, name: str) -> list[str]:
+        """The host end of the veth pair of a created bridge-mode container (a container has at most one)."""
+        spec = self._definition(name)["spec"]
+        if spec["container"]["network"]["mode"] != "bridge" or runc_state.live(self.runc_root, name) is None:
+            return []
+        return [network.veth_name(spec["uuid"].replace("-", ""))]
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def state(self, name: str) -> DomainState:
+        files = self._files(name)
+        return DomainState.ABSENT if files is None else runc_state.state(self.runc_root, name, files)
+
+    def states(self) -> dict[str, DomainState]:
+        names = [entry.name for entry in os.scandir(self.index)] if self.index.is_dir() else []
+        return {name: state for name in names if (state := self.state(name)) != DomainState.ABSENT}
+
+    def info(self, name: str) -> DomainInfo:
+        spec = self._definition(name)["spec"]
+        current = runc_state.live(self.runc_root, name)
+        return DomainInfo(
+            name=name,
+            uuid=spec["uuid"],
+            state=self.state(name),
+            vcpus=spec["cpu"]["vcpus"],
+            memory_bytes=parse_size(spec["memory"]["size"]),
+            cpu_time_ns=_cpu_time(current.cgroups) if current else 0,
+            pid=current.pid if current else None,
+        )
+
+    def list_owned(self) -> list[DomainInfo]:
+        owned = []
+        for name in self.states():
+            with contextlib.suppress(NotFound):
+                owned.append(self.info(name))
+        return owned
+
+    def bulk_stats(self) -> list[dict[str, Any]]:
+        stats = []
+        for info in self.list_owned():
+            entry: dict[str, Any] = {"name": info.name, "cpu.time": info.cpu_time_ns}
+            if info.pid is not None:
+                entry.update({"vcpu.current": info.vcpus, "balloon.current": info.memory_bytes // 1024})
+            stats.append(entry)
+        return stats
+
+    def recorded(self, name: str) -> Recorded | None:
+        definition = self._definition(name)
+        return Recorded(spec=definition["spec"], owner=definition["owner"])
+
+    # ---- what containers do not have ---------------------------------------------------------
+
+    def open_console(self, name: str) -> ConsoleStream:
+        raise VmhostError(
+            f"container {name} has no interactive console; its output is in its log: vmhost console {name} --log"
+        )
+
+    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        raise VmhostError("disks cannot be attached to containers (runc driver); use container.mounts")
+
+    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        raise VmhostError("containers have no disks to detach (runc driver)")
+
+    def reserve_pci(self, address: str) -> None:
+        raise VmhostError(f"PCI passthrough ({address}) is not supported for containers (runc driver)")
+
+    def release_pci(self, address: str) -> None:
+        raise VmhostError(f"PCI passthrough ({address}) is not supported for containers (runc driver)")
+
+
+def _cpu_time(cgroups: dict[str, str]) -> int:
+    """Nanoseconds of CPU the container used: cgroup v1 cpuacct.usage, or v2 cpu.stat usage_usec."""
+    with contextlib.suppress(OSError, ValueError):
+        if "cpuacct" in cgroups:
+            return int(Path(cgroups["cpuacct"], "cpuacct.usage").read_text())
+        if "" in cgroups:
+            for line in Path(cgroups[""], "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) * 1000
+    return 0

@@ -1,0 +1,32 @@
+"""Follow a VM's console log (a container's stdout/stderr) as it grows, like `tail -f`, until the VM is gone."""
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+POLL_INTERVAL = 0.2
+CHUNK = 1 << 16
+
+
+def follow(path: Path, alive: Callable[[], bool], poll: float = POLL_INTERVAL) -> Iterator[bytes]:
+    """Everything the log holds, then each new chunk; ends once the VM is gone and the log has stopped growing."""
+    offset = 0
+    while True:
+        running = alive()
+        data = _read_from(path, offset)
+        if data:
+            offset += len(data)
+            yield data
+        elif not running:
+            return
+        else:
+            time.sleep(poll)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read(CHUNK)
+    except FileNotFoundError:
+        return b""
