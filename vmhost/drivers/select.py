@@ -8,6 +8,7 @@ from vmhost.drivers.multi import DriverSet
 from vmhost.drivers.polling import CompositeEventSource, PollingEventSource
 from vmhost.drivers.runc.driver import RuncDriver
 from vmhost.drivers.smartos import VmadmDriver
+from vmhost.drivers.xen import XlDriver
 from vmhost.render.libvirt import RenderHook
 
 
@@ -22,6 +23,8 @@ def build_drivers(config: HostConfig, render_hooks: tuple[RenderHook, ...] = ())
 
 def _vm_driver(config: HostConfig, render_hooks: tuple[RenderHook, ...]) -> Driver:
     """Render hooks change libvirt domain XML; the other VM drivers render other formats."""
+    if config.vm_driver == "xen":
+        return XlDriver(config.xl_command, config.data_dir / "xen")
     if config.vm_driver == "smartos":
         return VmadmDriver(config.vmadm_command, brand=config.vmadm_brand)
     return LibvirtDriver(config.libvirt_uri, config.accel, render_hooks)

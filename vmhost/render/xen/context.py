@@ -1,0 +1,20 @@
+"""Host facts an xl.cfg rendering needs that are not part of the spec itself."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Problems = list[tuple[str, str]]
+"""(spec path, message) for what xl cannot express."""
+
+
+@dataclass(frozen=True)
+class XenContext:
+    """Resolved by the lifecycle engine before rendering, so rendering stays pure.
+
+    disk_paths: target -> image path for disks vmhost creates (source types new and overlay).
+    disk_formats: target -> format detected by qemu-img for file disks whose format is 'auto'.
+    """
+
+    disk_paths: Mapping[str, Path] = field(default_factory=dict)
+    disk_formats: Mapping[str, str] = field(default_factory=dict)
