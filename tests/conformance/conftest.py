@@ -12,13 +12,14 @@ import pytest
 from tests.conformance.harness import Harness
 from tests.conformance.libvirt_harness import libvirt_harness
 from tests.conformance.runc_harness import busybox_image, runc_harness
+from tests.conformance.smartos_harness import smartos_harness
 from tests.conformance.xen_harness import xen_harness
 from tests.integration.conftest import _no_leftovers, data_dir, guest, guest_spec, libvirt_conn, vm_name
 from vmhost.drivers.select import build_drivers, build_event_source
 from vmhost.engine import Engine
 from vmhost.errors import VmhostError
 
-DRIVERS = ["libvirt", "runc", "xen"]
+DRIVERS = ["libvirt", "runc", "xen", "smartos"]
 
 __all__ = [
     "_no_leftovers",
@@ -29,6 +30,7 @@ __all__ = [
     "libvirt_conn",
     "libvirt_harness",
     "runc_harness",
+    "smartos_harness",
     "vm_name",
     "xen_harness",
 ]
