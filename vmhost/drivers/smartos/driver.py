@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
+from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.smartos.command import Vmadm, failure
-from vmhost.drivers.smartos.console import PtyConsole
 from vmhost.drivers.smartos.states import mapped
 from vmhost.drivers.smartos.update import update_payload
 from vmhost.errors import Conflict, HypervisorError, NotFound, VmhostError

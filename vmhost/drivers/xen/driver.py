@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
-from vmhost.drivers.xen.console import XlConsole
+from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.xen.records import Record, Records, write_private
 from vmhost.drivers.xen.xl import Xl, XlDomain, parse_info, parse_list
 from vmhost.errors import Conflict, HostResourceError, NotFound, VmhostError
@@ -226,7 +226,7 @@ class XlDriver:
     def open_console(self, name: str) -> ConsoleStream:
         if self._domain(name) is None:
             raise NotFound(f"Xen has no running domain named {name}")
-        return XlConsole(self.command, name)
+        return PtyConsole([self.command, "console", name])
 
     def reserve_pci(self, address: str) -> None:
         """Bind the device to pciback so a domain can be given it."""

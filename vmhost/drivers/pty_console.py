@@ -1,4 +1,4 @@
-"""`vmadm console <uuid>` under a pseudo-terminal, as a ConsoleStream."""
+"""A console command (`xl console NAME`, `vmadm console UUID`) under a pseudo-terminal, as a ConsoleStream."""
 
 import contextlib
 import os
@@ -8,12 +8,12 @@ import subprocess
 
 
 class PtyConsole:
-    """vmadm console wants a terminal (Ctrl-] ends it); the pty's master side is our stream."""
+    """Console commands want a terminal (Ctrl-] ends them); the pty's master side is our stream."""
 
     def __init__(self, argv: list[str]):
         master, slave = pty.openpty()
         try:
-            self._process = subprocess.Popen(  # noqa: S603 - argv list; a UUID vmadm listed
+            self._process = subprocess.Popen(  # noqa: S603 - argv list of validated names
                 argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, close_fds=True
             )
         finally:
