@@ -218,7 +218,7 @@ class RuncDriver:
         if runc_state.runc_knows(self.runc_root, name):
             self._runc(name, "delete the stopped container", "delete", "--force", name)
         self._wait_for_shim(files)
-        for leftover in (shim.EXIT_FILE, shim.PID_FILE, runc_state.STOP_REQUESTED):
+        for leftover in (shim.EXIT_FILE, shim.PID_FILE, shim.SHIM_PID_FILE, runc_state.STOP_REQUESTED):
             (files / leftover).unlink(missing_ok=True)
         definition = self._definition(name)
         pid = self._spawn_shim(name, files, Path(definition["log"]))

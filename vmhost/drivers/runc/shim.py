@@ -113,10 +113,8 @@ def main(argv: list[str]) -> int:
     runc, root, container_id, bundle, state_dir, log = argv
     if os.fork() > 0:
         os._exit(0)  # the driver waits for this; the shim goes on, no longer its child
-    try:
-        return run(runc, root, container_id, bundle=bundle, state_dir=Path(state_dir), log=log)
-    finally:
-        (Path(state_dir) / SHIM_PID_FILE).unlink(missing_ok=True)
+    # The pid file stays: the driver checks that pid (and its command line) until this process is really gone.
+    return run(runc, root, container_id, bundle=bundle, state_dir=Path(state_dir), log=log)
 
 
 if __name__ == "__main__":
