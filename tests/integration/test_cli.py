@@ -15,7 +15,7 @@ def test_list_formats_filters_and_sorting(cli, guest_spec, vm_name, tmp_path):
     assert table.returncode == 0
     header, *lines = [line for line in table.stdout.splitlines() if line.strip() and not line.startswith("─")]
     assert header.split() == ["NAME", "UUID", "KIND", "DRIVER", "STATE", "VCPUS", "MEMORY"]
-    assert any(line.split()[0] == small and line.split()[3] == "stopped" for line in lines)
+    assert any(line.split()[0] == small and line.split()[4] == "stopped" for line in lines)
 
     parsable = cli("list", "-p", "-o", "name,memory", "-s", "-memory")
     assert parsable.stdout.splitlines() == [f"{big}:384MiB", f"{small}:128MiB"]
