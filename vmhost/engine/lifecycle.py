@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vmhost.config import HostConfig
+from vmhost.drivers import processes
 from vmhost.drivers.base import ConsoleStream, DomainEvent, DomainEventKind, DomainInfo, DomainState, Driver
 from vmhost.drivers.multi import DriverSet
 from vmhost.engine import faults, logs, resources
@@ -981,11 +982,11 @@ def _runtime(info: DomainInfo) -> dict[str, Any]:
 
 def _uptime(pid: int | None) -> float | None:
     """Seconds since the VM's QEMU process started (from /proc; the agent runs on the host)."""
-    if pid is None:
+    fields = processes.stat_fields(pid) if pid is not None else None
+    if fields is None:
         return None
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        started = processes.start_ticks(fields) / os.sysconf("SC_CLK_TCK")
         return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 1)
     except (OSError, IndexError, ValueError):
         return None

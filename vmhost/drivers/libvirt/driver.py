@@ -1,7 +1,6 @@
 """LibvirtDriver: the Driver protocol on libvirt-python (qemu:///system by default)."""
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import libvirt
 from lxml import etree
 
+from vmhost.drivers import processes
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
@@ -299,13 +299,9 @@ class LibvirtDriver:
     def kill_process(self, name: str) -> bool:
         """Only a process whose command line names this guest: a stale pid file may point at anything."""
         pid = _qemu_pid(name)
-        if pid is None or f"guest={name},".encode() not in _cmdline(pid):
+        if pid is None or f"guest={name},".encode() not in processes.cmdline(pid):
             return False
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return False
-        return True
+        return processes.sigkill(pid)
 
     def interfaces(self, name: str) -> list[str]:
         """The tap devices of the created domain's NICs, in guest order (they exist from the paused window on)."""
@@ -348,13 +344,6 @@ def _pci_name(address: str) -> str:
 
 def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return b""
 
 
 def _qemu_pid(name: str) -> int | None:

@@ -18,7 +18,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import vmhost
+from vmhost.drivers import processes
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
 from vmhost.drivers.runc import host, image, network, shim
 from vmhost.drivers.runc import state as runc_state
@@ -313,11 +313,7 @@ class RuncDriver:
         if files is None or current is None:
             return False
         (files / runc_state.STOP_REQUESTED).touch()
-        try:
-            os.kill(current.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return False
-        return True
+        return processes.sigkill(current.pid)
 
     def interfaces(self, name: str) -> list[str]:
         """The host end of the veth pair of a created bridge-mode container (a container has at most one)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmhost.drivers import processes
 from vmhost.drivers.base import DomainState
 from vmhost.drivers.runc import shim
 
@@ -37,11 +38,8 @@ def _read_json(path: Path) -> Any:
 
 def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks; None if it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+    fields = processes.stat_fields(pid)
+    return None if fields is None or fields[0] in processes.ZOMBIE_STATES else processes.start_ticks(fields)
 
 
 def alive(pid: int, started: int | None = None) -> bool:
@@ -77,7 +75,7 @@ def runc_knows(runc_root: Path, name: str) -> bool:
 def shim_alive(files: Path) -> bool:
     with contextlib.suppress(OSError, ValueError):
         pid = int((files / shim.SHIM_PID_FILE).read_text())
-        return alive(pid) and b"vmhost.drivers.runc.shim" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return alive(pid) and b"vmhost.drivers.runc.shim" in processes.cmdline(pid)
     return False
 
 

@@ -5,11 +5,10 @@ into the VM's directory and a record under the driver's own state directory; a V
 running domain is SHUTOFF. Every call runs `xl` with an argv list; xl's messages become vmhost errors.
 """
 
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
+from vmhost.drivers import processes
 from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
 from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.xen.records import Record, Records, write_private
@@ -207,13 +206,7 @@ class XlDriver:
         """SIGKILL the domain's QEMU device model (HVM); False when there is none (PVH) or it is gone."""
         domain = self._domain(name)
         pid = _device_model_pid(domain.domid) if domain else None
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return False
-        return True
+        return pid is not None and processes.sigkill(pid)
 
     def interfaces(self, name: str) -> list[str]:
         """The backend vifs of a created domain (libxl names them vif<domid>.<devid>), in guest order."""
@@ -243,9 +236,6 @@ def _device_model_pid(domid: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            if needle in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except OSError:
-            continue
+        if needle in processes.cmdline(int(entry.name)):
+            return int(entry.name)
     return None
