@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import libvirt
 import pytest
 
+from tests.integration.running_agent import RunningAgent
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
@@ -101,6 +103,19 @@ def engine(config: HostConfig, libvirt_conn: libvirt.virConnect) -> Iterator[Eng
     yield engine
     for record in engine.store.list_vms():
         engine.delete(record.name)
+
+
+@pytest.fixture
+def agent(config: HostConfig, engine: Engine) -> Iterator[RunningAgent]:
+    """A real agent on the test data dir; `engine` (same data dir) deletes every VM it made when the test ends."""
+    with RunningAgent(config) as running:
+        yield running
+
+
+@pytest.fixture
+def http(agent: RunningAgent) -> Iterator[httpx.Client]:
+    with agent.http() as client:
+        yield client
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import httpx
 import uvicorn
 
 from vmhost.api.app import create_app
@@ -45,6 +46,10 @@ class RunningAgent:
             assert time.monotonic() < deadline, "agent did not start"
             time.sleep(0.05)
         return self
+
+    def http(self, timeout: float = 120) -> httpx.Client:
+        """A client that sends the agent's token."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=timeout)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

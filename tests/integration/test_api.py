@@ -4,7 +4,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -15,20 +14,7 @@ import websockets.exceptions
 import websockets.sync.client
 
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
-from tests.integration.running_agent import RunningAgent
 from vmhost.client import AgentClient
-
-
-@pytest.fixture
-def agent(config, engine) -> Iterator[RunningAgent]:
-    with RunningAgent(config) as running:
-        yield running
-
-
-@pytest.fixture
-def http(agent) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"}, timeout=120) as client:
-        yield client
 
 
 class Receiver:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def http(config, engine) -> Iterator[httpx.Client]:
     with (
         RunningAgent(config) as agent,
-        httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"}, timeout=180) as client,
+        agent.http(timeout=180) as client,
     ):
         yield client
 

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,22 +53,6 @@ class EventLog:
                     return event
             time.sleep(0.05)
         raise AssertionError(f"no event {fields} for {vm}; saw {[e for e in self.seen if e['vm'] == vm]}")
-
-
-@pytest.fixture
-def agent(config, engine) -> Iterator[RunningAgent]:
-    with RunningAgent(config) as running:
-        yield running
-
-
-def authorized(agent: RunningAgent) -> httpx.Client:
-    return httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"}, timeout=120)
-
-
-@pytest.fixture
-def http(agent) -> Iterator[httpx.Client]:
-    with authorized(agent) as client:
-        yield client
 
 
 def libvirt_monitor(agent: Agent) -> LibvirtEventMonitor:
@@ -226,13 +209,13 @@ def test_graceful_stop_returns_soon_after_the_guest_is_gone(agent, http, engine,
 
 def test_agent_restart_adopts_running_vms_untouched(config, engine, guest_spec, vm_name):
     name = vm_name("adopt")
-    with RunningAgent(config) as first, authorized(first) as http:
+    with RunningAgent(config) as first, first.http() as http:
         start_vm(http, guest_spec(name))
     pid = qemu_pid(engine, name)
     config.db_path.unlink()
     for extra in ("-wal", "-shm"):
         config.db_path.with_name(config.db_path.name + extra).unlink(missing_ok=True)
-    with RunningAgent(config) as second, authorized(second) as http:
+    with RunningAgent(config) as second, second.http() as http:
         view = http.get(f"/v1/vms/{name}").json()
     assert view["state"] == "running"
     assert view["state_reason"] == "adopted from the hypervisor"
@@ -242,7 +225,7 @@ def test_agent_restart_adopts_running_vms_untouched(config, engine, guest_spec, 
 
 def test_host_reboot_restores_vms_that_were_running(config, engine, guest_spec, vm_name, libvirt_conn):
     running, stopped = vm_name("wasup"), vm_name("wasdown")
-    with RunningAgent(config) as first, authorized(first) as http:
+    with RunningAgent(config) as first, first.http() as http:
         start_vm(http, guest_spec(running))
         assert http.post("/v1/vms", json=guest_spec(stopped), params={"wait": "true"}).status_code == 200
     libvirt_conn.lookupByName(running).destroy()
@@ -303,6 +286,6 @@ def test_another_agent_on_the_host_does_not_adopt_our_vms(config, engine, guest_
     other_dir = tmp_path_factory.mktemp("other-agent")
     other_dir.chmod(0o711)
     other = HostConfig(libvirt_uri=config.libvirt_uri, data_dir=other_dir, accel="tcg")
-    with RunningAgent(other) as neighbour, authorized(neighbour) as http:
+    with RunningAgent(other) as neighbour, neighbour.http() as http:
         assert http.get("/v1/vms").json() == []
     assert engine.driver.state(name).value == "shutoff"

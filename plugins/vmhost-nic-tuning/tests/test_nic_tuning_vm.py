@@ -22,15 +22,10 @@ TUNED = {"generic-segmentation-offload": False, "generic-receive-offload": False
 
 @pytest.fixture
 def agent(config, engine) -> Iterator[RunningAgent]:
-    """`engine` (same data dir) deletes every VM the agent made when the test ends."""
+    """The plain agent: plugins/conftest.py also loads the ZStack suite, whose `agent` would win otherwise.
+    `engine` (same data dir) deletes every VM the agent made when the test ends."""
     with RunningAgent(config) as running:
         yield running
-
-
-@pytest.fixture
-def http(agent) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"}, timeout=120) as client:
-        yield client
 
 
 def vm_with_a_tap(guest_spec: Any, name: str, bridge: str, **fields: Any) -> tuple[dict[str, Any], str]:
