@@ -7,8 +7,9 @@ guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
 
 # runc: the container driver. libxenmisc4.17 + libxen-dev: Xen's real xl.cfg parser (libxlutil), which the
 # Xen renderer's tests load; no Xen hypervisor is installed or needed. ethtool: the nic-tuning example plugin.
+# tini: reaps QEMU's orphans at once when no init system runs libvirtd (scripts/libvirtd.sh).
 packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
-          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool)
+          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool tini)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -30,11 +31,9 @@ if [[ -c /dev/kvm ]] && getent group kvm >/dev/null; then
     chmod 660 /dev/kvm
 fi
 
-# Debian's postinst starts nothing without systemd: start the daemons by hand when they are not up.
-pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || libvirtd -d
-for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
-virsh -c qemu:///system version >/dev/null
+# Debian's postinst starts nothing without systemd: start the daemons by hand when they are not up, libvirtd
+# under a reaping supervisor as a real init would (scripts/libvirtd.sh says why).
+"$repo/scripts/libvirtd.sh" --restart-unsupervised
 
 if [[ ! -x "$repo/.venv/bin/vmhost" ]]; then
     python3 -m venv "$repo/.venv"

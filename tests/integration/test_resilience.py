@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import wait_for_console
+from tests.integration.conftest import REPO, wait_for_console
 from tests.integration.running_agent import RunningAgent
 from vmhost.api.agent import Agent
 from vmhost.client import AgentClient
@@ -249,7 +249,7 @@ def test_libvirtd_restart_keeps_vms_running_and_events_flowing(agent, http, engi
     assert down.status_code == 503
     assert time.monotonic() - began < 2
     assert http.get("/v1/vms").status_code == 200
-    subprocess.run(["libvirtd", "-d"], check=True)
+    subprocess.run([str(REPO / "scripts" / "libvirtd.sh")], check=True)
     deadline = time.monotonic() + 30
     while http.get(f"/v1/vms/{name}").status_code != 200:
         assert time.monotonic() < deadline, "agent did not recover from the libvirtd restart"
