@@ -163,6 +163,7 @@ def make_workspace() -> Workspace:
         path.mkdir(mode=0o711)
     workspace.config.write_text(
         f'libvirt_uri = "{URI}"\ndata_dir = "{workspace.data_dir}"\naccel = "tcg"\nstop_timeout = 30\n'
+        f'allowed_paths = ["{GUEST_DIR}"]\n'  # the only host files bench specs name: the tiny guest's kernel
     )
     return workspace
 

@@ -10,6 +10,7 @@ It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under
 4. the agent's RSS with 100 defined VMs,
 5. how soon a SIGKILLed QEMU shows up as a `crashed` event on GET /v1/events, next to libvirt's own latency,
 6. how soon a graceful stop returns once libvirt reports the guest powered off (exits.py has 5 and 6),
+7. what the durable journal costs: a journaled operation's store writes, synchronous FULL vs NORMAL (journal.py),
 
 prints a table against the targets and deletes everything it made (also on Ctrl-C). It reports; it never fails
 because a target is missed.
@@ -61,6 +62,7 @@ from harness import (
     virsh,
     wall_parallel,
 )
+from journal import JournalResult, bench_journal
 
 
 def raw_copy(xml: str, name: str, log_file: Path) -> str:
@@ -213,6 +215,7 @@ class Results:
     crash: CrashResult
     stop: StopResult
     activity: list[str]
+    journal: JournalResult
 
 
 def other_guests() -> list[str]:
@@ -335,6 +338,7 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
             "<= 500 ms",
             verdict(stop.returned.median <= 0.5),
         ],
+        results.journal.table_row(),
     ]
 
 
@@ -378,6 +382,7 @@ def raw_numbers(results: Results) -> list[str]:
         ("6    operation finished -> response back", minus(stop.returned, stop.finished).describe()),
         ("6  stop, HTTP round trip", stop.round_trip.describe()),
         ("6  stop methods", _counts(stop.methods)),
+        results.journal.raw_line(),
     ]
     width = max(len(label) for label, _ in rows)
     return [f"{label.ljust(width)}  {text}" for label, text in rows]
@@ -473,7 +478,8 @@ def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, set
     listing = bench_list(api, made, settings)
     rss_kib = agent.rss_kib()
     activity.append(host_activity("after"))
-    return Results(single, parallel, listing, rss_kib, crash, stop, activity)
+    journal = bench_journal(workspace.root)
+    return Results(single, parallel, listing, rss_kib, crash, stop, activity, journal)
 
 
 def main() -> int:

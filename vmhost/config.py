@@ -1,5 +1,6 @@
 """Host configuration (TOML): which hypervisor, where state lives, defaults for operations."""
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -34,13 +35,40 @@ class HostConfig:
     tls_key: Path | None = None
     agent_url: str | None = None
     zstack_trusted_sources: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses/CIDRs of reverse proxies whose X-Forwarded-For is believed; none (proxy headers off) by default."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body the agent reads (413 beyond it)."""
     zstack_console_listen: str = "127.0.0.1"
+    zstack_task_limit: int = 64
+    """ZStack tasks in flight at once (planned, running or sending their reply); more are answered 503."""
+    callback_networks: tuple[str, ...] | None = None
+    """Networks callback URLs may point into; unset: loopback and zstack_trusted_sources."""
+    max_stop_timeout: float = 600.0
+    """Ceiling of a stop's `timeout` (native and ZStack): a longer one is refused, naming the field."""
+    hypervisor_group: str = "libvirt-qemu"
+    """The group QEMU runs as (libvirt's qemu.conf `group`): the only one let through to the VM directories;
+    "" when QEMU runs as root."""
+    history_max_age_days: float = 30.0
+    """Finished operations (and their journal) older than this are pruned; unfinished ones never are."""
+    history_max_operations: int = 10000
+    """At most this many finished operations are kept, the newest."""
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """`[plugins.<name>]` tables: `enabled = false` disables a plugin; other keys are the plugin's settings."""
+
+    allowed_paths: tuple[Path, ...] | None = None
+    """Directories under which a spec may name host files (disks, base and backing images, ISOs, kernels, console
+    logs, container rootfs/layouts/mounts); unset: data_dir/images."""
+    allowed_block_devices: tuple[str, ...] = ()
+    """Block devices a spec may name: exact paths, or prefixes ending in '*' (e.g. /dev/vg0/*); none by default."""
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def path_roots(self) -> tuple[Path, ...]:
+        return (self.data_dir / "images",) if self.allowed_paths is None else self.allowed_paths
 
 
 def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -58,12 +86,71 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
             values[key] = Path(values[key])
     if "zstack_trusted_sources" in values:
         values["zstack_trusted_sources"] = tuple(values["zstack_trusted_sources"])
+    _coerce_host_paths(values, source)
+    _coerce_bounds(values, source)
+    _coerce_http(values, source)
     plugins = values.get("plugins", {})
     if not isinstance(plugins, dict) or not all(isinstance(table, dict) for table in plugins.values()):
         raise VmhostError(f"{source}: plugins must be tables, one per plugin: [plugins.<name>]")
     if "stop_timeout" in values:
         values["stop_timeout"] = float(values["stop_timeout"])
+    if not isinstance(values.get("hypervisor_group", ""), str):
+        raise VmhostError(
+            f"{source}: hypervisor_group must be a group name (a string); got {values['hypervisor_group']!r}"
+        )
+    for key, kind in (("history_max_age_days", float), ("history_max_operations", int)):
+        if key in values:
+            values[key] = _positive(values[key], kind, key, source)
     return values
+
+
+def _positive(value: Any, kind: type[float] | type[int], key: str, source: Path) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        raise VmhostError(f"{source}: {key} must be a positive {kind.__name__}; got {value!r}")
+    if value <= 0:
+        raise VmhostError(f"{source}: {key} must be positive; got {value!r}")
+    return kind(value)
+
+
+def _coerce_host_paths(values: dict[str, Any], source: Path) -> None:
+    """allowed_paths are absolute directories; allowed_block_devices absolute paths or '*'-ended prefixes."""
+    for key in ("allowed_paths", "allowed_block_devices"):
+        if key not in values:
+            continue
+        items = values[key]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i.startswith("/") for i in items):
+            raise VmhostError(f"{source}: {key} must be a list of absolute paths; got {items!r}")
+        values[key] = tuple(Path(i) for i in items) if key == "allowed_paths" else tuple(items)
+
+
+def _coerce_http(values: dict[str, Any], source: Path) -> None:
+    if "trusted_proxies" in values:
+        values["trusted_proxies"] = _networks(values["trusted_proxies"], "trusted_proxies", source)
+    if "max_body_bytes" in values:
+        values["max_body_bytes"] = _positive(values["max_body_bytes"], int, "max_body_bytes", source)
+
+
+def _networks(value: Any, key: str, source: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise VmhostError(f"{source}: {key} must be a list of addresses or CIDRs; got {value!r}")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise VmhostError(f"{source}: {key}: {item!r} is not an IP address or CIDR") from None
+    return tuple(value)
+
+
+def _coerce_bounds(values: dict[str, Any], source: Path) -> None:
+    """Callback networks and the ceilings of ZStack tasks and stop timeouts; stop_timeout must fit the ceiling."""
+    if "callback_networks" in values:
+        values["callback_networks"] = _networks(values["callback_networks"], "callback_networks", source)
+    for key, kind in (("zstack_task_limit", int), ("max_stop_timeout", float)):
+        if key in values:
+            values[key] = _positive(values[key], kind, key, source)
+    stop, ceiling = float(values.get("stop_timeout", 60.0)), values.get("max_stop_timeout", 600.0)
+    if stop > ceiling:
+        raise VmhostError(f"{source}: stop_timeout ({stop:g} s) is above max_stop_timeout ({ceiling:g} s)")
 
 
 def load_config(path: Path | None = None) -> HostConfig:

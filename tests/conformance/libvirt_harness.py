@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from tests.conformance.harness import CASES, Behaviour
-from tests.integration.conftest import URI, wait_for_count
+from tests.integration.conftest import URI, allowed_test_roots, wait_for_count
 from vmhost.config import HostConfig
 from vmhost.engine import Engine
 
@@ -33,7 +33,9 @@ class LibvirtHarness:
         self.named: list[str] = []
 
     def config(self, data_dir: Path) -> HostConfig:
-        return HostConfig(libvirt_uri=URI, data_dir=data_dir, accel="tcg", stop_timeout=30)
+        return HostConfig(
+            libvirt_uri=URI, data_dir=data_dir, accel="tcg", stop_timeout=30, allowed_paths=allowed_test_roots(data_dir)
+        )
 
     def name(self, suffix: str) -> str:
         self.named.append(self._vm_name(suffix))

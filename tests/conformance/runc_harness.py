@@ -12,6 +12,7 @@ import pytest
 
 from tests.conformance.busybox import busybox_layout
 from tests.conformance.harness import CASES, Behaviour
+from tests.integration.conftest import allowed_test_roots
 from vmhost.config import HostConfig
 from vmhost.engine import Engine
 
@@ -47,7 +48,7 @@ class RuncHarness:
 
     def config(self, data_dir: Path) -> HostConfig:
         self.data_dir = data_dir
-        return HostConfig(data_dir=data_dir, accel="tcg", stop_timeout=30)
+        return HostConfig(data_dir=data_dir, accel="tcg", stop_timeout=30, allowed_paths=allowed_test_roots(data_dir))
 
     def name(self, suffix: str) -> str:
         self.named.append(PREFIX + suffix)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.harness import CASES, Behaviour
+from tests.integration.conftest import allowed_test_roots
 from tests.smartos_standin import EXECUTABLE, Standin
 from vmhost.config import HostConfig
 from vmhost.engine import Engine
@@ -37,7 +38,13 @@ class SmartosHarness:
         self.named: list[str] = []
 
     def config(self, data_dir: Path) -> HostConfig:
-        return HostConfig(data_dir=data_dir, vm_driver="smartos", vmadm_command=str(EXECUTABLE), stop_timeout=5)
+        return HostConfig(
+            data_dir=data_dir,
+            vm_driver="smartos",
+            vmadm_command=str(EXECUTABLE),
+            stop_timeout=5,
+            allowed_paths=allowed_test_roots(data_dir),
+        )
 
     def name(self, suffix: str) -> str:
         self.named.append(PREFIX + suffix)

@@ -8,12 +8,14 @@ reports CRASHED_PRESERVED, which the engine treats as crashed, and a restart cle
 
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conformance.harness import CASES, Behaviour
+from tests.integration.conftest import allowed_test_roots
 from tests.unit.xen_standin import StandIn
 from vmhost.config import HostConfig
 from vmhost.engine import Engine
@@ -36,7 +38,13 @@ class XenHarness:
         self.named: list[str] = []
 
     def config(self, data_dir: Path) -> HostConfig:
-        return HostConfig(data_dir=data_dir, vm_driver="xen", xl_command=self.standin.command, stop_timeout=5)
+        return HostConfig(
+            data_dir=data_dir,
+            vm_driver="xen",
+            xl_command=self.standin.command,
+            stop_timeout=5,
+            allowed_paths=allowed_test_roots(data_dir),
+        )
 
     def name(self, suffix: str) -> str:
         self.named.append(PREFIX + suffix)
@@ -74,9 +82,11 @@ class XenHarness:
 
 
 @pytest.fixture
-def xen_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> XenHarness:
+def xen_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[XenHarness]:
+    """The stand-in's per-domain monitors (xl's daemonized `xl create`) are stopped when the test ends."""
     standin = StandIn(tmp_path / "xl-state")
     monkeypatch.setenv("XL_STANDIN_STATE", str(standin.state))
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"stand-in kernel")
-    return XenHarness(standin, kernel)
+    yield XenHarness(standin, kernel)
+    standin.stop_monitors()

@@ -82,9 +82,21 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+VOLUMES_DIR = Path("/var/tmp/vmhost-test-volumes")
+"""Where tests keep images QEMU must reach outside pytest's temp root (which a concurrent run may make 0700)."""
+
+
+def allowed_test_roots(data_dir: Path) -> tuple[Path, ...]:
+    """The host paths tests name files under (allowed_paths): the data dir, the tiny guest, pytest's temporary
+    root (the data dir's parent, holding every tmp_path) and VOLUMES_DIR, and nothing else."""
+    return (data_dir, GUEST_DIR, data_dir.parent, VOLUMES_DIR)
+
+
 @pytest.fixture
 def config(data_dir: Path) -> HostConfig:
-    return HostConfig(libvirt_uri=URI, data_dir=data_dir, accel="tcg", stop_timeout=30)
+    return HostConfig(
+        libvirt_uri=URI, data_dir=data_dir, accel="tcg", stop_timeout=30, allowed_paths=allowed_test_roots(data_dir)
+    )
 
 
 @pytest.fixture
@@ -93,6 +105,7 @@ def config_file(config: HostConfig, tmp_path: Path) -> Path:
     path.write_text(
         f'libvirt_uri = "{config.libvirt_uri}"\ndata_dir = "{config.data_dir}"\n'
         f'accel = "{config.accel}"\nstop_timeout = {config.stop_timeout}\n'
+        f"allowed_paths = {json.dumps([str(root) for root in config.path_roots])}\n"
     )
     return path
 

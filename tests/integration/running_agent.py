@@ -1,4 +1,5 @@
-"""A real agent (uvicorn serving the same app `vmhost serve` builds) in a thread of the test process."""
+"""A real agent (uvicorn serving the app `vmhost serve` builds, configured as `vmhost serve` configures it) in a
+thread of the test process."""
 
 import contextlib
 import socket
@@ -10,7 +11,7 @@ import uvicorn
 
 from vmhost.api.app import create_app
 from vmhost.api.auth import read_token
-from vmhost.api.server import Listen, build_agent, plugin_listeners
+from vmhost.api.server import Listen, build_agent, plugin_listeners, uvicorn_config
 from vmhost.config import HostConfig
 from vmhost.plugins import Plugins
 
@@ -30,9 +31,8 @@ class RunningAgent:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = str(read_token(config.data_dir))
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(self.agent, self.plugins), port=self.port, log_config=None, access_log=False)
-        )
+        app = create_app(self.agent, self.plugins)
+        self.server = uvicorn.Server(uvicorn_config(app, Listen("127.0.0.1", self.port), self.port, config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self._listeners = contextlib.ExitStack()
 

@@ -8,6 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from tests.integration.conftest import allowed_test_roots
 from tests.integration.running_agent import RunningAgent
 from vmhost.config import HostConfig
 
@@ -21,7 +22,13 @@ SEMANTIC_REJECTION = schemathesis.checks.positive_data_acceptance
 def running_agent(tmp_path_factory, libvirt_conn):
     data_dir = tmp_path_factory.mktemp("schemathesis")
     data_dir.chmod(0o711)
-    config = HostConfig(libvirt_uri="qemu:///system", data_dir=data_dir, accel="tcg", stop_timeout=5)
+    config = HostConfig(
+        libvirt_uri="qemu:///system",
+        data_dir=data_dir,
+        accel="tcg",
+        stop_timeout=5,
+        allowed_paths=allowed_test_roots(data_dir),
+    )
     with RunningAgent(config) as agent:
         yield agent
         for record in agent.agent.engine.store.list_vms():

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conformance.busybox import busybox_layout, busybox_rootfs
 from tests.conformance.runc_harness import wait_for_log
+from tests.integration.conftest import allowed_test_roots
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
@@ -23,7 +24,7 @@ PREFIX = f"vmhost-ct-{secrets.token_hex(3)}-"
 
 @pytest.fixture
 def engine(data_dir: Path) -> Iterator[Engine]:
-    config = HostConfig(data_dir=data_dir, stop_timeout=10)
+    config = HostConfig(data_dir=data_dir, stop_timeout=10, allowed_paths=allowed_test_roots(data_dir))
     engine = Engine(config, build_drivers(config))
     yield engine
     for record in engine.store.list_vms():

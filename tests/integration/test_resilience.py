@@ -285,7 +285,7 @@ def test_another_agent_on_the_host_does_not_adopt_our_vms(config, engine, guest_
     engine.create(guest_spec(name))
     other_dir = tmp_path_factory.mktemp("other-agent")
     other_dir.chmod(0o711)
-    other = HostConfig(libvirt_uri=config.libvirt_uri, data_dir=other_dir, accel="tcg")
+    other = HostConfig(libvirt_uri=config.libvirt_uri, data_dir=other_dir, accel="tcg", allowed_paths=config.path_roots)
     with RunningAgent(other) as neighbour, neighbour.http() as http:
         assert http.get("/v1/vms").json() == []
     assert engine.driver.state(name).value == "shutoff"

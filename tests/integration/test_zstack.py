@@ -24,6 +24,7 @@ import libvirt
 import pytest
 from lxml import etree
 
+from tests.integration.conftest import VOLUMES_DIR
 from tests.integration.running_agent import RunningAgent
 from tests.unit.test_zstack_convert import example
 
@@ -134,7 +135,8 @@ def bridge() -> Iterator[str]:
 def images() -> Iterator[Path]:
     """Volumes live outside pytest's temp root: a concurrent pytest run resets that to mode 0700, and QEMU
     (running as its own user) could then no longer reach them."""
-    directory = Path(tempfile.mkdtemp(prefix="vmhost-zstack-", dir="/var/tmp"))
+    VOLUMES_DIR.mkdir(mode=0o711, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="vmhost-zstack-", dir=VOLUMES_DIR))
     directory.chmod(0o711)
     yield directory
     shutil.rmtree(directory)

@@ -43,8 +43,17 @@ class Standin:
         return next(vm for vm in self.vms().values() if vm.get("alias") == alias)
 
     def ignore_stop(self, alias: str) -> None:
+        self.control(alias, "ignore_stop", True)
+
+    def control(self, alias: str, key: str, value: Any) -> None:
+        """A guest's behaviour: ignore_stop, stop_seconds (how long it takes to power off)."""
         with self._state() as data:
-            data["controls"].setdefault(alias, {})["ignore_stop"] = True
+            data["controls"].setdefault(alias, {})[key] = value
+
+    def set_global(self, key: str, value: Any) -> None:
+        """vmadm's own circumstances: cannot_run (its refusal), reboot_stop_timeout (bhyve reboot's 10 s)."""
+        with self._state() as data:
+            data["controls"][key] = value
 
     def set_state(self, alias: str, state: str) -> None:
         """What happens outside vmadm's commands: a guest poweroff or crash (stopped), a failed provision."""

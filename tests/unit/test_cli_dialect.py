@@ -26,7 +26,8 @@ def run(tmp_path: Path, payload: dict, *args: str):
 def test_valid_payload_prints_vmadms_valid_line(tmp_path):
     result = run(tmp_path, PAYLOAD)
     assert result.exit_code == 0
-    assert result.stdout.strip() == "VALID 'create' payload for bhyve brand VMs."
+    assert result.stderr.strip() == "VALID 'create' payload for bhyve brand VMs."  # stderr, as vmadm prints it
+    assert result.stdout == ""
 
 
 def test_invalid_payload_prints_vmadms_json_and_exits_1(tmp_path):

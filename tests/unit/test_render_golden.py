@@ -219,6 +219,36 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         ctx("uefi", disk_paths={"vda": Path("/var/lib/vmhost/disks/uefi-vda.qcow2")}),
     ),
+    "backing-chain": (
+        {
+            "name": "backing-chain",
+            "uuid": "00000000-0000-4000-8000-00000000000e",
+            "memory": "512MiB",
+            "disks": [
+                {
+                    "source": {
+                        "type": "file",
+                        "path": "/srv/images/web.qcow2",
+                        "format": "qcow2",
+                        "backing": [
+                            {"path": "/srv/images/debian-12.qcow2", "format": "qcow2"},
+                            {"type": "block", "path": "/dev/vg0/golden", "format": "raw"},
+                        ],
+                    }
+                },
+                {
+                    "source": {
+                        "type": "overlay",
+                        "base": "/srv/images/debian-12.raw",
+                        "backing": [{"path": "/srv/images/debian-12.raw", "format": "raw"}],
+                    }
+                },
+                {"source": {"type": "file", "path": "/srv/images/alone.qcow2", "format": "qcow2", "backing": []}},
+                {"source": {"type": "file", "path": "/srv/images/plain.img", "format": "raw"}},
+            ],
+        },
+        ctx("backing-chain", disk_paths={"vdb": Path("/var/lib/vmhost/disks/backing-chain-vdb.qcow2")}),
+    ),
     "hyperv": (
         {
             "name": "hyperv",

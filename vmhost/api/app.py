@@ -13,10 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from vmhost import __version__
 from vmhost.api import metrics, v1
 from vmhost.api.agent import Agent
+from vmhost.api.auth import CODES, AuthMiddleware, Principal
 from vmhost.api.errors import error_body, status_of
 from vmhost.api.models import Health
 from vmhost.errors import VmhostError
@@ -57,8 +60,8 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
     def prometheus() -> Response:
         return Response(metrics.render(registry), media_type="text/plain; version=0.0.4")
 
-    if plugins is not None:
-        _mount_plugins(app, agent, plugins)
+    trusted = _mount_plugins(app, agent, plugins) if plugins is not None else []
+    _install_auth(app, agent, _matches_any(trusted))
     _install_error_handlers(app)
     _install_request_log(app)
 
@@ -70,22 +73,42 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
     return app
 
 
-def _mount_plugins(app: FastAPI, agent: Agent, plugins: Plugins) -> None:
+def _mount_plugins(app: FastAPI, agent: Agent, plugins: Plugins) -> list[BaseRoute]:
     """Plugin routes are behind the agent's auth whatever the plugin declares: /ext/* needs the token; dialect
-    routes accept the token or a trusted source (management planes that cannot send one)."""
+    routes (returned: the trusted paths) accept the token or a trusted source (planes that cannot send one)."""
     reserved = [str(getattr(route, "path", "")) for route in app.routes] + ["/openapi.json"]
+    trusted: list[BaseRoute] = []
     for prefix, router in plugins.routers(agent, reserved):
         auth = agent.auth if prefix else agent.auth.trusted_or_token
         app.include_router(router, prefix=prefix, dependencies=[Depends(auth)])
+        if not prefix:
+            trusted += router.routes
+    return trusted
 
 
 def create_listener_app(agent: Agent, plugin: str, router: APIRouter) -> FastAPI:
-    """A plugin's own listener: its routes only, with the agent's auth, error shapes and request log."""
+    """A plugin's own listener: its routes only, with the agent's auth (each route a trusted path, as dialect
+    routes are), body limit, error shapes and request log."""
     app = FastAPI(title=f"vmhost plugin {plugin}", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(router, dependencies=[Depends(agent.auth.trusted_or_token)])
+    _install_auth(app, agent, lambda _scope: True)
     _install_error_handlers(app)
     _install_request_log(app)
     return app
+
+
+def _install_auth(app: FastAPI, agent: Agent, trusted_path: Callable[[Scope], bool]) -> None:
+    """Before the request log is installed, so that the log (outside it) records refusals too."""
+    app.add_middleware(
+        AuthMiddleware,
+        auth=agent.auth,
+        trusted_path=trusted_path,
+        max_body_bytes=agent.config.max_body_bytes,
+    )
+
+
+def _matches_any(routes: list[BaseRoute]) -> Callable[[Scope], bool]:
+    return lambda scope: scope["type"] == "http" and any(route.matches(scope)[0] != Match.NONE for route in routes)
 
 
 def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
@@ -147,7 +170,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+        codes = {**CODES, 404: "not_found", 405: "method_not_allowed"}
         return JSONResponse(
             {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail), "details": None},
             status_code=exc.status_code,
@@ -182,6 +205,7 @@ def _install_request_log(app: FastAPI) -> None:
                 "status": response.status_code,
                 "ms": round((time.perf_counter() - began) * 1000, 2),
                 "client": request.client.host if request.client else None,
+                "principal": getattr(request.state, "principal", Principal("")).name or None,
             },
         )
         return response

@@ -1,15 +1,55 @@
-"""The serial console as a websocket: guest output as binary frames out, keystrokes in."""
+"""The serial console as a websocket (guest output as binary frames out, keystrokes in), and its log followed.
+
+Neither holds a thread while idle: the log is polled with asyncio.sleep and ends when the client leaves; the
+websocket sends one chunk at a time (a client that does not read stops the reading, and the driver's bounded
+buffer then stops reading the guest's console).
+"""
 
 import asyncio
 import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.requests import Request
 
 from vmhost.api.agent import Agent
 from vmhost.drivers.base import ConsoleStream
 from vmhost.errors import VmhostError
 
 READ_SLICE = 0.25
+FOLLOW_POLL = 0.2
+ALIVE_EVERY = 1.0
+"""Seconds between asking the hypervisor whether a followed VM still runs (the log is read every FOLLOW_POLL)."""
+CHUNK = 1 << 16
+
+
+async def follow_console_log(request: Request, path: Path, alive: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """The log so far, then each new chunk; ends once the VM is gone and the log has stopped growing, or as soon
+    as the client has left. Reads are small local-file reads on the loop; only the liveness check, once a second,
+    borrows a thread."""
+    offset, running, checked = 0, True, 0.0
+    while not await request.is_disconnected():
+        if time.monotonic() - checked >= ALIVE_EVERY:
+            running, checked = await asyncio.to_thread(alive), time.monotonic()
+        data = _read_from(path, offset)
+        if data:
+            offset += len(data)
+            yield data
+        elif not running:
+            return
+        else:
+            await asyncio.sleep(FOLLOW_POLL)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read(CHUNK)
+    except FileNotFoundError:
+        return b""
 
 
 async def serve_console(websocket: WebSocket, agent: Agent, vm: str) -> None:

@@ -3,22 +3,25 @@
 import asyncio
 import contextlib
 import contextvars
+import ipaddress
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
 
 from vmhost.api.errors import error_body, status_of
-from vmhost.errors import Conflict, NotFound
+from vmhost.config import HostConfig
+from vmhost.errors import Conflict, NotFound, VmhostError
 
 log = logging.getLogger("vmhost.operations")
 
@@ -30,6 +33,10 @@ OPERATION_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 CALLBACK_ATTEMPTS = 4
+CALLBACK_QUEUE_LIMIT = 256
+"""Callbacks waiting to be sent (or retried) at once; beyond it a callback is dropped and logged, the operation
+stays pollable."""
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 _current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("operation", default=None)
 
 
@@ -78,6 +85,14 @@ class Operation:
         for wake in waiters:
             wake()
 
+    def when_done(self, call: Callable[[], object]) -> None:
+        """Call `call` once the operation has finished (at once if it has): no thread waits meanwhile."""
+        with self._waiters_lock:
+            if not self.done.is_set():
+                self._waiters.append(call)
+                return
+        call()
+
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -101,12 +116,80 @@ def report_progress(message: str) -> None:
         operation.progress = message
 
 
+class BoundedPool:
+    """A thread pool that refuses work beyond `limit` jobs queued or running, instead of queueing without end."""
+
+    def __init__(self, workers: int, limit: int, name: str):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def submit(self, job: Callable[..., object], *args: Any) -> bool:
+        """False (and nothing queued) when the pool is full or shut down."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            future = self._executor.submit(job, *args)
+        except RuntimeError:
+            self._slots.release()
+            return False
+        future.add_done_callback(lambda _future: self._slots.release())
+        return True
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class CallbackTargets:
+    """The networks callback URLs may point into: the agent POSTs wherever a caller says, so without this any
+    token holder or trusted source could make the host send requests anywhere (blind SSRF)."""
+
+    def __init__(self, networks: Sequence[str]):
+        self.networks = tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+    @classmethod
+    def of(cls, config: HostConfig) -> "CallbackTargets":
+        """callback_networks, or by default loopback and the ZStack trusted sources (the management nodes)."""
+        if config.callback_networks is not None:
+            return cls(config.callback_networks)
+        return cls((*LOOPBACK_NETWORKS, *config.zstack_trusted_sources))
+
+    def check(self, url: str, field: str) -> None:
+        """Refuse (400, naming `field`) a URL whose host is not an address inside the networks."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise VmhostError(f"{field}: {url!r} is not a URL with a host")
+        if not self._allows(_address(host, field)):
+            allowed = ", ".join(str(network) for network in self.networks) or "none"
+            raise VmhostError(
+                f"{field}: {host} is outside the callback networks ({allowed}); set callback_networks to allow it"
+            )
+
+    def _allows(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address.version == network.version and address in network for network in self.networks)
+
+
+def _address(host: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address literal; names are not resolved (no lookup leaves the host, and no rebinding between the check
+    and the POST), except `localhost`."""
+    if host == "localhost":
+        return ipaddress.IPv4Address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        raise VmhostError(f"{field}: the host must be an IP address (or localhost), not the name {host!r}") from None
+
+
 class Operations:
     """At most one operation per VM at a time (a second gets 409); different VMs run in parallel."""
 
-    def __init__(self, workers: int = 16, history: int = 1000):
+    def __init__(self, workers: int = 16, history: int = 1000, callback_limit: int = CALLBACK_QUEUE_LIMIT):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op")
-        self._callbacks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback")
+        self._callbacks = BoundedPool(4, callback_limit, "callback")
         self._lock = threading.Lock()
         self._all: OrderedDict[str, Operation] = OrderedDict()
         self._active: dict[str, Operation] = {}
@@ -129,10 +212,19 @@ class Operations:
                     raise Conflict(f"operation {busy.id} ({busy.kind}) is still running on {vm}")
                 self._active[vm] = operation
             self._all[operation.id] = operation
-            while len(self._all) > self._history:
-                self._all.popitem(last=False)
+            self._evict()
         self._executor.submit(self._run, operation, work)
         return operation
+
+    def _evict(self) -> None:
+        """Forget the oldest finished operations beyond the history size; an unfinished one is always kept, so
+        polling it never answers 404 (caller holds the lock)."""
+        excess = len(self._all) - self._history
+        if excess <= 0:
+            return
+        finished = [key for key, operation in self._all.items() if operation.done.is_set()]
+        for key in finished[:excess]:
+            del self._all[key]
 
     def get(self, operation_id: str) -> Operation:
         with self._lock:
@@ -147,7 +239,7 @@ class Operations:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._callbacks.shutdown(wait=False)
+        self._callbacks.shutdown()
 
     def _run(self, operation: Operation, work: Callable[[], Any]) -> None:
         _current.set(operation)
@@ -164,9 +256,9 @@ class Operations:
             self._finish(operation)
         if operation.callback_url:
             # Their own threads: dead receivers (45 s of retries each) must not starve the operation workers.
-            self._callbacks.submit(
-                deliver_callback, operation.callback_url, operation.view(), {"x-vmhost-operation": operation.id}
-            )
+            headers = {"x-vmhost-operation": operation.id}
+            if not self._callbacks.submit(deliver_callback, operation.callback_url, operation.view(), headers):
+                log.warning("callback dropped: too many pending", extra={"operation": operation.id})
 
     def _finish(self, operation: Operation) -> None:
         with self._lock:

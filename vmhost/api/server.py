@@ -56,7 +56,8 @@ def _is_loopback(host: str) -> bool:
 
 def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
     engine = build_engine(config, plugins, progress=report_progress)
-    auth = TokenAuth(ensure_token(config.data_dir), tuple(config.zstack_trusted_sources))
+    ensure_token(config.data_dir)
+    auth = TokenAuth(config.data_dir, tuple(config.zstack_trusted_sources))
     monitor = build_event_source(config, engine.driver)
     return Agent(config=config, engine=engine, operations=Operations(), auth=auth, monitor=monitor)
 
@@ -70,10 +71,12 @@ def serve(config: HostConfig, listen: Listen) -> None:
     gc.collect()
     gc.freeze()  # start-up objects live forever: keep them out of every later full collection
     with plugin_listeners(agent, plugins, listen):
-        uvicorn.Server(_uvicorn_config(app, listen, listen.port)).run()
+        uvicorn.Server(uvicorn_config(app, listen, listen.port, config)).run()
 
 
-def _uvicorn_config(app: FastAPI, listen: Listen, port: int) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, listen: Listen, port: int, config: HostConfig) -> uvicorn.Config:
+    """Proxy headers only from the operator's `trusted_proxies`: uvicorn's default (believe X-Forwarded-For
+    from 127.0.0.1) would let any local process pose as a trusted source."""
     return uvicorn.Config(
         app,
         host=listen.host,
@@ -83,6 +86,8 @@ def _uvicorn_config(app: FastAPI, listen: Listen, port: int) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         ws_max_size=1 << 20,
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies) or None,
     )
 
 
@@ -93,10 +98,11 @@ def plugin_listeners(agent: Agent, plugins: Plugins, listen: Listen) -> Iterator
     Threads, not tasks on the main loop: uvicorn lets only the main thread's server own the signals, so
     SIGTERM stops the main server, and leaving this block stops the others.
     """
-    servers = [
-        uvicorn.Server(_uvicorn_config(create_listener_app(agent, name, listener.router), listen, listener.port))
+    apps = [
+        (create_listener_app(agent, name, listener.router), listener.port)
         for name, listener in plugins.listeners(agent)
     ]
+    servers = [uvicorn.Server(uvicorn_config(app, listen, port, agent.config)) for app, port in apps]
     threads = [threading.Thread(target=server.run, name="plugin-listener", daemon=True) for server in servers]
     for thread in threads:
         thread.start()

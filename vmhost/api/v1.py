@@ -4,21 +4,25 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from vmhost import __version__
 from vmhost.api.agent import WAIT_LIMIT, Agent
-from vmhost.api.console import serve_console
+from vmhost.api.console import follow_console_log, serve_console
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
-from vmhost.api.operations import Operation
+from vmhost.api.operations import CallbackTargets, Operation
+from vmhost.api.zstack.convert import NAME_LABEL
 from vmhost.engine import Engine
 from vmhost.engine.events import VmEvent
+from vmhost.engine.lifecycle import GONE
 from vmhost.engine.views import select, summary
 from vmhost.errors import VmhostError
-from vmhost.spec import parse_spec
+from vmhost.spec import Problem, SpecError, parse_spec
 from vmhost.spec.graphics import REVEAL_SECRETS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -48,9 +52,17 @@ PATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 def router(agent: Agent) -> APIRouter:
     api = APIRouter(prefix="/v1", dependencies=[Depends(agent.auth)], responses=ERRORS)
     engine, operations = agent.engine, agent.operations
+    targets = CallbackTargets.of(agent.config)
+
+    def checked(callback_url: str | None) -> str | None:
+        """A callback URL outside the callback networks is refused (400) before anything runs."""
+        if callback_url is not None:
+            targets.check(callback_url, "callback_url")
+        return callback_url
 
     def run(kind: str, vm: str, work: Callable[[str], Any], callback_url: str | None) -> Operation:
         """Submit `work(name)` for an existing VM (404 now if it does not exist, 409 if it is busy)."""
+        checked(callback_url)
         record = engine.record(vm)
         return operations.submit(
             kind, record.name, lambda: work(record.name), vm_uuid=record.uuid, callback_url=callback_url
@@ -62,13 +74,14 @@ def router(agent: Agent) -> APIRouter:
     ) -> Response:
         """Create a VM from a spec (validated at once: 422 lists every problem); `start` boots it too."""
         spec = parse_spec(await _json(request))
+        _refuse_dialect_label(spec.labels, None)
         document = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
         operation = operations.submit(
             "create",
             spec.name,
             lambda: engine.get(engine.create(document, start=start).name),
             vm_uuid=str(spec.uuid),
-            callback_url=callback_url,
+            callback_url=checked(callback_url),
         )
         return await agent.respond(operation, wait)
 
@@ -95,6 +108,9 @@ def router(agent: Agent) -> APIRouter:
     async def update_vm(vm: str, request: Request, wait: Wait = False, callback_url: Callback = None) -> Response:
         """Offline change as a JSON merge patch on the stored spec."""
         patch = await _json(request)
+        if isinstance(patch, dict) and isinstance(patch.get("labels"), dict):
+            current = await asyncio.to_thread(engine.record, vm)
+            _refuse_dialect_label(patch["labels"], current.spec.get("labels", {}).get(NAME_LABEL))
         operation = run("update", vm, lambda name: engine.get(engine.update(name, patch).name), callback_url)
         return await agent.respond(operation, wait)
 
@@ -116,6 +132,7 @@ def router(agent: Agent) -> APIRouter:
         callback_url: Callback = None,
     ) -> Response:
         options = options or StopOptions()
+        _refuse_long_timeout(options.timeout, agent.config.max_stop_timeout)
         operation = run(
             "stop",
             vm,
@@ -179,13 +196,15 @@ def router(agent: Agent) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "the console output"}},
     )
-    def console_log(vm: str, follow: bool = False) -> Response:
+    async def console_log(request: Request, vm: str, follow: bool = False) -> Response:
         """What the serial console (a container's stdout/stderr) has said so far; with follow, streamed as it
-        grows until the VM is gone."""
+        grows until the VM is gone or the client leaves."""
+        path = await asyncio.to_thread(engine.console_log_path, vm)
         if follow:
-            return StreamingResponse(engine.follow_console_log(vm), media_type="text/plain")
-        path = engine.console_log_path(vm)
-        return PlainTextResponse(path.read_bytes() if path.exists() else b"")
+            record = await asyncio.to_thread(engine.record, vm)
+            stream = follow_console_log(request, path, lambda: engine.driver.state(record.name) not in GONE)
+            return StreamingResponse(stream, media_type="text/plain")
+        return PlainTextResponse(await asyncio.to_thread(_read_all, path))
 
     @api.websocket("/vms/{vm}/console")
     async def console(websocket: WebSocket, vm: str) -> None:
@@ -240,31 +259,65 @@ def router(agent: Agent) -> APIRouter:
 
 
 KEEPALIVE_SECONDS = 15.0
+EVENT_BACKLOG = 1000
+"""Events queued for one follower that does not read; one more ends its stream (it resumes with `since`)."""
 
 
 async def _event_stream(
     request: Request, engine: Engine, vm: str | None, since: float, follow: bool
 ) -> AsyncIterator[str]:
-    """Subscribe first, then replay, so nothing falls between the two."""
+    """Subscribe first, then replay, so nothing falls between the two. A follower EVENT_BACKLOG events behind is
+    cut off with a comment saying where to resume, rather than queueing for it without bound."""
     loop = asyncio.get_running_loop()
-    live: asyncio.Queue[VmEvent] = asyncio.Queue()
-    unsubscribe = engine.events.subscribe(lambda event: loop.call_soon_threadsafe(live.put_nowait, event))
+    live: asyncio.Queue[VmEvent] = asyncio.Queue(EVENT_BACKLOG)
+    behind = asyncio.Event()
+
+    def offer(event: VmEvent) -> None:
+        if live.full():
+            behind.set()
+        else:
+            live.put_nowait(event)
+
+    unsubscribe = engine.events.subscribe(lambda event: loop.call_soon_threadsafe(offer, event))
     try:
         replayed = engine.events.recent(since)
         for event in replayed:
             if vm in (None, event.vm):
                 yield f"data: {json.dumps(event.view())}\n\n"
-        last = replayed[-1].seq if replayed else 0
+        last, resume = (replayed[-1].seq, replayed[-1].time) if replayed else (0, since)
         while follow and not await request.is_disconnected():
+            if behind.is_set():
+                yield f": too far behind; reconnect with since={resume}\n\n"
+                return
             try:
                 event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 yield ": keepalive\n\n"
                 continue
             if event.seq > last and vm in (None, event.vm):
+                resume = event.time
                 yield f"data: {json.dumps(event.view())}\n\n"
     finally:
         unsubscribe()
+
+
+def _read_all(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def _refuse_dialect_label(labels: Any, current: str | None) -> None:
+    """Only the ZStack dialect marks its VMs: a native caller may neither set nor change the mark (it decides
+    which VMs a trusted source, with no token, may act on)."""
+    if NAME_LABEL in labels and labels[NAME_LABEL] != current:
+        raise SpecError([Problem(f"labels.{NAME_LABEL}", "is reserved for VMs created through the ZStack dialect")])
+
+
+def _refuse_long_timeout(timeout: float | None, ceiling: float) -> None:
+    """Like the body's other limits: 422 naming the field (ZStack's stop answers the same refusal)."""
+    if timeout is not None and timeout > ceiling:
+        raise RequestValidationError(
+            [{"loc": ("body", "timeout"), "msg": f"must be at most {ceiling:g} seconds (max_stop_timeout)"}]
+        )
 
 
 async def _json(request: Request) -> Any:

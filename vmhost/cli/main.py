@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from vmhost.api.auth import read_token
-from vmhost.cli import listing
+from vmhost.cli import listing, tokens
 from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
 from vmhost.client import AgentClient
@@ -158,7 +158,7 @@ def validate(file: FileOption, dialect: DialectOption = "vmhost") -> None:
     if dialect != "vmhost":
         with _errors():
             ok, report = validate_document(_read(file), dialect)
-        typer.echo(report, err=not ok)
+        typer.echo(report, err=not ok or dialect == "vmadm")  # vmadm.js prints even its VALID line on stderr
         raise typer.Exit(0 if ok else 1)
     with _errors():
         _plugins(_config()).register_spec_extensions()
@@ -368,4 +368,5 @@ def _add_plugin_commands() -> None:
         app.add_typer(group, name=name, help=f"Commands of the {name} plugin.")
 
 
+app.add_typer(tokens.app, name="token")
 _add_plugin_commands()

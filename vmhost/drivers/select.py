@@ -26,7 +26,7 @@ def _vm_driver(config: HostConfig, render_hooks: tuple[RenderHook, ...]) -> Driv
     if config.vm_driver == "xen":
         return XlDriver(config.xl_command, config.data_dir / "xen")
     if config.vm_driver == "smartos":
-        return VmadmDriver(config.vmadm_command, brand=config.vmadm_brand)
+        return VmadmDriver(config.vmadm_command, brand=config.vmadm_brand, reboot_timeout=config.stop_timeout)
     return LibvirtDriver(config.libvirt_uri, config.accel, render_hooks)
 
 

@@ -28,6 +28,7 @@ from vmhost.engine.merge import merge_patch
 from vmhost.engine.rollback import Rollback
 from vmhost.engine.states import OBSERVED, TRANSIENT, VmState, is_legal
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
+from vmhost.host import files
 from vmhost.spec import Problem, SpecError, VMSpec, parse_spec
 from vmhost.spec.disk import NewDisk, OverlayDisk
 from vmhost.spec.graphics import REVEAL_SECRETS
@@ -39,6 +40,8 @@ GONE = {DomainState.SHUTOFF, DomainState.CRASHED, DomainState.ABSENT}
 POLL_INTERVAL = 0.1
 FORCED_STOP_WAIT = 30.0
 DESTROY_ATTEMPTS = 3
+PRUNE_EVERY = 100
+"""Finished operations between two prunings of the history (also pruned at agent start)."""
 STABLE_SECONDS = 60.0
 """A VM that ran this long before it stopped gets its restart count reset."""
 MASKED_SECRET = "********"
@@ -89,7 +92,9 @@ class Engine:
         progress: Progress = _quiet,
     ):
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self._make_vms_dir(config)
         self.config = config
+        self._finished_operations = 0
         self.driver = DriverSet.of(driver)
         self.driver.locate = self._driver_of
         self.store = store or Store(config.db_path)
@@ -141,9 +146,28 @@ class Engine:
         except Exception as exc:
             self.store.finish_operation(op, "failed", error=str(exc))
             raise
+        else:
+            self.store.finish_operation(op, "succeeded")
         finally:
             _journal.reset(outer)
-        self.store.finish_operation(op, "succeeded")
+            self._finished_operations += 1
+            if self._finished_operations % PRUNE_EVERY == 0:
+                self.prune_history()
+
+    def prune_history(self) -> None:
+        """Keep the operation history (and its journal) bounded: config history_max_age_days/_operations."""
+        self.store.prune_operations(self.config.history_max_age_days, self.config.history_max_operations)
+
+    @staticmethod
+    def _make_vms_dir(config: HostConfig) -> None:
+        """Only root and QEMU's group get through to the VM directories (their UUIDs, disks and logs)."""
+        mode, gid = files.hypervisor_access(config.hypervisor_group)
+        if config.hypervisor_group and gid is None:
+            log.warning(
+                "hypervisor_group does not exist on this host: VM directories are traversable by every user",
+                extra={"group": config.hypervisor_group},
+            )
+        files.private_dir(config.data_dir / "vms", mode, gid)
 
     def _step(self, step: str, **data: Any) -> None:
         """Journal a step of the current operation (with what a recovery needs), then pass a fault point."""
@@ -217,8 +241,9 @@ class Engine:
 
     # ---- create ----------------------------------------------------------------------------
 
-    def _host_problems(self, spec: VMSpec) -> resources.Plan:
-        plan = resources.plan(spec, self.config.data_dir)
+    def _host_problems(self, spec: VMSpec, known: VMSpec | None = None) -> resources.Plan:
+        """Host checks of `spec`; `known` is the VM's stored spec, whose recorded image formats are reused."""
+        plan = resources.plan(spec, self.config, known)
         plan.problems += [Problem(path, message) for path, message in self.driver.host_problems(spec)]
         return plan
 
@@ -304,9 +329,11 @@ class Engine:
         return True
 
     def _check_startable(self, spec: VMSpec) -> None:
-        problems = self._host_problems(spec).problems
-        if problems:
-            raise HostResourceError(f"cannot start {spec.name}: " + "; ".join(map(str, problems)))
+        plan = self._host_problems(spec)
+        if plan.problems:
+            raise HostResourceError(f"cannot start {spec.name}: " + "; ".join(map(str, plan.problems)))
+        if plan.resolved:  # stored before image formats were recorded: record them now, once
+            self.store.update_vm(spec.name, spec=_stored(spec))
         available = self.driver.for_spec(spec).host_info().memory_available
         if spec.memory.size > available:
             raise HostResourceError(
@@ -487,8 +514,8 @@ class Engine:
                 raise Conflict(f"{record.name} must be stopped to be updated (changes are applied offline)")
             old = self.spec_of(record)
             spec = parse_spec(merge_patch(record.spec, _editable(patch)))
+            plan = self._host_problems(spec, known=old)
             problems = _identity_changes(old, spec) + _resized_disks(old, spec)
-            plan = self._host_problems(spec)
             if problems + plan.problems:
                 raise SpecError(problems + plan.problems)
             old_paths = {Path(p) for p in record.owned_paths}
@@ -501,7 +528,7 @@ class Engine:
                 self._step("defined")
                 rollback.add(
                     f"restore the definition of {old.name}",
-                    lambda: self.driver.define(old, resources.plan(old, self.config.data_dir).resources),
+                    lambda: self.driver.define(old, resources.plan(old, self.config).resources),
                 )
                 self.store.update_vm(record.name, spec=_stored(spec), owned_paths=sorted(map(str, new_paths)))
             for path in old_paths - new_paths:
@@ -535,7 +562,7 @@ class Engine:
             old = self.spec_of(record)
             spec = parse_spec({**record.spec, "disks": [*record.spec["disks"], disk]})
             target = str(spec.disks[-1].target)
-            plan = self._host_problems(spec)
+            plan = self._host_problems(spec, known=old)
             if plan.problems:
                 raise SpecError(
                     [p for p in plan.problems if p.path.startswith(f"disks.{len(old.disks)}")] or plan.problems
@@ -557,11 +584,11 @@ class Engine:
             if len(remaining) == len(record.spec["disks"]):
                 raise NotFound(f"{record.name} has no disk {target}")
             spec = parse_spec({**record.spec, "disks": remaining})
-            plan = resources.plan(old, self.config.data_dir)
+            plan = resources.plan(old, self.config)
             with self._operation("detach-disk", record):
                 if self._observe(record) in (VmState.RUNNING, VmState.PAUSED):
                     self.driver.detach_disk(old, plan.resources, target)
-                self._redefine(record, spec, resources.plan(spec, self.config.data_dir))
+                self._redefine(record, spec, resources.plan(spec, self.config, known=old))
             removed = plan.resources.disk_paths.get(target)
             if removed:
                 removed.unlink(missing_ok=True)
@@ -704,6 +731,7 @@ class Engine:
         """At agent start: adopt vmhost domains the store lost, reconcile every state, and start the VMs that
         should run (autostart, or running when the agent last saw them, e.g. before a host reboot)."""
         self._finish_interrupted()
+        self.prune_history()
         self._adopt_unknown_domains()
         self._remove_orphan_directories()
         for record, state in self.list_vms():
@@ -752,8 +780,11 @@ class Engine:
             self.driver.destroy(record.name)
             self._set_state(record.name, VmState.STOPPED, reason="start interrupted; rolled back")
             return "rolled back the half-done start"
-        plan = resources.plan(self.spec_of(record), self.config.data_dir)
-        self.driver.define(self.spec_of(record), plan.resources)
+        spec = self.spec_of(record)
+        plan = resources.plan(spec, self.config)
+        self.driver.define(spec, plan.resources)
+        if plan.resolved:  # stored before image formats were recorded: record them now, once
+            self.store.update_vm(record.name, spec=_stored(spec))
         self._remove_unrecorded_disks(record)
         return "definition matched to the store"
 
@@ -826,7 +857,7 @@ class Engine:
         if recorded is None or recorded.owner != str(self.config.data_dir):
             return  # not vmhost's, or another vmhost instance's (another data directory) on the same host
         spec = parse_spec(recorded.spec)
-        owned = sorted(str(p) for p in resources.plan(spec, self.config.data_dir).resources.disk_paths.values())
+        owned = sorted(str(p) for p in resources.plan(spec, self.config).resources.disk_paths.values())
         state = OBSERVED[info.state]
         self.store.insert_vm(
             spec.name,

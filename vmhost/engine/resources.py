@@ -7,22 +7,30 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from vmhost.config import HostConfig
 from vmhost.drivers.base import Resources
 from vmhost.engine.rollback import Rollback
 from vmhost.errors import HostResourceError
+from vmhost.host import files
 from vmhost.spec import Problem, VMSpec
-from vmhost.spec.disk import BlockDisk, FileDisk, NewDisk, OverlayDisk
-from vmhost.storage import qemu_img
+from vmhost.spec.disk import BackingImage, BlockDisk, FileDisk, NewDisk, OverlayDisk
+from vmhost.storage import chains, host_paths, qemu_img
+from vmhost.storage.host_paths import HostPaths
 
 
 @dataclass
 class Plan:
-    """What a VM needs on this host; `problems` non-empty means nothing may be created."""
+    """What a VM needs on this host; `problems` non-empty means nothing may be created.
+
+    resolved: targets whose format or backing chain this plan wrote into the spec, read from the image or
+    carried over from the VM's stored spec; the caller stores the spec so that they are never read again.
+    """
 
     vm_dir: Path
     resources: Resources
     new_disks: list[tuple[Path, NewDisk | OverlayDisk]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
 
 
 def vm_dir(data_dir: Path, uuid: str) -> Path:
@@ -40,46 +48,97 @@ def _readable_file(path: Path, where: str, what: str) -> list[Problem]:
     return []
 
 
-def _probe(path: Path, where: str) -> tuple[str | None, list[Problem]]:
+def _unresolved(source: FileDisk | OverlayDisk) -> bool:
+    """Whether the image's format or backing chain is still to be read (once) from the image itself."""
+    if isinstance(source, OverlayDisk):
+        return source.backing is None
+    return source.format == "auto" or (source.format != "raw" and source.backing is None)
+
+
+def _carry_over(spec: VMSpec, known: VMSpec | None) -> list[str]:
+    """Give unresolved user images what the stored spec recorded for the same image (an update or a ZStack
+    start sends `format: auto` again): read once means never read again."""
+    files: dict[Path, FileDisk] = {}
+    overlays: dict[tuple[str | None, Path], OverlayDisk] = {}
+    for disk in known.disks if known else []:
+        if isinstance(disk.source, FileDisk) and not _unresolved(disk.source):
+            files[disk.source.path] = disk.source
+        elif isinstance(disk.source, OverlayDisk) and not _unresolved(disk.source):
+            overlays[(disk.target, disk.source.base)] = disk.source
+    carried = []
+    for disk in spec.disks:
+        source = disk.source
+        if isinstance(source, FileDisk) and _unresolved(source):
+            old = files.get(source.path)
+            if old is not None and source.format in ("auto", old.format):
+                source.format, source.backing = old.format, old.backing
+                carried.append(str(disk.target))
+        elif isinstance(source, OverlayDisk) and _unresolved(source):
+            previous = overlays.get((disk.target, source.base))
+            if previous is not None:
+                source.backing = previous.backing
+                carried.append(str(disk.target))
+    return carried
+
+
+def _resolve(source: FileDisk | OverlayDisk, where: str, paths: HostPaths) -> list[Problem]:
+    """Read the image's format (when auto) and its backing chain into the spec, refusing chains that leave
+    the allowed paths."""
+    image = source.base if isinstance(source, OverlayDisk) else source.path
+    forced = None if isinstance(source, OverlayDisk) or source.format == "auto" else source.format
     try:
-        return qemu_img.image_info(path).format, []
-    except HostResourceError as exc:
-        return None, [Problem(where, f"{path} is not a readable disk image ({exc.detail or exc.message})")]
+        fmt, backing = chains.inspect(image, forced, paths)
+    except chains.Refused as exc:
+        return [Problem(where, str(exc))]
+    if isinstance(source, OverlayDisk):
+        source.backing = [BackingImage(path=source.base, format=fmt), *backing]
+    else:
+        source.format, source.backing = fmt, None if fmt == "raw" else backing
+    return []
 
 
-def _existing_disk(source: FileDisk | BlockDisk, where: str) -> tuple[list[Problem], str | None]:
-    """Problems with a user-supplied disk, and its format when qemu-img must detect it."""
+def _user_disk(source: FileDisk | BlockDisk | OverlayDisk, where: str, paths: HostPaths) -> tuple[list[Problem], bool]:
+    """Problems with a disk the user brings (or an overlay's base), and whether its image was read now."""
     if isinstance(source, BlockDisk):
         if not source.path.exists() or not stat.S_ISBLK(source.path.stat().st_mode):
-            return [Problem(f"{where}.path", f"{source.path} is not a block device on this host")], None
-        return [], None
-    problems = _readable_file(source.path, f"{where}.path", "disk file")
-    if problems or source.format != "auto":
-        return problems, None
-    detected, problems = _probe(source.path, f"{where}.path")
-    return problems, detected
+            return [Problem(f"{where}.path", f"{source.path} is not a block device on this host")], False
+        return [], False
+    field_name, what = ("base", "base image") if isinstance(source, OverlayDisk) else ("path", "disk file")
+    image = source.base if isinstance(source, OverlayDisk) else source.path
+    problems = _readable_file(image, f"{where}.{field_name}", what)
+    if problems or not _unresolved(source):
+        return problems, False
+    return _resolve(source, f"{where}.{field_name}", paths), True
 
 
-def _other_file_problems(spec: VMSpec) -> list[Problem]:
-    problems = []
-    for index, cdrom in enumerate(spec.cdroms):
-        if cdrom.iso is not None:
-            problems += _readable_file(cdrom.iso, f"cdroms.{index}.iso", "ISO image")
+def _other_file_problems(spec: VMSpec, refused: set[str]) -> list[Problem]:
+    files = [(f"cdroms.{index}.iso", cdrom.iso, "ISO image") for index, cdrom in enumerate(spec.cdroms)]
     if spec.boot.kernel:
-        problems += _readable_file(spec.boot.kernel.kernel, "boot.kernel.kernel", "kernel")
-        if spec.boot.kernel.initrd:
-            problems += _readable_file(spec.boot.kernel.initrd, "boot.kernel.initrd", "initrd")
-    if spec.console.log_file and not spec.console.log_file.parent.is_dir():
-        problems.append(Problem("console.log_file", f"directory {spec.console.log_file.parent} does not exist"))
+        files.append(("boot.kernel.kernel", spec.boot.kernel.kernel, "kernel"))
+        files.append(("boot.kernel.initrd", spec.boot.kernel.initrd, "initrd"))
+    problems = []
+    for where, path, what in files:
+        if path is not None and where not in refused:
+            problems += _readable_file(path, where, what)
+    log_file = spec.console.log_file
+    if log_file and "console.log_file" not in refused and not log_file.parent.is_dir():
+        problems.append(Problem("console.log_file", f"directory {log_file.parent} does not exist"))
     return problems
 
 
-def plan(spec: VMSpec, data_dir: Path) -> Plan:
-    """Check every host path the spec names and decide where owned disks go. Touches nothing."""
-    directory = vm_dir(data_dir, str(spec.uuid))
+def plan(spec: VMSpec, config: HostConfig, known: VMSpec | None = None) -> Plan:
+    """Check every host path the spec names (first of all: is it allowed at all) and decide where owned disks go.
+
+    A user image whose format or backing chain the spec does not record yet (format auto, a qcow2 just
+    brought, a new overlay's base) is read here, once, and the answer written into the spec; `known` is the
+    VM's stored spec, whose records are reused. Creates nothing on the host.
+    """
+    paths = HostPaths.of(config)
+    directory = vm_dir(config.data_dir, str(spec.uuid))
+    resolved = _carry_over(spec, known)
+    problems = host_paths.problems(spec, paths)
+    refused = {problem.path for problem in problems}
     disk_paths: dict[str, Path] = {}
-    disk_formats: dict[str, str] = {}
-    problems: list[Problem] = []
     new_disks: list[tuple[Path, NewDisk | OverlayDisk]] = []
     for index, disk in enumerate(spec.disks):
         where, source, target = f"disks.{index}.source", disk.source, disk.target
@@ -88,27 +147,23 @@ def plan(spec: VMSpec, data_dir: Path) -> Plan:
             fmt = source.format if isinstance(source, NewDisk) else "qcow2"
             disk_paths[target] = directory / "disks" / f"{target}.{fmt}"
             new_disks.append((disk_paths[target], source))
-            if isinstance(source, OverlayDisk):
-                found = _readable_file(source.base, f"{where}.base", "base image")
-                problems += found or _probe(source.base, f"{where}.base")[1]
-        elif isinstance(source, FileDisk | BlockDisk):
-            found, detected = _existing_disk(source, where)
+        if isinstance(source, FileDisk | BlockDisk | OverlayDisk) and not any(
+            path.startswith(f"{where}.") for path in refused
+        ):
+            found, read = _user_disk(source, where, paths)
             problems += found
-            if detected:
-                disk_formats[target] = detected
-    problems += _other_file_problems(spec)
-    resources = Resources(
-        console_log=directory / "console.log", disk_paths=disk_paths, disk_formats=disk_formats, owner=str(data_dir)
-    )
-    return Plan(vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems)
+            resolved += [target] if read and not found else []
+    problems += _other_file_problems(spec, refused)
+    resources = Resources(console_log=directory / "console.log", disk_paths=disk_paths, owner=str(config.data_dir))
+    return Plan(vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems, resolved=resolved)
 
 
 def allocate(plan: Plan, rollback: Rollback, keep: frozenset[Path] = frozenset()) -> None:
     """Create the VM directory and every owned disk not in `keep`; register their removal on rollback."""
     if not plan.vm_dir.exists():
-        plan.vm_dir.mkdir(parents=True, mode=0o711)
+        files.inherited_dir(plan.vm_dir)
         rollback.add(f"remove {plan.vm_dir}", lambda: shutil.rmtree(plan.vm_dir, ignore_errors=True))
-    (plan.vm_dir / "disks").mkdir(exist_ok=True, mode=0o711)
+    files.inherited_dir(plan.vm_dir / "disks")
     for path, source in plan.new_disks:
         if path in keep:
             continue
@@ -118,7 +173,8 @@ def allocate(plan: Plan, rollback: Rollback, keep: frozenset[Path] = frozenset()
         if isinstance(source, NewDisk):
             qemu_img.create_image(path, source.format, source.size)
         else:
-            qemu_img.create_overlay(path, source.base, source.size)
+            assert source.backing, "plan records the base's format"
+            qemu_img.create_overlay(path, source.base, source.backing[0].format, source.size)
 
 
 def release(directory: Path, paths: list[Path]) -> None:

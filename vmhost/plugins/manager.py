@@ -1,30 +1,35 @@
 """Find, check, order and enable plugins; hand each layer the hooks it runs.
 
-A plugin that cannot be loaded (import error, incompatible API version, bad settings, a name clash) is
-refused with a reason that `vmhost plugins` shows; the agent starts without it.
+A plugin that cannot be loaded (import error, incompatible API version, bad settings, a name clash), whose
+`cli()`, `router()`, `dialect_router()` or `listeners()` raises, or whose dialect routes clash is refused with
+a reason (`vmhost plugins` shows it, the agent logs it); the agent starts without it. A refused plugin
+contributes nothing: hooks handed out before the refusal (the engine is built before the routes) check at
+each call that their plugin is still enabled, and its spec block is unregistered.
 """
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vmhost.config import HostConfig
 from vmhost.engine.hooks import Hook, HookContext
 from vmhost.plugins.api import API_VERSION, ENTRY_POINT_GROUP, LIFECYCLE_METHODS, Listener, VmhostPlugin, overridden
 from vmhost.render.libvirt import RenderHook
-from vmhost.spec import extensions
+from vmhost.spec import VMSpec, extensions
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from lxml import etree
 
     from vmhost.api.agent import Agent
 
 log = logging.getLogger("vmhost.plugins")
+T = TypeVar("T")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 EXT_PREFIX = "/ext"
 
@@ -64,6 +69,8 @@ class Plugins:
     def __init__(self, enabled: Sequence[VmhostPlugin], statuses: Sequence[PluginStatus]):
         self.enabled = sorted(enabled, key=lambda p: (p.priority, p.name))
         self.statuses = sorted(statuses, key=lambda s: (s.priority, s.name))
+        self._cli_groups: list[tuple[str, typer.Typer]] | None = None
+        self._listeners: list[tuple[str, Listener]] | None = None
 
     @classmethod
     def discover(cls, config: HostConfig) -> "Plugins":
@@ -84,7 +91,9 @@ class Plugins:
                 enabled.append(plugin)
             elif status.state == "refused":
                 log.error("plugin refused", extra={"plugin": name, "reason": status.reason})
-        return cls(enabled, statuses)
+        plugins = cls(enabled, statuses)
+        plugins.cli_groups()  # asked here, in every process, so a cli() that raises refuses its plugin everywhere
+        return plugins
 
     def register_spec_extensions(self) -> None:
         """Make the enabled plugins' spec blocks known to the spec (and only theirs)."""
@@ -95,11 +104,11 @@ class Plugins:
                 extensions.register(plugin.name, plugin.spec_model)
 
     def render_hooks(self) -> tuple[RenderHook, ...]:
-        return tuple(RenderHook(p.name, p.render) for p in self.enabled if overridden(p, "render"))
+        return tuple(RenderHook(p.name, partial(self._render, p)) for p in self.enabled if overridden(p, "render"))
 
     def lifecycle_hooks(self) -> list[Hook]:
         return [
-            Hook(plugin.name, phase, partial(_call_hook, plugin, method))
+            Hook(plugin.name, phase, partial(self._call_hook, plugin, method))
             for phase, method in LIFECYCLE_METHODS.items()
             for plugin in self.enabled
             if overridden(plugin, method)
@@ -108,43 +117,75 @@ class Plugins:
     def routers(self, agent: "Agent", reserved: Sequence[str]) -> "list[tuple[str, APIRouter]]":
         """(prefix, router) to mount: each plugin's /ext/<name> routes, then dialect routes at the root.
 
-        A dialect route on a path already served refuses its plugin (the agent starts without it).
+        Each plugin's router(), dialect_router() and listeners() are all asked first; one that raises, or a
+        dialect route on a path already served, refuses the plugin, which then mounts nothing at all.
         """
         mounts: list[tuple[str, APIRouter]] = []
+        listeners: list[tuple[str, Listener]] = []
         taken = set(reserved)
-        for plugin in self.enabled:
-            router = plugin.router(agent)
-            if router is not None:
-                mounts.append((f"{EXT_PREFIX}/{plugin.name}", router))
-            dialect = plugin.dialect_router(agent)
-            if dialect is None:
+        for plugin in list(self.enabled):
+            asked = self._ask(plugin, partial(_interfaces, plugin, agent))
+            if asked is None:
                 continue
-            paths = {getattr(route, "path", "") for route in dialect.routes}
+            router, dialect, own = asked
+            paths = {getattr(route, "path", "") for route in dialect.routes} if dialect is not None else set()
             clash = sorted(paths & taken)
             if clash:
                 self._refuse(plugin, f"its dialect routes {', '.join(clash)} are already served")
                 continue
             taken |= paths
-            mounts.append(("", dialect))
+            mounts += [(f"{EXT_PREFIX}/{plugin.name}", router)] if router is not None else []
+            mounts += [("", dialect)] if dialect is not None else []
+            listeners += [(plugin.name, listener) for listener in own]
+        self._listeners = listeners
         return mounts
 
     def listeners(self, agent: "Agent") -> list[tuple[str, Listener]]:
-        return [(plugin.name, listener) for plugin in self.enabled for listener in plugin.listeners(agent)]
+        """The listeners of the plugins `routers` kept (asked now, with the same refusal, if it did not run)."""
+        if self._listeners is None:
+            own = [(p, self._ask(p, partial(p.listeners, agent))) for p in list(self.enabled)]
+            self._listeners = [(p.name, listener) for p, listeners in own for listener in listeners or []]
+        return [(name, listener) for name, listener in self._listeners if self._is_enabled(name)]
 
     def cli_groups(self) -> "list[tuple[str, typer.Typer]]":
-        groups = [(plugin.name, plugin.cli()) for plugin in self.enabled]
-        return [(name, group) for name, group in groups if group is not None]
+        """Each plugin's command group; a plugin whose cli() raises is refused (the other commands still work)."""
+        if self._cli_groups is None:
+            groups = [(plugin.name, self._ask(plugin, plugin.cli)) for plugin in list(self.enabled)]
+            self._cli_groups = [(name, group) for name, group in groups if group is not None]
+        return [(name, group) for name, group in self._cli_groups if self._is_enabled(name)]
+
+    def _ask(self, plugin: VmhostPlugin, call: Callable[[], T]) -> T | None:
+        """call(), or None with the plugin refused when it raises."""
+        try:
+            return call()
+        except Exception as exc:
+            self._refuse(plugin, f"it failed while being set up: {type(exc).__name__}: {exc}")
+            return None
 
     def _refuse(self, plugin: VmhostPlugin, reason: str) -> None:
         log.error("plugin refused", extra={"plugin": plugin.name, "reason": reason})
         self.enabled.remove(plugin)
+        if plugin.spec_model is not None:
+            extensions.unregister(plugin.name)
         for status in self.statuses:
             if status.name == plugin.name:
                 status.state, status.reason = "refused", reason
 
+    def _is_enabled(self, name: str) -> bool:
+        return any(plugin.name == name for plugin in self.enabled)
 
-def _call_hook(plugin: VmhostPlugin, method: str, ctx: HookContext) -> None:
-    getattr(plugin, method)(ctx)
+    def _call_hook(self, plugin: VmhostPlugin, method: str, ctx: HookContext) -> None:
+        """A plugin refused after the engine got its hooks is skipped: refused means it contributes nothing."""
+        if plugin in self.enabled:
+            getattr(plugin, method)(ctx)
+
+    def _render(self, plugin: VmhostPlugin, spec: VMSpec, domain: "etree._Element") -> None:
+        if plugin in self.enabled:
+            plugin.render(spec, domain)
+
+
+def _interfaces(plugin: VmhostPlugin, agent: "Agent") -> "tuple[APIRouter | None, APIRouter | None, list[Listener]]":
+    return plugin.router(agent), plugin.dialect_router(agent), plugin.listeners(agent)
 
 
 def _load(entry: EntryPoint) -> tuple[str, str, Any]:

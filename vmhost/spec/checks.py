@@ -1,7 +1,6 @@
 """Cross-field rules that no single block can check alone; each returns every problem it finds."""
 
 import re
-import string
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
@@ -80,6 +79,7 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"{path}.readonly", f"QEMU cannot make {disk.bus} disks read-only; use virtio or scsi")
         if disk.shareable and _disk_format(disk) not in ("raw", "auto"):
             yield Problem(f"{path}.shareable", "only raw images can be shared between VMs")
+        yield from _backing(path, disk)
         yield from _io_limits(path, disk.io_limits)
     for index, cdrom in enumerate(spec.cdroms):
         if cdrom.target and not cdrom.target.startswith(BUS_PREFIX[cdrom.bus]):
@@ -98,6 +98,19 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
     for path, target in targets:
         if target and counts[target] > 1:
             yield Problem(path, f"target {target!r} is used by more than one disk or cdrom")
+
+
+def _backing(path: str, disk: Disk) -> Iterator[Problem]:
+    """A recorded backing chain must fit its image: raw images have none, an overlay's starts with its base."""
+    source = disk.source
+    if isinstance(source, FileDisk) and source.format == "raw" and source.backing:
+        yield Problem(f"{path}.source.backing", "a raw image has no backing chain")
+    if (
+        isinstance(source, OverlayDisk)
+        and source.backing is not None
+        and [i.path for i in source.backing[:1]] != [source.base]
+    ):
+        yield Problem(f"{path}.source.backing", f"must start with the base image {source.base}")
 
 
 def _io_limits(path: str, limits: object) -> Iterator[Problem]:
@@ -237,24 +250,3 @@ def _disk_format(disk: Disk) -> str:
     if isinstance(source, NewDisk | FileDisk):
         return source.format
     return "raw"
-
-
-def _letters(index: int) -> str:
-    """0 → a, 25 → z, 26 → aa (the kernel's disk naming)."""
-    letters = string.ascii_lowercase
-    return letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
-
-
-def assign_targets(spec: VMSpec) -> VMSpec:
-    """Give every disk and cdrom without a target the next free name for its bus, in spec order."""
-    used = {d.target for d in spec.disks if d.target} | {c.target for c in spec.cdroms if c.target}
-    devices: list[Disk | Cdrom] = [*spec.disks, *spec.cdroms]
-    for device in devices:
-        if device.target is None:
-            prefix = BUS_PREFIX[device.bus]
-            index = 0
-            while f"{prefix}{_letters(index)}" in used:
-                index += 1
-            device.target = f"{prefix}{_letters(index)}"
-            used.add(device.target)
-    return spec

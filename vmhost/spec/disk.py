@@ -12,7 +12,9 @@ from vmhost.spec.units import ByteSize, MiB
 
 DiskBus = Literal["virtio", "virtio-scsi", "scsi", "sata", "ide"]
 DiskFormat = Literal["qcow2", "raw"]
-ExistingFormat = Literal["auto", "qcow2", "raw", "vmdk", "vdi", "qed"]
+ImageFormat = Literal["qcow2", "raw", "vmdk", "vdi", "qed"]
+"""Formats of images users bring (and of the images under them); QEMU opens each as exactly this."""
+ExistingFormat = Literal["auto", ImageFormat]
 CacheMode = Literal["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
 
 HOST_PORT_RE = re.compile(
@@ -50,6 +52,22 @@ class SecretRef(SpecModel):
     secret_uuid: UUID = Field(description="UUID of the libvirt secret holding the password/key.")
 
 
+class BackingImage(SpecModel):
+    """One image under a disk's own in its backing chain, with the format QEMU must open it as."""
+
+    type: Literal["file", "block"] = Field("file", description="A file, or a host block device.")
+    path: Path = Field(description="Absolute path of the backing image.")
+    format: ImageFormat = Field(description="Its image format.")
+
+    _abs = field_validator("path")(absolute_path)
+
+
+BACKING_DESCRIPTION = (
+    "The backing chain under this image, top first, as vmhost read it when the disk was added; rendered "
+    "explicitly so that no format is ever probed again. Set by vmhost; every path must be an allowed one."
+)
+
+
 class NewDisk(SpecModel):
     """An empty disk vmhost creates for this VM and deletes with it."""
 
@@ -71,6 +89,9 @@ class OverlayDisk(SpecModel):
     type: Literal["overlay"]
     base: Path = Field(description="Absolute path of the base image.")
     size: ByteSize | None = Field(None, description="Virtual size; default: the base image's size.")
+    backing: list[BackingImage] | None = Field(
+        None, max_length=16, description=BACKING_DESCRIPTION + " Starts with the base."
+    )
 
     _abs = field_validator("base")(absolute_path)
 
@@ -80,7 +101,10 @@ class FileDisk(SpecModel):
 
     type: Literal["file"]
     path: Path = Field(description="Absolute path of the image.")
-    format: ExistingFormat = Field("auto", description="'auto' asks qemu-img info.")
+    format: ExistingFormat = Field(
+        "auto", description="'auto' asks qemu-img info once, when the disk is added; the spec then keeps the answer."
+    )
+    backing: list[BackingImage] | None = Field(None, max_length=16, description=BACKING_DESCRIPTION)
 
     _abs = field_validator("path")(absolute_path)
 

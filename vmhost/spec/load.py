@@ -7,8 +7,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from vmhost.spec.checks import assign_targets, cross_check
+from vmhost.spec.checks import cross_check
 from vmhost.spec.errors import Problem, SpecError, problems_from_validation_error
+from vmhost.spec.targets import assign_targets
 from vmhost.spec.vm import VMSpec
 
 

@@ -6,14 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmhost.errors import HostResourceError
+from vmhost.host import files
 
 QEMU_IMG = "qemu-img"
 
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What qemu-img read from one image's header; its backing file is named, never opened."""
+
     format: str
     virtual_size: int
+    backing_file: str | None = None
+    """As resolved by qemu-img (full-backing-filename): a path, or a protocol string such as json:{...}."""
+    backing_format: str | None = None
+    """The backing file's format as the header records it; None when the header does not say."""
 
 
 def _run(argv: list[str]) -> str:
@@ -26,20 +33,30 @@ def _run(argv: list[str]) -> str:
     return result.stdout
 
 
-def image_info(path: Path) -> ImageInfo:
-    """Probe an existing image; `-U` lets us read images a running VM holds open."""
-    data = json.loads(_run([QEMU_IMG, "info", "-U", "--output=json", "--", str(path)]))
-    return ImageInfo(format=data["format"], virtual_size=int(data["virtual-size"]))
+def image_info(path: Path, fmt: str | None = None) -> ImageInfo:
+    """Read one image's header as `fmt`, or probe its format when fmt is None. Without --backing-chain qemu-img
+    does not open the backing file, so a header naming /etc/shadow reads nothing of it; `-U` lets us read images
+    a running VM holds open."""
+    forced = ["-f", fmt] if fmt else []
+    data = json.loads(_run([QEMU_IMG, "info", "-U", *forced, "--output=json", "--", str(path)]))
+    return ImageInfo(
+        format=data["format"],
+        virtual_size=int(data["virtual-size"]),
+        backing_file=data.get("full-backing-filename") or data.get("backing-filename"),
+        backing_format=data.get("backing-filename-format"),
+    )
 
 
 def create_image(path: Path, fmt: str, size: int) -> None:
+    """Root-only (0600): libvirt hands the file to QEMU's user while the VM runs (dynamic ownership)."""
     _run([QEMU_IMG, "create", "-q", "-f", fmt, "--", str(path), str(size)])
+    path.chmod(files.PRIVATE_FILE)
 
 
-def create_overlay(path: Path, base: Path, size: int | None) -> None:
-    """A qcow2 overlay whose backing format is pinned, so the base is never re-probed by QEMU."""
-    base_format = image_info(base).format
+def create_overlay(path: Path, base: Path, base_format: str, size: int | None) -> None:
+    """A qcow2 overlay pinned to the base format the spec recorded (never probed again); root-only (0600)."""
     argv = [QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), "--", str(path)]
     if size is not None:
         argv.append(str(size))
     _run(argv)
+    path.chmod(files.PRIVATE_FILE)

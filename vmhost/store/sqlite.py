@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vmhost.errors import Conflict
 
@@ -92,9 +92,14 @@ class OperationRecord:
 
 
 class Store:
-    """The spec JSON holds secrets (e.g. VNC passwords), so the database file is root-only (0600)."""
+    """The spec JSON holds secrets (e.g. VNC passwords), so the database file is root-only (0600).
 
-    def __init__(self, path: Path):
+    synchronous=FULL: in WAL mode every commit is fsynced before it returns, so a journal step recorded before
+    its action is on disk even after a power loss (NORMAL may lose the last commits). `synchronous` exists so
+    that bench/journal.py can measure what that costs.
+    """
+
+    def __init__(self, path: Path, synchronous: Literal["FULL", "NORMAL"] = "FULL"):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         fresh = not path.exists()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -105,7 +110,7 @@ class Store:
         self._writes = 0
         self._listing: tuple[tuple[int, int], list[VmRecord]] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
 
@@ -214,6 +219,20 @@ class Store:
                 "UPDATE operations SET state = ?, finished_at = ?, result = ?, error = ? WHERE id = ?",
                 (state, time.time(), result, error, op_id),
             )
+
+    def prune_operations(self, max_age_days: float, max_operations: int) -> int:
+        """Forget finished operations older than `max_age_days` and all but the newest `max_operations`
+        finished ones; a running operation is a journal a recovery needs and is never pruned. Returns how many
+        went. The table stays near `max_operations` rows, so even the age scan is cheap."""
+        cutoff = time.time() - max_age_days * 86400
+        with self._transaction() as db:
+            aged = db.execute("DELETE FROM operations WHERE state != 'running' AND finished_at < ?", (cutoff,)).rowcount
+            surplus = db.execute(
+                "DELETE FROM operations WHERE state != 'running' AND id < ("
+                " SELECT id FROM operations WHERE state != 'running' ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (max_operations - 1,),
+            ).rowcount
+        return int(aged + surplus)
 
     def operations(self, vm_name: str | None = None, limit: int = 50) -> list[OperationRecord]:
         query = "SELECT * FROM operations"

@@ -1,8 +1,9 @@
 """What each ZStack agent path does with the engine, and the reply fields it returns.
 
 Async paths return a Job (planned at once, run as an operation); sync paths return their reply directly.
-VMs are found by vmInstanceUuid. Only VMs created through this dialect (they carry the zstack.vm-name label)
-are reported to the management node, so VMs made through vmhost's own API stay invisible to it.
+VMs are found by vmInstanceUuid, and only among VMs created through this dialect (they carry the zstack.vm-name
+label, which /v1 refuses to set or change): a VM made through vmhost's own API or CLI is, to the management node,
+a VM this host does not have, so a trusted source without a token can neither see nor change it.
 """
 
 from collections.abc import Callable, Mapping
@@ -42,11 +43,6 @@ def replacement_patch(old: Any, new: Any) -> Any:
     return patch
 
 
-def _timeout(cmd: Command) -> float | None:
-    """Seconds; ZStack sends 0 or nothing for "use your default"."""
-    return float(cmd["timeout"]) if convert.is_set(cmd.get("timeout")) else None
-
-
 def _reply_only(action: Callable[[], object]) -> Callable[[], Reply]:
     """Work for commands whose reply is just {success, error}: whatever the engine returns is not sent."""
 
@@ -70,6 +66,16 @@ def is_zstack_vm(record: VmRecord) -> bool:
     return convert.NAME_LABEL in record.spec.get("labels", {})
 
 
+def stop_timeout(cmd: Command, ceiling: float) -> float | None:
+    """Seconds; ZStack sends 0 or nothing for "use your default". Above the ceiling is refused, not shortened."""
+    value = cmd.get("timeout")
+    if not convert.is_set(value):
+        return None
+    if value > ceiling:
+        raise convert.Unmappable("timeout", f"must be at most {ceiling:g} seconds (max_stop_timeout); got {value}")
+    return float(value)
+
+
 @dataclass
 class HostIdentity:
     """What /host/connect told us; /host/ping echoes it so the management node notices an agent restart."""
@@ -79,15 +85,23 @@ class HostIdentity:
 
 
 class ZStackHost:
-    def __init__(self, engine: Engine, console_listen: str = convert.LOOPBACK):
+    def __init__(self, engine: Engine, console_listen: str = convert.LOOPBACK, max_stop_timeout: float = 600.0):
         self.engine = engine
         self.console_listen = console_listen
+        self.max_stop_timeout = max_stop_timeout
         self.identity = HostIdentity()
 
     # ---- lookups ---------------------------------------------------------------------------------
 
     def _find(self, value: object, path: str) -> VmRecord | None:
-        return self.engine.store.find_vm(convert.vm_uuid(value, path))
+        return self._owned(convert.vm_uuid(value, path))
+
+    def _owned(self, canonical_uuid: str) -> VmRecord | None:
+        """The dialect's VM with this uuid; any other VM (or a VM *named* like the uuid) is not there for ZStack."""
+        record = self.engine.store.find_vm(canonical_uuid)
+        if record is None or record.uuid != canonical_uuid or not is_zstack_vm(record):
+            return None
+        return record
 
     def _existing(self, value: object, path: str) -> VmRecord:
         record = self._find(value, path)
@@ -134,7 +148,7 @@ class ZStackHost:
 
     def start_document(self, document: dict[str, Any]) -> Job:
         """Start (creating or redefining) the VM of a spec document converted from a start command."""
-        record = self.engine.store.find_vm(document["uuid"])
+        record = self._owned(document["uuid"])
         document["name"] = record.name if record else self._free_name(document)
         return Job("zstack-start", document["name"], document["uuid"], lambda: self._start(document))
 
@@ -144,8 +158,9 @@ class ZStackHost:
         return convert.fallback_name(document["uuid"]) if taken else str(document["name"])
 
     def _start(self, document: dict[str, Any]) -> Reply:
-        """Running: nothing to do (ZStack answers success too). Otherwise define the command's config, then start."""
-        record = self.engine.store.find_vm(document["uuid"])
+        """Running: nothing to do (ZStack answers success too). Otherwise define the command's config, then start.
+        A uuid held by a native VM is refused by the create (uuid in use), never redefined."""
+        record = self._owned(document["uuid"])
         if record is None:
             self.engine.create(document, start=True)
             return {}
@@ -165,7 +180,7 @@ class ZStackHost:
         stop_type = cmd.get("type") or "grace"
         if stop_type not in STOP_TYPES:
             raise convert.Unmappable("type", f"must be one of {', '.join(STOP_TYPES)}; got {stop_type!r}")
-        timeout = _timeout(cmd)
+        timeout = stop_timeout(cmd, self.max_stop_timeout)
         record = self._find(cmd.get("uuid"), "uuid")
         if record is None:
             return Job("zstack-stop", None, None, _already_done)
@@ -180,8 +195,8 @@ class ZStackHost:
 
     def reboot(self, cmd: Command) -> Job:
         """Like ZStack's agent: stop (gracefully, forced at the timeout), then start again."""
+        timeout = stop_timeout(cmd, self.max_stop_timeout)
         record = self._existing(cmd.get("uuid"), "uuid")
-        timeout = _timeout(cmd)
         return Job("zstack-reboot", record.name, record.uuid, _reply_only(lambda: self._reboot(record.name, timeout)))
 
     def _reboot(self, name: str, timeout: float | None) -> None:
@@ -218,8 +233,8 @@ class ZStackHost:
         return Job("zstack-checkstate", None, None, lambda: self._checked(asked))
 
     def _checked(self, asked: list[str]) -> Reply:
-        """Each asked uuid, keyed as the management node wrote it; one not running here is Shutdown."""
-        current = {record.uuid: state for record, state in self.engine.list_vms()}
+        """Each asked uuid, keyed as the management node wrote it; one not running here (or not ZStack's): Shutdown."""
+        current = {record.uuid: state for record, state in self.engine.list_vms() if is_zstack_vm(record)}
         states = {}
         for value in asked:
             try:

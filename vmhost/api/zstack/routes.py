@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from vmhost.api.agent import Agent
 from vmhost.api.errors import error_body, status_of
+from vmhost.api.operations import CallbackTargets
 from vmhost.api.zstack.handlers import ZStackHost
 from vmhost.api.zstack.tasks import TASK_HEADER, AsyncTasks, Job, Reply, failure, success, task_of
 
@@ -49,7 +50,7 @@ ECHO_PATH = "/host/echo"
 
 
 def router(agent: Agent) -> APIRouter:
-    host = ZStackHost(agent.engine, agent.config.zstack_console_listen)
+    host = ZStackHost(agent.engine, agent.config.zstack_console_listen, agent.config.max_stop_timeout)
     api = command_router(agent, host, ASYNC_PATHS)
     for path, handle in SYNC_PATHS.items():
         _route(api, path, _sync_endpoint(host, handle))
@@ -63,11 +64,15 @@ def command_router(agent: Agent, host: ZStackHost, paths: dict[str, AsyncHandler
         dependencies=[Depends(agent.auth.trusted_or_token)],
         tags=[tag],
         responses={
-            400: {"description": "no taskuuid/callbackurl header on an async path, or one on a sync path"},
+            400: {
+                "description": "no taskuuid/callbackurl header on an async path (or one outside the callback "
+                "networks), or a taskuuid on a sync path"
+            },
             401: {"description": "no or wrong token, and the caller is not a trusted source"},
+            503: {"description": "zstack_task_limit tasks are in flight; retry later"},
         },
     )
-    tasks = AsyncTasks(agent.operations)
+    tasks = AsyncTasks(agent.operations, CallbackTargets.of(agent.config), agent.config.zstack_task_limit)
     for path, plan in paths.items():
         _route(api, path, _async_endpoint(host, tasks, plan))
     return api
@@ -81,7 +86,7 @@ def _route(api: APIRouter, path: str, endpoint: Callable[..., Any]) -> None:
 
 def _async_endpoint(host: ZStackHost, tasks: AsyncTasks, plan: AsyncHandler) -> Callable[..., Any]:
     async def endpoint(request: Request) -> Response:
-        task = task_of(request)
+        task = task_of(request, tasks.targets)
         command = await _command(request)
         await asyncio.to_thread(tasks.run, task, partial(plan, host, command))
         return Response(status_code=200)

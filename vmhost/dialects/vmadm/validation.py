@@ -41,7 +41,8 @@ class VmadmValidation:
         return {kind: list(getattr(self, kind)) for kind in KINDS}
 
     def report(self) -> str:
-        """vmadm's words: the VALID line (stdout, exit 0) or the JSON object, 2-space indent (stderr, exit 1)."""
+        """vmadm's words, both printed on stderr (vmadm.js prints main's callback message with console.error):
+        the VALID line (exit 0) or the JSON object, 2-space indent (exit 1)."""
         if self.ok:
             return f"VALID '{self.action}' payload for {self.brand} brand VMs."
         return json.dumps(self.as_vmadm(), indent=2)

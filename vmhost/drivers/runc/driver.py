@@ -30,6 +30,7 @@ from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo
 from vmhost.drivers.runc import host, image, network, shim
 from vmhost.drivers.runc import state as runc_state
 from vmhost.errors import Conflict, HypervisorError, NotFound, Unavailable, VmhostError
+from vmhost.host.files import atomic_write, fsync_dir, open_log, private_dir
 from vmhost.render.oci import ImageConfig, render_config
 from vmhost.spec import VMSpec
 from vmhost.spec.container import OciLayoutRootfs
@@ -72,12 +73,6 @@ class RuncDriver:
         except (OSError, ValueError) as exc:
             raise NotFound(f"the definition of container {name} is unreadable: {exc}") from None
         return definition
-
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
 
     # ---- runc --------------------------------------------------------------------------------
 
@@ -141,21 +136,24 @@ class RuncDriver:
             raise HypervisorError(f"{spec.name} is not a container spec; the runc driver runs containers only")
         files = resources.console_log.parent / "container"
         bundle = files / "bundle"
-        bundle.mkdir(parents=True, exist_ok=True, mode=0o711)
+        private_dir(files)  # root only: the env in config.json, and the image's setuid files in the rootfs
+        private_dir(bundle)
         rootfs, config = self._rootfs(spec, files)
         document = render_config(spec, rootfs, config, self.oci_version())
-        self._write(bundle / "config.json", json.dumps(document, indent=2))
+        atomic_write(bundle / "config.json", json.dumps(document, indent=2))
         definition = {
             "spec": spec.model_dump(mode="json", context={REVEAL_SECRETS: True}),
             "owner": resources.owner,
             "log": str(spec.console.log_file or resources.console_log),
         }
-        self._write(files / DEFINITION, json.dumps(definition))
-        self.index.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(files / DEFINITION, json.dumps(definition))
+        private_dir(self.state_dir)  # runc's state.json holds the container's environment too
+        private_dir(self.index)
         link = self.index / spec.name
         if not (link.is_symlink() and link.resolve() == files.resolve()):
             link.unlink(missing_ok=True)
             link.symlink_to(files.resolve())
+            fsync_dir(self.index)
 
     def _rootfs(self, spec: VMSpec, files: Path) -> tuple[Path, ImageConfig]:
         assert spec.container is not None
@@ -177,7 +175,7 @@ class RuncDriver:
             "digest": unpacked_image.manifest_digest,
             "config": vars(unpacked_image.config),
         }
-        self._write(files / IMAGE, json.dumps(record))
+        atomic_write(files / IMAGE, json.dumps(record))
         return rootfs, unpacked_image.config
 
     def undefine(self, name: str) -> None:
@@ -191,7 +189,7 @@ class RuncDriver:
         (self.index / name).unlink(missing_ok=True)
 
     def _remove_from_runc(self, name: str, files: Path) -> None:
-        (files / runc_state.STOP_REQUESTED).touch()
+        atomic_write(files / runc_state.STOP_REQUESTED, b"")
         if runc_state.runc_knows(self.runc_root, name):
             self._runc(name, "delete", "delete", "--force", name)
         self._wait_for_shim(files)
@@ -213,6 +211,7 @@ class RuncDriver:
     def create_paused(self, name: str) -> None:
         """The shim runs `runc create`: the container's init exists, waiting to exec the workload."""
         files = self._defined(name)
+        private_dir(files)  # also for a container defined by a version that left its files 0755
         if runc_state.live(self.runc_root, name) is not None:
             raise Conflict(f"container {name} is already running")
         if runc_state.runc_knows(self.runc_root, name):
@@ -245,7 +244,7 @@ class RuncDriver:
             str(log),
         ]
         env = {**os.environ, "PYTHONPATH": str(Path(vmhost.__file__).parents[1])}
-        with log.open("ab") as stderr:
+        with open_log(log) as stderr:
             launcher = subprocess.Popen(  # noqa: S603
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -285,7 +284,7 @@ class RuncDriver:
 
     def _signal(self, name: str, signal_name: str) -> None:
         files = self._defined(name)
-        (files / runc_state.STOP_REQUESTED).touch()
+        atomic_write(files / runc_state.STOP_REQUESTED, b"")
         current = runc_state.live(self.runc_root, name)
         if current is None:
             return
@@ -312,7 +311,7 @@ class RuncDriver:
         current = runc_state.live(self.runc_root, name)
         if files is None or current is None:
             return False
-        (files / runc_state.STOP_REQUESTED).touch()
+        atomic_write(files / runc_state.STOP_REQUESTED, b"")
         return processes.sigkill(current.pid)
 
     def interfaces(self, name: str) -> list[str]:

@@ -6,7 +6,7 @@ parent. Like containerd-shim and conmon, this small process makes itself a child
 waits for the init, writes its exit status to `exit.json` and removes the stopped container from runc.
 It leaves its parent at once (a double fork), so it never lingers as the agent's child.
 
-Standard library only: it starts for every container start.
+Standard library only (and vmhost.host, which is): it starts for every container start.
 
     python -m vmhost.drivers.runc.shim RUNC ROOT ID BUNDLE STATE_DIR LOG
 """
@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from vmhost.host.files import atomic_write, open_log
 
 PR_SET_CHILD_SUBREAPER = 36
 CREATE_TIMEOUT = 60.0
@@ -50,12 +52,6 @@ def _runc_errors(state_dir: Path) -> str:
     return "; ".join(messages)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def _wait_for(pid: int) -> dict[str, int | None]:
     """Reap every orphan handed to us until the init goes; its exit code, or the signal that killed it."""
     while True:
@@ -76,10 +72,10 @@ def run(runc: str, root: str, container_id: str, *, bundle: str, state_dir: Path
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         _report({"ok": False, "error": f"prctl(PR_SET_CHILD_SUBREAPER) failed: errno {ctypes.get_errno()}"})
         return 1
-    _write_atomically(state_dir / SHIM_PID_FILE, str(os.getpid()))
+    atomic_write(state_dir / SHIM_PID_FILE, str(os.getpid()))
     (state_dir / RUNC_LOG).unlink(missing_ok=True)
     command = [runc, "--root", root, "--log", str(state_dir / RUNC_LOG), "--log-format", "json"]
-    with open(os.devnull, "rb") as stdin, open(log, "ab") as output:
+    with open(os.devnull, "rb") as stdin, open_log(Path(log)) as output:
         try:
             created = subprocess.run(  # noqa: S603 - argv list built by the driver
                 [*command, "create", "--bundle", bundle, "--pid-file", str(state_dir / PID_FILE), container_id],
@@ -98,7 +94,7 @@ def run(runc: str, root: str, container_id: str, *, bundle: str, state_dir: Path
     pid = int((state_dir / PID_FILE).read_text())
     _report({"ok": True, "pid": pid})
     status = _wait_for(pid)
-    _write_atomically(state_dir / EXIT_FILE, json.dumps(status))
+    atomic_write(state_dir / EXIT_FILE, json.dumps(status))
     subprocess.run(  # noqa: S603
         [*command, "delete", "--force", container_id],
         stdin=subprocess.DEVNULL,

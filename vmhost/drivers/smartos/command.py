@@ -1,13 +1,18 @@
 """Running vmadm: argv lists only, its stderr carried into vmhost errors."""
 
+import re
 import subprocess
 from pathlib import Path
 
 from vmhost.errors import HypervisorError, NotFound, Unavailable
 
 USAGE_ERROR = 2
-NO_SUCH_ZONE = "No such zone configured"
-"""What vmadm (zoneadm) says about a UUID it does not know."""
+NOT_FOUND = re.compile(r"No such zone configured|VM \S+ not found|bad statusCode: 404")
+"""vmadm's three ways of saying it does not know a UUID: `get` rewords vminfod's 404 as zoneadm's message
+(vmadm.js main); graceful stop, update and delete say "VM <uuid> not found" (VM.js vminfodEventGetVM); start,
+stop -F and reboot pass vminfod's "bad statusCode: 404" on (VM.load -> vminfod/client.js)."""
+CANNOT_RUN = "FATAL: cannot run because:"
+"""vmadm.js: onlyif.rootInSmartosGlobal refused (not root, not SmartOS, not the global zone); also exit 2."""
 
 
 class Vmadm:
@@ -50,10 +55,12 @@ class Vmadm:
         return path
 
 
-def failure(command: str, what: str, returncode: int, stderr: str) -> HypervisorError | NotFound:
+def failure(command: str, what: str, returncode: int, stderr: str) -> HypervisorError | NotFound | Unavailable:
     detail = stderr.strip()
-    if NO_SUCH_ZONE in detail:
+    if NOT_FOUND.search(detail):
         return NotFound(f"vmadm has no VM {what}", detail)
+    if returncode == USAGE_ERROR and detail.startswith(CANNOT_RUN):
+        return Unavailable(f"vmadm cannot run here (it needs root in a SmartOS global zone) for {what}", detail)
     if returncode == USAGE_ERROR:
         return HypervisorError(f"vmadm refused the {command} command line for {what} (usage error)", detail)
     return HypervisorError(f"vmadm {command} failed for {what}", detail)

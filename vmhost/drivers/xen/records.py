@@ -2,10 +2,11 @@
 the VM's xl.cfg into its directory and a small JSON record (spec, owner, where the cfg is) under its own."""
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from vmhost.host.files import PRIVATE_FILE, atomic_write
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,8 @@ class Record:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Atomically, readable by root only: the spec and the cfg may hold a display password."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as stream:
-        stream.write(text)
-    temporary.replace(path)
+    """Atomically and durably, readable by root only: the spec and the cfg may hold a display password."""
+    atomic_write(path, text, PRIVATE_FILE)
 
 
 class Records:

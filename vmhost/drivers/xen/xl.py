@@ -13,13 +13,24 @@ from vmhost.drivers.base import DomainState
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
 
 COMMAND_TIMEOUT = 60.0
-"""No xl call vmhost makes blocks on the guest (shutdown and reboot are sent without -w)."""
+"""For the calls that do not wait on a guest or a device model (list, info, destroy, pause, ...)."""
 LIST_FIELDS = 7
 """name, id, mem, vcpus, state, time, uuid: the leading columns of `xl list -v`."""
-NOT_FOUND = re.compile(r"is an invalid domain identifier|does not exist|Can't get domid")
+NOT_FOUND = re.compile(
+    r"is an invalid domain identifier|Error: Domain '[^']*' does not exist\.|Can't get domid of domain name"
+    r"|Non-existant domain"
+)
+"""xl's own words for a missing domain (xl_utils.c find_domain, xl_info.c main_list/main_domid, libxl_domain.c
+libxl__destroy_domid). A hotplug script's "... does not exist." is about a device, not the domain."""
 NO_XEN = re.compile(r"cannot init xl context|cannot open libxc handle|xencall: error")
 NO_MEMORY = re.compile(r"failed to free memory for the domain|Cannot allocate memory")
 IN_USE = re.compile(r"already exists|already in use")
+CONSOLE_BUSY = "Could not lock"
+"""tools/console/client/main.c console_lock: another client holds the domain's console."""
+
+
+class XlTimeout(HypervisorError):
+    """xl was killed at vmhost's deadline: whatever it was building may be left half-done."""
 
 
 @dataclass(frozen=True)
@@ -77,18 +88,37 @@ class Xl:
     def __init__(self, command: str):
         self.command = command
 
-    def run(self, *args: str, target: str, action: str) -> str:
+    def run(self, *args: str, target: str, action: str, timeout: float = COMMAND_TIMEOUT) -> str:
         """stdout of `xl args...`; a failure becomes the vmhost error that fits xl's message."""
+        return self.result(*args, target=target, action=action, timeout=timeout).stdout
+
+    def result(
+        self, *args: str, target: str, action: str, timeout: float = COMMAND_TIMEOUT
+    ) -> "subprocess.CompletedProcess[str]":
+        """The finished call, for commands whose exit status says nothing (pause, unpause, trigger)."""
         argv = [self.command, *args]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=COMMAND_TIMEOUT)  # noqa: S603
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)  # noqa: S603
         except FileNotFoundError:
             raise Unavailable(f"the xl command {self.command!r} was not found (is xen-utils installed?)") from None
         except subprocess.TimeoutExpired:
-            raise HypervisorError(f"xl did not {action} {target} within {COMMAND_TIMEOUT:.0f}s") from None
+            raise XlTimeout(f"xl did not {action} {target} within {timeout:.0f}s") from None
         if done.returncode != 0:
             raise translate(done.stderr.strip(), target, action)
-        return done.stdout
+        return done
+
+    def spawn(self, *args: str) -> "subprocess.Popen[str]":
+        """An xl call left running: shutdown and reboot wait up to 60 s for the guest's acknowledgement."""
+        try:
+            return subprocess.Popen(  # noqa: S603 - argv list; names vmhost validated or domids it looked up
+                [self.command, *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise Unavailable(f"the xl command {self.command!r} was not found (is xen-utils installed?)") from None
 
 
 def translate(stderr: str, target: str, action: str) -> VmhostError:

@@ -18,7 +18,8 @@ class RenderContext:
     accel: domain type to use (kvm or tcg).
     console_log: where virtlogd keeps the serial console output when the spec names no log file.
     disk_paths: target -> image path for disks vmhost creates (source types new and overlay).
-    disk_formats: target -> format detected by qemu-img for file disks whose format is 'auto'.
+    disk_formats: target -> format for file disks whose spec still says 'auto' (the engine never leaves one:
+        it records the format in the spec when the disk is added, so that it is never probed again).
     owner: which vmhost instance (its data directory) manages the domain; another one must not adopt it.
     hooks: plugins' render hooks, applied in order after vmhost's own rendering.
     """

@@ -30,6 +30,9 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
     node = element("disk", type=kind, device="disk")
     sub(node, "driver", name="qemu", type=fmt, cache=None if disk.cache == "default" else disk.cache)
     node.append(_source(disk, ctx))
+    backing = _backing_store(disk)
+    if backing is not None:
+        node.append(backing)
     sub(node, "target", dev=disk.target, bus=TARGET_BUS[disk.bus])
     _iotune(node, disk)
     if disk.boot_order is not None:
@@ -74,6 +77,24 @@ def _kind_and_format(disk: Disk, ctx: RenderContext) -> tuple[str, str]:
     if isinstance(source, BlockDisk):
         return "block", "raw"
     return "network", "raw"
+
+
+def _backing_store(disk: Disk) -> etree._Element | None:
+    """The backing chain the spec recorded, every format explicit and ended by an empty <backingStore/>, so
+    neither libvirt nor QEMU reads a backing file name or format from an image header. None: not recorded (raw
+    images, network disks, renderings outside the engine), and libvirt reads the header as before."""
+    source = disk.source
+    if not isinstance(source, FileDisk | OverlayDisk) or source.backing is None:
+        return None
+    if isinstance(source, FileDisk) and source.format == "raw":
+        return None
+    top = node = element("backingStore")
+    for image in source.backing:
+        node.set("type", image.type)
+        sub(node, "format", type=image.format)
+        sub(node, "source", **{"dev" if image.type == "block" else "file": str(image.path)})
+        node = sub(node, "backingStore")
+    return top
 
 
 def _source(disk: Disk, ctx: RenderContext) -> etree._Element:

@@ -75,4 +75,12 @@ def disk_problems(spec: VMSpec) -> Problems:
                 problems.append((f"{where}.{name}", f"{name} is not supported on the xen driver"))
         if disk.shareable:
             problems.append((f"{where}.shareable", "shared disks are not supported on the xen driver"))
+        if isinstance(source, FileDisk | BlockDisk) and str(source.path).endswith(","):
+            problems.append((f"{where}.source.path", TRAILING_COMMA))
+    for index, cdrom in enumerate(spec.cdroms):
+        if cdrom.iso and str(cdrom.iso).endswith(","):
+            problems.append((f"cdroms.{index}.iso", TRAILING_COMMA))
     return problems
+
+
+TRAILING_COMMA = "xl's disk syntax cannot carry a path ending with ',' (libxlu_disk_l.l strips it from target=)"
