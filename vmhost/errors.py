@@ -38,3 +38,14 @@ class HypervisorError(VmhostError):
     """The hypervisor refused or failed an operation."""
 
     code = "hypervisor"
+
+
+class Unsupported(VmhostError):
+    """The VM's driver cannot do what was asked (a capability it does not declare); checked before anything runs."""
+
+    code = "unsupported"
+
+    def __init__(self, driver: str, capability: str, detail: str | None = None):
+        super().__init__(f"the {driver} driver does not support {capability}", detail)
+        self.driver = driver
+        self.capability = capability

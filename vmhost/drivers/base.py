@@ -24,6 +24,21 @@ class DomainState(StrEnum):
     OTHER = "other"
 
 
+class Capability(StrEnum):
+    """What a driver can do beyond define/start/stop/delete; the engine checks these before it touches anything."""
+
+    PAUSE = "pause"
+    REBOOT = "reboot"
+    CONSOLE = "console"
+    DISK_HOTPLUG = "disk-hotplug"
+    NIC_HOTPLUG = "nic-hotplug"
+    VCPU_HOTPLUG = "vcpu-hotplug"
+    MEMORY_HOTPLUG = "memory-hotplug"
+    PCI_PASSTHROUGH = "pci-passthrough"
+    SNAPSHOTS = "snapshots"
+    LIVE_MIGRATION = "live-migration"
+
+
 class DomainEventKind(StrEnum):
     """Lifecycle changes a driver reports, whatever its hypervisor calls them."""
 
