@@ -18,6 +18,7 @@ import httpx
 import libvirt
 import pytest
 
+from tests.eventually import eventually
 from tests.integration.running_agent import RunningAgent
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
@@ -116,6 +117,7 @@ def engine(config: HostConfig, libvirt_conn: libvirt.virConnect) -> Iterator[Eng
     yield engine
     for record in engine.store.list_vms():
         engine.delete(record.name)
+    engine.store.close()  # a suite of hundreds of engines must not run out of descriptors
 
 
 @pytest.fixture
@@ -178,27 +180,25 @@ def cli(config_file: Path, engine: Engine) -> Callable[..., subprocess.Completed
 def wait_for_console(engine: Engine, name: str, marker: str, timeout: float = BOOT_TIMEOUT) -> str:
     """Poll the console log (written by virtlogd) until `marker` shows up; return the whole log."""
     path = engine.console_log_path(name)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+
+    def seen() -> str:
         text = path.read_text(errors="replace") if path.exists() else ""
-        if marker in text:
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"{marker!r} not seen on {name}'s console within {timeout}s:\n{text[-2000:]}")
+        assert marker in text, text[-2000:]
+        return text
+
+    return eventually(seen, timeout, 0.2, f"{marker!r} on {name}'s console")
 
 
 def wait_for_count(engine: Engine, name: str, marker: str, count: int, timeout: float = BOOT_TIMEOUT) -> None:
     """Wait until `marker` has appeared `count` times on the console (e.g. READY once per boot)."""
     path = engine.console_log_path(name)
-    end = time.monotonic() + timeout
-    text = ""
-    while text.count(marker) < count:
-        assert time.monotonic() < end, (
-            f"{marker} not seen {count} times on {name}'s console (libvirt says {engine.driver.state(name)}):\n"
-            f"{text[-1500:]}"
-        )
-        time.sleep(0.2)
+
+    def counted() -> bool:
         text = path.read_text(errors="replace") if path.exists() else ""
+        assert text.count(marker) >= count, f"(libvirt says {engine.driver.state(name)}):\n{text[-1500:]}"
+        return True
+
+    eventually(counted, timeout, 0.2, f"{marker} {count} times on {name}'s console")
 
 
 def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT) -> bytes:

@@ -4,15 +4,15 @@ thread of the test process."""
 import contextlib
 import socket
 import threading
-import time
 
 import httpx
 import uvicorn
 
+from tests.eventually import eventually
 from vmhost.api.app import create_app
-from vmhost.api.auth import read_token
 from vmhost.api.server import Listen, build_agent, plugin_listeners, uvicorn_config
 from vmhost.config import HostConfig
+from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
 
 
@@ -41,10 +41,9 @@ class RunningAgent:
             plugin_listeners(self.agent, self.plugins, Listen("127.0.0.1", self.port))
         )
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not (self.server.started and all(server.started for server in self.listeners)):
-            assert time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.05)
+        eventually(
+            lambda: self.server.started and all(server.started for server in self.listeners), 10, 0.05, "agent start"
+        )
         return self
 
     def http(self, timeout: float = 120) -> httpx.Client:
@@ -55,3 +54,4 @@ class RunningAgent:
         self.server.should_exit = True
         self.thread.join(10)
         self._listeners.close()
+        self.agent.engine.store.close()

@@ -3,8 +3,9 @@
 import contextlib
 import os
 import pty
-import select
 import subprocess
+
+from vmhost.host.fds import wait_readable
 
 
 class PtyConsole:
@@ -25,8 +26,7 @@ class PtyConsole:
         """What arrived within `timeout` seconds (b"" if nothing did); EOFError once the console ended."""
         if self._closed:
             raise EOFError("console closed")
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        if not ready:
+        if not wait_readable(self._fd, timeout):
             return b""
         try:
             data = os.read(self._fd, 65536)
