@@ -9,6 +9,7 @@ cd "$repo"
 .venv/bin/ruff check vmhost tests bench plugins
 .venv/bin/ruff format --check vmhost tests bench plugins
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv-plugins/bin/mypy plugins/vmhost-ex-start/vmhost_ex_start plugins/vmhost-nic-tuning/vmhost_nic_tuning
 .venv/bin/pytest -p no:cacheprovider "$@"
 exec .venv-plugins/bin/pytest -p no:cacheprovider "$@" plugins

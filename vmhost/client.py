@@ -11,9 +11,24 @@ import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from vmhost.api.errors import error_from_body
 from vmhost.drivers.base import ConsoleStream
-from vmhost.errors import HypervisorError, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, Unsupported, VmhostError
+from vmhost.spec import Problem, SpecError
+
+KINDS: dict[str, type[VmhostError]] = {
+    kind.code: kind for kind in (NotFound, Conflict, HostResourceError, HypervisorError, Unavailable)
+}
+"""The codes of the agent's error bodies (vmhost/api/errors.py error_body), raised again as the types they name."""
+
+
+def error_from_body(body: dict[str, Any]) -> Exception:
+    """The agent's {code, message, details} as the same exception types the local engine raises."""
+    code, message, details = body.get("code"), body.get("message", "error"), body.get("details")
+    if code == "invalid_spec":
+        return SpecError([Problem(d["path"], d["message"]) for d in details or []])
+    if code == "unsupported" and isinstance(details, dict):
+        return Unsupported(str(details.get("driver")), str(details.get("capability")), details.get("hint"))
+    return KINDS.get(str(code), VmhostError)(message, details if isinstance(details, str) else None)
 
 
 class AgentClient:
@@ -55,6 +70,10 @@ class AgentClient:
     def get(self, name: str) -> dict[str, Any]:
         view: dict[str, Any] = self._call("GET", f"/v1/vms/{name}")
         return view
+
+    def host(self) -> dict[str, Any]:
+        report: dict[str, Any] = self._call("GET", "/v1/host")
+        return report
 
     def info(self, name: str) -> dict[str, Any]:
         view: dict[str, Any] = self._call("GET", f"/v1/vms/{name}/info")

@@ -40,6 +40,12 @@ class HypervisorError(VmhostError):
     code = "hypervisor"
 
 
+class RenderHookError(VmhostError):
+    """A plugin's render hook failed, or left a document the hypervisor would refuse; the plugin is named."""
+
+    code = "hook_failed"
+
+
 class Unsupported(VmhostError):
     """The VM's driver cannot do what was asked (a capability it does not declare); checked before anything runs."""
 

@@ -73,7 +73,7 @@ def follow_events(engine: Engine) -> Iterator[Callable[[], None]]:
     sources = []
 
     def start() -> None:
-        sources.append(build_event_source(engine.config, engine.driver))
+        sources.append(build_event_source(engine.config, engine.driver.drivers))
         sources[-1].start(engine.on_domain_event, lambda: None, lambda _reason: None)
 
     yield start

@@ -4,7 +4,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from tests.conformance.busybox import busybox_layout
 from tests.conformance.harness import CASES, Behaviour
+from tests.eventually import eventually
 from tests.integration.conftest import allowed_test_roots
 from vmhost.config import HostConfig
 from vmhost.engine import Engine
@@ -28,13 +28,13 @@ SCRIPTS = {
 
 def wait_for_log(engine: Engine, name: str, marker: str, times: int = 1, timeout: float = 30.0) -> str:
     path = engine.console_log_path(name)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while text.count(marker) < times:
-        assert time.monotonic() < deadline, f"{marker} not seen {times} times in {name}'s log:\n{text[-1500:]}"
-        time.sleep(0.05)
+
+    def logged() -> str:
         text = path.read_text(errors="replace") if path.exists() else ""
-    return text
+        assert text.count(marker) >= times, text[-1500:]
+        return text
+
+    return eventually(logged, timeout, 0.05, f"{marker} {times} times in {name}'s log")
 
 
 class RuncHarness:

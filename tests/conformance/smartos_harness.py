@@ -7,13 +7,13 @@ one abnormal end vmadm reports (a bhyve process dying shows as `stopped`, like a
 """
 
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conformance.harness import CASES, Behaviour
+from tests.eventually import eventually
 from tests.integration.conftest import allowed_test_roots
 from tests.smartos_standin import EXECUTABLE, Standin
 from vmhost.config import HostConfig
@@ -59,10 +59,7 @@ class SmartosHarness:
         return self.spec(name, cpu={"vcpus": 2, "pinning": {"0": "0"}}), "cpu.pinning"
 
     def wait_running(self, engine: Engine, name: str, times: int = 1, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self._boots(name) < times:
-            assert time.monotonic() < deadline, f"{name} did not boot {times} times"
-            time.sleep(0.05)
+        eventually(lambda: self._boots(name) >= times, timeout, 0.05, f"{name} booted {times} times")
 
     def _boots(self, name: str) -> int:
         vm = next((vm for vm in self.standin.vms().values() if vm.get("alias") == name), {})

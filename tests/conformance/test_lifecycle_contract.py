@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.harness import Behaviour, Harness
+from tests.eventually import eventually
 from vmhost.drivers.base import DomainState
 from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, Phase
@@ -20,10 +21,12 @@ case = pytest.mark.case
 
 
 def wait_state(engine: Engine, name: str, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while engine.get(name)["state"] != state:
-        assert time.monotonic() < deadline, f"{name} never became {state}: {engine.get(name)['state']}"
-        time.sleep(0.1)
+    def reached() -> bool:
+        current = engine.get(name)["state"]
+        assert current == state, f"{name} is {current}"
+        return True
+
+    eventually(reached, timeout, 0.1, f"{name} {state}")
 
 
 def vm_dir(engine: Engine, uuid: str) -> Path:

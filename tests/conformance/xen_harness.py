@@ -7,7 +7,6 @@ reports CRASHED_PRESERVED, which the engine treats as crashed, and a restart cle
 """
 
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.harness import CASES, Behaviour
+from tests.eventually import eventually
 from tests.integration.conftest import allowed_test_roots
 from tests.unit.xen_standin import StandIn
 from vmhost.config import HostConfig
@@ -64,10 +64,7 @@ class XenHarness:
         return spec, "nics.0.source"
 
     def wait_running(self, engine: Engine, name: str, times: int = 1, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.standin.boots(name) < times:
-            assert time.monotonic() < deadline, f"{name} did not boot {times} times"
-            time.sleep(0.05)
+        eventually(lambda: self.standin.boots(name) >= times, timeout, 0.05, f"{name} booted {times} times")
 
     def crash(self, engine: Engine, name: str) -> None:
         self.standin.crash(name)

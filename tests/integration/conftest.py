@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,13 +201,15 @@ def wait_for_count(engine: Engine, name: str, marker: str, count: int, timeout: 
 
 
 def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT) -> bytes:
-    seen = b""
-    end = time.monotonic() + timeout
-    while marker not in seen:
-        if time.monotonic() > end:
-            raise AssertionError(f"{marker!r} not seen within {timeout}s: {seen[-2000:]!r}")
-        seen += stream.read(0.5)
-    return seen
+    seen = bytearray()
+
+    def arrived() -> bool:
+        seen.extend(stream.read(0.5))
+        assert marker in seen, bytes(seen[-2000:])
+        return True
+
+    eventually(arrived, timeout, 0.0, f"{marker!r} on the console")
+    return bytes(seen)
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -3,7 +3,6 @@
 import json
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import websockets.exceptions
 import websockets.sync.client
 
+from tests.eventually import eventually
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
 from vmhost.client import AgentClient
 
@@ -39,10 +39,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_for(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.calls) < count:
-            assert time.monotonic() < deadline, f"only {len(self.calls)} callbacks"
-            time.sleep(0.05)
+        eventually(lambda: len(self.calls) >= count, timeout, 0.05, f"{count} callbacks")
 
 
 def finish(http: httpx.Client, response: httpx.Response) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The vmadm-style CLI end to end: output formats, exit codes, secrets, console log."""
 
 import json
-import time
 
+from tests.eventually import eventually
 from tests.integration.conftest import write_json
 
 
@@ -54,10 +54,7 @@ def test_get_has_top_level_state_and_never_shows_the_password(cli, guest_spec, v
 def test_lifecycle_commands_and_console_log(cli, guest_spec, vm_name, tmp_path):
     name = vm_name("clilife")
     assert cli("create", "-f", str(write_json(tmp_path / "s.json", guest_spec(name))), "--start").returncode == 0
-    deadline = time.monotonic() + 90
-    while "VMHOST-GUEST-READY" not in cli("console", name, "--log").stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    eventually(lambda: "VMHOST-GUEST-READY" in cli("console", name, "--log").stdout, 90, 0.5, "the guest's READY line")
     assert json.loads(cli("info", name).stdout)["runtime"]["pid"] > 0
     stopped = cli("stop", name, "-t", "30")
     assert stopped.returncode == 0

@@ -22,7 +22,19 @@ def test_two_concurrent_starts_of_one_vm_give_one_running_vm(
     assert starts == [("succeeded",)]
 
 
-def test_four_vms_start_in_parallel(cli, engine, guest_spec, vm_name, tmp_path):
+def start_spans(config, names: list[str]) -> dict[str, tuple[float, float]]:
+    """When each VM's start operation began and finished, as the engine recorded it (under the VM's lock)."""
+    db = sqlite3.connect(config.db_path)
+    rows = db.execute(
+        f"SELECT vm_name, started_at, finished_at FROM operations WHERE kind = 'start' AND vm_name IN "
+        f"({', '.join('?' for _ in names)})",
+        names,
+    ).fetchall()
+    db.close()
+    return {name: (began, finished) for name, began, finished in rows}
+
+
+def test_four_vms_start_in_parallel(cli, engine, guest_spec, vm_name, tmp_path, config):
     names = [vm_name(f"par{i}") for i in range(4)]
     for name in names:
         assert cli("create", "-f", str(write_json(tmp_path / f"{name}.json", guest_spec(name)))).returncode == 0
@@ -32,6 +44,10 @@ def test_four_vms_start_in_parallel(cli, engine, guest_spec, vm_name, tmp_path):
     for name in names:
         wait_for_console(engine, name, "VMHOST-GUEST-READY")
         assert engine.get(name)["state"] == "running"
+    spans = start_spans(config, names)
+    assert sorted(spans) == sorted(names)
+    began, finished = max(span[0] for span in spans.values()), min(span[1] for span in spans.values())
+    assert began < finished, f"some start began only after another had finished: {spans}"
 
 
 def test_concurrent_stop_and_start_leave_a_consistent_state(cli, engine, guest_spec, vm_name, tmp_path):

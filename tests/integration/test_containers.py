@@ -15,7 +15,7 @@ from tests.integration.conftest import allowed_test_roots
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
-from vmhost.errors import VmhostError
+from vmhost.errors import Unsupported
 from vmhost.spec import SpecError
 
 pytestmark = pytest.mark.integration
@@ -139,11 +139,12 @@ def test_netns_mode_joins_the_named_namespace_and_none_has_loopback_only(engine,
 
 
 def test_console_is_the_log_and_reboot_is_refused_clearly(engine, rootfs):
+    """Refused as Unsupported (HTTP 501), naming the runc driver and the capability it lacks."""
     document = spec("log", {"type": "directory", "path": str(rootfs)}, "echo to-the-log")
     run(engine, document)
-    with pytest.raises(VmhostError, match=r"vmhost console .* --log"):
+    with pytest.raises(Unsupported, match="the runc driver does not support console"):
         engine.open_console(document["name"])
-    with pytest.raises(VmhostError, match="stop and start"):
+    with pytest.raises(Unsupported, match="the runc driver does not support reboot"):
         engine.reboot(document["name"])
 
 

@@ -15,9 +15,9 @@ from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
 from vmhost.engine import Engine
 from vmhost.engine.hooks import HookContext, HookFailed, PostHookFailed
+from vmhost.errors import RenderHookError
 from vmhost.plugins import Plugins, VmhostPlugin
 from vmhost.plugins.host import build_engine
-from vmhost.render.libvirt.hooks import RenderHookError
 from vmhost.spec import extensions
 
 PRE = ["before_create", "start_paused", "before_stop", "before_delete"]

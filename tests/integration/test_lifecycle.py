@@ -1,11 +1,10 @@
 """Lifecycle against real libvirtd + QEMU booting the tiny guest."""
 
-import time
-
 import libvirt
 import pytest
 from lxml import etree
 
+from tests.eventually import eventually
 from tests.integration.conftest import read_console_until, wait_for_console, wait_for_count
 from vmhost.drivers.base import DomainState
 from vmhost.errors import Conflict, HostResourceError
@@ -104,10 +103,7 @@ def test_guest_poweroff_is_seen_as_stopped(engine, guest_spec, vm_name):
     name = vm_name("selfoff")
     engine.create(guest_spec(name, cmdline="vmhost.poweroff_after=1"), start=True)
     wait_for_console(engine, name, "VMHOST-GUEST-POWEROFF")
-    end = time.monotonic() + 15
-    while engine.get(name)["state"] != "stopped" and time.monotonic() < end:
-        time.sleep(0.2)
-    assert engine.get(name)["state"] == "stopped"
+    eventually(lambda: engine.get(name)["state"] == "stopped", 15, 0.2, f"{name} stopped")
 
 
 def test_destroy_behind_vmhosts_back_is_reflected(engine, guest_spec, vm_name, libvirt_conn):

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conformance.busybox import busybox_rootfs
+from tests.eventually import eventually
 from tests.integration.conftest import wait_for_console
 from tests.integration.running_agent import RunningAgent
 
@@ -31,10 +31,7 @@ def create(http: httpx.Client, spec: dict[str, Any]) -> None:
 
 
 def wait_state(http: httpx.Client, name: str, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while http.get(f"/v1/vms/{name}").json()["state"] != state:
-        assert time.monotonic() < deadline, f"{name} never became {state}"
-        time.sleep(0.2)
+    eventually(lambda: http.get(f"/v1/vms/{name}").json()["state"] == state, timeout, 0.2, f"{name} {state}")
 
 
 def test_vm_and_container_side_by_side_through_the_api_and_list(http, cli, engine, guest_spec, vm_name, tmp_path):
@@ -65,10 +62,12 @@ def test_vm_and_container_side_by_side_through_the_api_and_list(http, cli, engin
 
     pid = http.get(f"/v1/vms/{container}").json()["runtime"]["pid"]
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while (http.get(f"/v1/vms/{container}").json()["runtime"] or {}).get("pid") in (None, pid):
-        assert time.monotonic() < deadline, "the crashed container was not restarted"
-        time.sleep(0.2)
+    eventually(
+        lambda: (http.get(f"/v1/vms/{container}").json()["runtime"] or {}).get("pid") not in (None, pid),
+        30,
+        0.2,
+        "the crashed container restarted with a new pid",
+    )
     wait_state(http, container, "running")
     assert http.get(f"/v1/vms/{container}").json()["restart_status"]["restart_count"] == 1
     assert http.get(f"/v1/vms/{vm}").json()["state"] == "running"

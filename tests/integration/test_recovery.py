@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,12 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import REPO
+from tests.eventually import eventually
+from tests.integration.conftest import PREFIX, REPO
 from tests.integration.running_agent import free_port
-from vmhost.api.auth import read_token
 from vmhost.engine.faults import KILL_AT
 from vmhost.engine.states import TRANSIENT
+from vmhost.host.tokens import read_token
 
 
 class AgentProcess:
@@ -41,19 +41,14 @@ class AgentProcess:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, "agent exited during start-up"
-            assert time.monotonic() < deadline, "agent did not come up"
-            time.sleep(0.1)
+        eventually(self._healthy, 30, 0.1, "the agent's /healthz")
         self.http = httpx.Client(
             base_url=self.url, timeout=120, headers={"Authorization": f"Bearer {read_token(data_dir)}"}
         )
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, "agent exited during start-up"
+        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
 
     def call(self, method: str, path: str, **kwargs: Any) -> None:
         """The agent may die while answering: that is the point."""
@@ -158,8 +153,8 @@ def test_agent_killed_mid_operation_recovers_on_restart(
 def assert_invariants(engine, config, conn: libvirt.virConnect) -> None:
     """No orphan QEMU or domain, no lost definition, no stray disk, nothing stuck in a transitional state."""
     records = {record.name: record for record in engine.store.list_vms()}
-    domains = {dom.name(): dom for dom in conn.listAllDomains() if dom.name().startswith("vmhost-test-")}
-    test_records = {name for name in records if name.startswith("vmhost-test-")}
+    domains = {dom.name(): dom for dom in conn.listAllDomains() if dom.name().startswith(PREFIX)}
+    test_records = {name for name in records if name.startswith(PREFIX)}  # not other test sessions' VMs
     assert set(domains) == test_records, "every VM has exactly one definition and every definition a VM"
     for name, record in records.items():
         assert record.state not in {state.value for state in TRANSIENT}, (name, record.state)
@@ -177,3 +172,40 @@ def assert_invariants(engine, config, conn: libvirt.virConnect) -> None:
     for name in domains:
         if domains[name].state()[0] == libvirt.VIR_DOMAIN_SHUTOFF:
             assert f"guest={name}," not in qemu, f"orphan QEMU for {name}"
+
+
+def test_agent_killed_inside_a_pause_leaves_the_guest_alive(
+    agent_process, engine, guest_spec, vm_name, config, libvirt_conn
+):
+    """Before: the rule "domain paused and no `resumed` step -> destroy" applied to every kind, so an interrupted
+    pause destroyed the VM. Now the pause's own steps complete it (still paused) and the guest lives."""
+    name = vm_name("crash-pause")
+    engine.create(guest_spec(name), start=True)
+    pid = engine.driver.info(name).pid
+    dying = agent_process("pause:paused")
+    dying.call("POST", f"/v1/vms/{name}/pause")
+    dying.wait_killed()
+
+    agent_process(None)
+    engine.store = type(engine.store)(config.db_path)
+    domain = libvirt_conn.lookupByName(name)
+    assert domain.isActive(), "the guest was destroyed"
+    assert domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    assert engine.driver.info(name).pid == pid, "the same QEMU, not a restarted one"
+    assert engine.get(name)["state"] == "paused"
+    assert engine.store.operations(name, limit=1)[0].state == "completed by recovery"
+    assert engine.store.unfinished_operations() == []
+
+
+def test_an_operation_id_answers_after_the_agent_restarts(agent_process, engine, config, guest_spec, vm_name):
+    """A rolled-back create keeps its id and says so; it is not reported as failed, nor forgotten."""
+    name = vm_name("crash-opid")
+    dying = agent_process("create:defined")
+    dying.call("POST", "/v1/vms", json=guest_spec(name))
+    dying.wait_killed()
+    again = agent_process(None)
+    [create] = [op for op in type(engine.store)(config.db_path).operations(name) if op.kind == "create"]
+    assert create.request, "the journal keeps the API operation's id"
+    view = again.http.get(f"/v1/operations/{create.request}").json()
+    assert (view["kind"], view["vm"], view["state"]) == ("create", name, "rolled back by recovery")
+    assert create.request in [op["id"] for op in again.http.get("/v1/operations").json()]

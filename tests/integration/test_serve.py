@@ -2,13 +2,13 @@
 
 import os
 import subprocess
-import time
 
 import httpx
 
+from tests.eventually import eventually
 from tests.integration.conftest import REPO
 from tests.integration.running_agent import free_port
-from vmhost.api.auth import read_token
+from vmhost.host.tokens import read_token
 
 VMHOST = str(REPO / ".venv" / "bin" / "vmhost")
 
@@ -47,14 +47,12 @@ def test_serves_https_with_the_given_certificate(config_file, data_dir, tmp_path
     )
     try:
         url = f"https://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{url}/healthz", verify=str(cert), timeout=1)
-                break
-            except httpx.HTTPError:
-                assert agent.poll() is None and time.monotonic() < deadline, "agent did not come up"
-                time.sleep(0.1)
+
+        def healthy() -> httpx.Response:
+            assert agent.poll() is None, "the agent exited"
+            return httpx.get(f"{url}/healthz", verify=str(cert), timeout=1)
+
+        health = eventually(healthy, 30, 0.1, "the agent's /healthz")
         assert health.json() == {"status": "ok"}
         token = read_token(data_dir)
         assert (

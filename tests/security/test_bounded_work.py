@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.eventually import eventually
 from tests.integration.conftest import read_console_until, wait_for_console, write_json
 from tests.integration.test_zstack import CallbackReceiver, ZStackAgent, receiver  # noqa: F401  (fixture)
 from vmhost.api import operations as operations_module
@@ -64,10 +65,7 @@ def test_idle_followers_hold_no_thread_and_end_when_their_clients_leave(agent, h
         assert healthz_seconds(agent.url) < 1.0, "idle followers starve nobody"
         assert threading.active_count() - baseline < 10, "and hold no thread each"
 
-    deadline = time.monotonic() + 10
-    while threading.active_count() > baseline + 2:
-        assert time.monotonic() < deadline, f"{threading.active_count() - baseline} threads stayed behind"
-        time.sleep(0.2)
+    eventually(lambda: threading.active_count() <= baseline + 2, 10, 0.2, "the followers' threads ended")
     assert healthz_seconds(agent.url) < 1.0
 
 
@@ -111,12 +109,15 @@ def test_console_pump_stops_reading_while_its_reader_is_behind():
         time.sleep(0.5)
         assert stream.received <= libvirt_console.BUFFERED_CHUNKS + 1, "a full buffer pauses the pump"
         assert len(console.read(0.1)) <= libvirt_console.BUFFERED_CHUNKS * 1024
-        time.sleep(0.3)
-        assert stream.received > libvirt_console.BUFFERED_CHUNKS + 1, "reading lets it go on"
+        eventually(lambda: stream.received > libvirt_console.BUFFERED_CHUNKS + 1, 5, 0.05, "reading lets it go on")
     finally:
         console.close()
     with pytest.raises(EOFError):
         console.read(0.1)
+
+
+def backlog(console: object) -> int:
+    return int(console._chunks.qsize())  # type: ignore[attr-defined]
 
 
 def test_a_real_console_whose_reader_stalls_buffers_a_bounded_backlog(agent, http, engine, guest_spec, vm_name):
@@ -127,9 +128,10 @@ def test_a_real_console_whose_reader_stalls_buffers_a_bounded_backlog(agent, htt
     try:
         console.write(b"\ri=0; while [ $i -lt 50000 ]; do echo flood-$i; i=$((i+1)); done\r")
         read_console_until(console, b"flood-1", timeout=30)
-        time.sleep(3)  # nobody reads meanwhile, as with a websocket client that stopped reading
-        backlog = console._chunks.qsize()  # type: ignore[attr-defined]
-        assert backlog == libvirt_console.BUFFERED_CHUNKS, "full, and no fuller"
+        # nobody reads meanwhile, as with a websocket client that stopped reading
+        eventually(lambda: backlog(console) == libvirt_console.BUFFERED_CHUNKS, 30, 0.1, "the backlog full")
+        time.sleep(1)
+        assert backlog(console) == libvirt_console.BUFFERED_CHUNKS, "full, and no fuller"
         assert b"flood-" in console.read(1.0), "the output is still there, just not read ahead without bound"
     finally:
         console.close()
@@ -189,10 +191,12 @@ def test_zstack_tasks_beyond_the_limit_are_answered_503_until_one_finishes(confi
             refused = ping(agent, hanging)
             assert refused.status_code == 503
             assert "zstack_task_limit" in refused.json()["message"]
-        deadline = time.monotonic() + 20
-        while (answer := ping(agent, receiver.url)).status_code == 503:
-            assert time.monotonic() < deadline, "tasks whose replies failed never left the queue"
-            time.sleep(0.5)
+
+        def admitted() -> httpx.Response | None:
+            answer = ping(agent, receiver.url)
+            return answer if answer.status_code != 503 else None
+
+        answer = eventually(admitted, 20, 0.5, "tasks whose replies failed left the queue")
         assert answer.status_code == 200
 
 
@@ -309,10 +313,8 @@ def test_pending_callbacks_are_bounded(monkeypatch: pytest.MonkeyPatch):
             assert operation.done.wait(5)
         time.sleep(0.2)
         release.set()
-        deadline = time.monotonic() + 5
-        while len(delivered) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
+        eventually(lambda: len(delivered) >= 2, 5, 0.05, "two callbacks delivered")
+        time.sleep(0.2)  # then no third one
         assert sorted(delivered) == ["http://127.0.0.1/0", "http://127.0.0.1/1"], "the rest were dropped, not queued"
     finally:
         release.set()
@@ -326,10 +328,7 @@ def test_bounded_pool_refuses_beyond_its_limit_and_frees_finished_slots():
         assert pool.submit(gate.wait, 5) and pool.submit(gate.wait, 5)
         assert not pool.submit(gate.wait, 5)
         gate.set()
-        deadline = time.monotonic() + 5
-        while not pool.submit(lambda: None):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: pool.submit(lambda: None), 5, 0.05, "a finished slot freed")
     finally:
         gate.set()
         pool.shutdown()

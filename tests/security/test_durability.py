@@ -9,7 +9,7 @@ import pytest
 from vmhost.config import load_config
 from vmhost.drivers.base import Resources
 from vmhost.drivers.runc.driver import RuncDriver
-from vmhost.engine import lifecycle
+from vmhost.engine import steps
 from vmhost.errors import VmhostError
 from vmhost.host import files
 from vmhost.spec import parse_spec
@@ -132,7 +132,7 @@ def test_the_agent_prunes_old_history_at_start_and_after_operations(engine, gues
     assert old not in _ids(engine.store)
     assert recent in _ids(engine.store)
     older = _finished(engine.store, "c", 365)
-    monkeypatch.setattr(lifecycle, "PRUNE_EVERY", 1)
+    monkeypatch.setattr(steps, "PRUNE_EVERY", 1)
     engine.create(guest_spec(vm_name("prune")))
     assert older not in _ids(engine.store)
     assert recent in _ids(engine.store)

@@ -16,10 +16,11 @@ import websockets.sync.client
 from fastapi import APIRouter, Request
 
 from tests.integration.running_agent import RunningAgent, free_port
-from vmhost.api.auth import TokenAuth, create_token
+from vmhost.api.auth import TokenAuth
 from vmhost.api.server import Listen, uvicorn_config
 from vmhost.config import HostConfig, load_config
 from vmhost.errors import VmhostError
+from vmhost.host.tokens import create_token
 from vmhost.plugins import Listener, Plugins, VmhostPlugin
 
 MIB = 1 << 20

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.running_agent import RunningAgent
-from vmhost.api.auth import TOKEN_FILE, TOKENS_FILE, create_token, read_token
+from vmhost.host.tokens import TOKEN_FILE, TOKENS_FILE, create_token, read_token
 
 Cli = Callable[..., CompletedProcess[str]]
 

@@ -2,11 +2,10 @@
 
 After an intended change to the renderer, regenerate the files and review the diff:
 
-    VMHOST_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_oci_render.py
+    .venv/bin/pytest tests/unit/test_oci_render.py --regenerate-golden
 """
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Golden
 from vmhost.render.oci import ImageConfig, process_args, render_config
 from vmhost.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "oci"
-REGENERATE = os.environ.get("VMHOST_REGENERATE_GOLDEN") == "1"
 IMAGE = ImageConfig(
     entrypoint=["/docker-entrypoint.sh"],
     cmd=["nginx", "-g", "daemon off;"],
@@ -85,12 +84,9 @@ def rendered(case: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_config_matches_golden(case):
+def test_config_matches_golden(case: str, golden: Golden) -> None:
     text = json.dumps(rendered(case), indent=2, sort_keys=True) + "\n"
-    golden = GOLDEN / f"{case}.json"
-    if REGENERATE:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / f"{case}.json", text)
 
 
 def test_the_spec_command_replaces_the_images_entrypoint_and_cmd():

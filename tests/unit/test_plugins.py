@@ -9,10 +9,14 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmhost.config import HostConfig
+from vmhost.errors import RenderHookError
 from vmhost.plugins import API_VERSION, Plugins, VmhostPlugin
 from vmhost.plugins.manager import compatible
 from vmhost.render.libvirt import RenderContext, RenderHook, render_domain
-from vmhost.render.libvirt.hooks import RenderHookError
+from vmhost.render.oci import render_config
+from vmhost.render.vmadm import render_payload
+from vmhost.render.xen import XenContext, render_xl_cfg
+from vmhost.render.xen.values import XlNumber
 from vmhost.spec import SpecError, extensions, parse_spec
 from vmhost.spec.schema import spec_json_schema
 
@@ -201,3 +205,101 @@ def test_render_hook_raising_is_named():
 
     with pytest.raises(RenderHookError, match="plugin boom's render hook failed for demo"):
         render_domain(parse_spec(SPEC), _context(RenderHook("boom", boom)))
+
+
+# ---- render hook points of the other renderers, and refusal where a hook cannot apply ---------------------
+
+CONTAINER = {
+    "name": "box",
+    "kind": "container",
+    "memory": "64MiB",
+    "container": {"rootfs": {"type": "directory", "path": "/srv/box"}, "command": ["true"]},
+}
+
+
+def on(vm_driver: str) -> HostConfig:
+    return HostConfig(data_dir=Path("/tmp"), vm_driver=vm_driver)  # type: ignore[arg-type]
+
+
+def tuning(**hooks: Any) -> VmhostPlugin:
+    return plugin("tuning", **hooks)
+
+
+def test_xl_cfg_has_a_hook_point_whose_settings_reach_the_file():
+    def grant_frames(self, spec, cfg):
+        cfg["max_grant_frames"] = XlNumber(64)
+
+    hooks = check(tuning(render_xl=grant_frames), config=on("xen")).render_hooks()
+    assert "max_grant_frames = 64\n" in render_xl_cfg(parse_spec(SPEC), XenContext(hooks=hooks.xl))
+
+
+def test_vmadm_payload_has_a_hook_point():
+    def tag(self, spec, payload):
+        payload["tags"] = {"team": "storage"}
+
+    hooks = check(tuning(render_vmadm=tag), config=on("smartos")).render_hooks()
+    assert render_payload(parse_spec(SPEC), "bhyve", owner="/data", hooks=hooks.vmadm)["tags"] == {"team": "storage"}
+
+
+def test_oci_config_has_a_hook_point_on_every_host():
+    def env(self, spec, config):
+        config["process"]["env"].append("TUNED=1")
+
+    for vm_driver in ("libvirt", "xen", "smartos"):
+        hooks = check(tuning(render_oci=env), config=on(vm_driver)).render_hooks()
+        assert "TUNED=1" in render_config(parse_spec(CONTAINER), Path("/srv/box"), hooks=hooks.oci)["process"]["env"]
+
+
+@pytest.mark.parametrize(
+    ("hook", "broken_value"),
+    [("render_xl", {"Memory": XlNumber(1)}), ("render_xl", {"memory": 512}), ("render_oci", {"x": object()})],
+)
+def test_a_hook_leaving_a_document_that_cannot_be_written_is_named(hook, broken_value):
+    def sloppy(self, spec, document):
+        document.update(broken_value)
+
+    hooks = check(plugin("sloppy", **{hook: sloppy}), config=on("xen")).render_hooks()
+    with pytest.raises(RenderHookError, match=r"plugin sloppy's .* render hook left the .* of (demo|box) unwritable"):
+        if hook == "render_xl":
+            render_xl_cfg(parse_spec(SPEC), XenContext(hooks=hooks.xl))
+        else:
+            render_config(parse_spec(CONTAINER), Path("/srv/box"), hooks=hooks.oci)
+
+
+def test_a_vmadm_hook_may_not_rewrite_vmhosts_record_in_internal_metadata():
+    def forge(self, spec, payload):
+        payload["internal_metadata"]["vmhost:owner"] = "/elsewhere"
+
+    hooks = check(plugin("forger", render_vmadm=forge), config=on("smartos")).render_hooks()
+    with pytest.raises(RenderHookError, match=r"plugin forger's vmadm payload render hook") as failure:
+        render_payload(parse_spec(SPEC), "bhyve", owner="/data", hooks=hooks.vmadm)
+    assert "vmhost's record" in str(failure.value.detail)
+
+
+def test_a_hook_raising_is_named_with_its_renderer():
+    def boom(self, spec, cfg):
+        raise KeyError("vif")
+
+    hooks = check(plugin("boom", render_xl=boom), config=on("xen")).render_hooks()
+    with pytest.raises(RenderHookError, match=r"plugin boom's xl\.cfg render hook failed for demo"):
+        render_xl_cfg(parse_spec(SPEC), XenContext(hooks=hooks.xl))
+
+
+@pytest.mark.parametrize(("vm_driver", "needed"), [("xen", "render_xl"), ("smartos", "render_vmadm")])
+def test_a_plugin_whose_render_hook_cannot_apply_on_this_host_is_refused_with_the_reason(vm_driver, needed):
+    loaded = check(plugin("watchdog", render=lambda self, spec, domain: None), config=on(vm_driver))
+    status = loaded.statuses[0]
+    assert status.state == "refused"
+    assert status.reason == (
+        f"its render hook (render) cannot apply here: this host's {vm_driver} driver renders through {needed}"
+    )
+    assert loaded.enabled == [] and loaded.render_hooks().libvirt == ()
+
+
+def test_a_plugin_with_a_hook_for_this_hosts_renderer_loads_and_only_that_hook_applies_here():
+    both = plugin("both", render=lambda self, spec, domain: None, render_xl=lambda self, spec, cfg: None)
+    for vm_driver in ("libvirt", "xen"):
+        assert [p.name for p in check(both, config=on(vm_driver)).enabled] == ["both"]
+    assert check(both, config=on("smartos")).statuses[0].state == "refused"
+    containers_only = plugin("containers", render_oci=lambda self, spec, config: None)
+    assert check(containers_only, config=on("smartos")).statuses[0].state == "enabled"

@@ -3,14 +3,13 @@
 Each case renders a spec and compares the result byte for byte with tests/unit/golden/<case>.xml. After an
 intended change to the renderer, regenerate the files and review the diff:
 
-    VMHOST_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_render_golden.py
+    .venv/bin/pytest tests/unit/test_render_golden.py --regenerate-golden
 
 Every golden document must also pass libvirt's RelaxNG schema, and (integration) be accepted by a real
 libvirtd through `defineXML` with validation.
 """
 
 import contextlib
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from tests.conftest import Golden
 from vmhost.render.libvirt import RenderContext, domain_xml, read_metadata, render_domain, validate_domain_xml
 from vmhost.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("VMHOST_REGENERATE_GOLDEN") == "1"
 LOG = "/var/log/vmhost/console/{}.log"
 
 
@@ -287,14 +286,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_golden(case: str) -> None:
+def test_golden(case: str, golden: Golden) -> None:
     data, context = CASES[case]
     spec, render_ctx = parse_spec(dict(data)), RenderContext(**context)
     rendered = domain_xml(spec, render_ctx)
     path = GOLDEN / f"{case}.xml"
-    if REGENERATE:
-        path.write_text(rendered)
-    assert rendered == path.read_text(), f"{case}: regenerate with VMHOST_REGENERATE_GOLDEN=1 and review the diff"
+    golden(path, rendered)
     assert validate_domain_xml(render_domain(spec, render_ctx)) == []
 
 

@@ -5,24 +5,23 @@ spec field added (test_the_record_in_internal_metadata_is_the_spec_and_owner cov
 
 After an intended change to the renderer, regenerate and review the diff:
 
-    VMHOST_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_render_vmadm.py
+    .venv/bin/pytest tests/unit/test_render_vmadm.py --regenerate-golden
 
 Every golden payload must also pass vmhost's own `vmadm validate` rules (vmhost/dialects/vmadm).
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import Golden
 from vmhost.dialects.vmadm import validate_payload
 from vmhost.render.vmadm import payload_json, problems, render_payload
 from vmhost.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "vmadm"
-REGENERATE = os.environ.get("VMHOST_REGENERATE_GOLDEN") == "1"
 IMAGE = "/dev/zvol/rdsk/zones/5cf2ad7a-e9d1-4a3c-9c1b-0a5f0b8b3a11"
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -72,15 +71,13 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_golden(case: str) -> None:
+def test_golden(case: str, golden: Golden) -> None:
     brand, document = CASES[case]
     spec = parse_spec(dict(document))
     assert problems(spec, brand) == []  # type: ignore[arg-type]
     rendered = payload_json(render_payload(spec, brand))  # type: ignore[arg-type]
     path = GOLDEN / f"{case}.json"
-    if REGENERATE:
-        path.write_text(rendered)
-    assert rendered == path.read_text(), f"{case}: regenerate with VMHOST_REGENERATE_GOLDEN=1 and review the diff"
+    golden(path, rendered)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

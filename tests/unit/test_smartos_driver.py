@@ -13,13 +13,14 @@ import pytest
 
 from tests.smartos_standin import EXECUTABLE, Standin
 from vmhost.config import HostConfig
-from vmhost.drivers.base import DomainState, Resources
+from vmhost.drivers.base import DomainState, DomainStats, Resources
 from vmhost.drivers.smartos import VmadmDriver
 from vmhost.drivers.smartos.driver import parse_list
 from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, HookContext, Phase
-from vmhost.errors import HypervisorError, NotFound, VmhostError
+from vmhost.errors import HypervisorError, NotFound, Unsupported, VmhostError
 from vmhost.spec import SpecError, parse_spec
+from vmhost.spec.units import MiB
 
 UUID = "00000000-0000-4000-8000-0000000000aa"
 
@@ -227,12 +228,20 @@ def test_vmadm_errors_carry_its_stderr(driver: VmadmDriver) -> None:
     assert missing.value.detail == f"zoneadm: {UUID}: No such zone configured"
 
 
-def test_pause_and_live_disk_changes_are_unsupported(engine: Engine, driver: VmadmDriver) -> None:
+def test_pause_and_pci_passthrough_are_refused(engine: Engine, driver: VmadmDriver) -> None:
     engine.create(spec())
-    with pytest.raises(VmhostError, match="no paused state"):
+    with pytest.raises(Unsupported, match="the smartos driver does not support pause") as refused:
         driver.pause("web")
-    with pytest.raises(VmhostError, match="bhyve passthrough"):
+    assert refused.value.detail == "vmadm has no paused state"
+    with pytest.raises(Unsupported, match="the smartos driver does not support pci-passthrough") as refused:
         driver.reserve_pci("0000:03:00.0")
+    assert "bhyve passthrough is not rendered" in str(refused.value.detail)
+
+
+def test_stats_and_graphics_ports_are_what_vmadm_knows(engine: Engine, driver: VmadmDriver) -> None:
+    engine.create(spec(graphics={"type": "vnc", "port": 5901}), start=True)
+    assert driver.domain_stats() == [DomainStats("web", DomainState.RUNNING, vcpus=1, memory_bytes=512 * MiB)]
+    assert driver.graphics_ports("web") == {"vnc": 5901}
 
 
 def test_a_spec_the_payload_cannot_carry_is_refused_before_anything_is_made(engine: Engine, standin: Standin) -> None:

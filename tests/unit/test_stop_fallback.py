@@ -10,7 +10,7 @@ import pytest
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
-from vmhost.engine import Engine, lifecycle
+from vmhost.engine import Engine, stopping
 from vmhost.errors import HypervisorError
 
 
@@ -39,8 +39,8 @@ class StubbornDriver:
 
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
-    monkeypatch.setattr(lifecycle, "FORCED_STOP_WAIT", 0.2)
-    monkeypatch.setattr(lifecycle.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(stopping, "FORCED_STOP_WAIT", 0.2)
+    monkeypatch.setattr(stopping.time, "sleep", lambda _seconds: None)
 
 
 def engine_with(driver: StubbornDriver, tmp_path: Path) -> Engine:
@@ -49,12 +49,12 @@ def engine_with(driver: StubbornDriver, tmp_path: Path) -> Engine:
 
 def test_stop_kills_the_qemu_process_when_destroy_keeps_failing(tmp_path):
     driver = StubbornDriver(kill_works=True)
-    assert engine_with(driver, tmp_path)._stop_domain("vm", force=True, deadline=0) == "killed-process"
+    assert stopping.stop_domain(engine_with(driver, tmp_path).core, "vm", force=True, deadline=0) == "killed-process"
     assert driver.calls == ["destroy", "destroy", "destroy", "kill"]
 
 
 def test_stop_reports_what_it_tried_when_nothing_works(tmp_path):
     driver = StubbornDriver(kill_works=False)
     with pytest.raises(HypervisorError, match="still running after 3 forced stops and a kill") as failure:
-        engine_with(driver, tmp_path)._stop_domain("vm", force=True, deadline=0)
+        stopping.stop_domain(engine_with(driver, tmp_path).core, "vm", force=True, deadline=0)
     assert failure.value.detail == "cannot acquire state change lock"

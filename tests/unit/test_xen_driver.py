@@ -7,20 +7,20 @@ assert the exact sequences. Nothing here touches a live Xen host.
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.eventually import eventually
 from tests.unit.xen_standin import StandIn
 from vmhost.config import HostConfig
-from vmhost.drivers.base import DomainState, Resources
+from vmhost.drivers.base import ConsoleStream, DomainState, DomainStats, Resources
 from vmhost.drivers.xen import XlDriver
-from vmhost.engine import Engine, lifecycle
+from vmhost.engine import Engine, stopping
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unsupported
 from vmhost.spec import SpecError, parse_spec
 from vmhost.spec.units import MiB
 
@@ -30,7 +30,7 @@ PCI = "0000:03:00.0"
 
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle, "FORCED_STOP_WAIT", 2.0)
+    monkeypatch.setattr(stopping, "FORCED_STOP_WAIT", 2.0)
 
 
 @pytest.fixture
@@ -69,13 +69,6 @@ def web(**changes: Any) -> dict[str, Any]:
         "nics": [{"type": "bridge", "source": BRIDGE, "mac": "00:16:3e:00:00:01"}],
         **changes,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.05)
 
 
 def config_path(engine: Engine, name: str = "web") -> str:
@@ -205,7 +198,7 @@ def test_pause_resume_reboot_reset_and_kill_use_xls_subcommands(engine: Engine, 
     engine.pause("web")
     engine.resume("web")
     engine.reboot("web")
-    wait_for(lambda: standin.boots("web") == 2 and engine.driver.state("web") == DomainState.RUNNING)
+    eventually(lambda: standin.boots("web") == 2 and engine.driver.state("web") == DomainState.RUNNING, 15, 0.05)
     engine.reboot("web", force=True)
     engine.kill("web")
     assert standin.argvs() == [
@@ -252,7 +245,9 @@ def test_states_info_and_stats_come_from_xl_list(engine: Engine, driver: XlDrive
     )
     assert info.pid is None
     assert [i.name for i in driver.list_owned()] == ["web"]
-    assert driver.bulk_stats() == [{"name": "web", "cpu.time": 0, "balloon.current": 256 * 1024, "vcpu.current": 2}]
+    assert driver.domain_stats() == [
+        DomainStats("web", DomainState.RUNNING, cpu_seconds=0.0, vcpus=2, memory_bytes=256 * MiB)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -306,6 +301,13 @@ def test_host_info_comes_from_xl_info(driver: XlDriver) -> None:
     )
 
 
+def test_host_facts_come_from_xl_info_with_xens_version(driver: XlDriver) -> None:
+    """The stand-in prints no cpu_mhz or cores_per_socket (real xl does): unknown speed, one socket."""
+    facts = driver.host_facts()
+    assert (facts.cpus, facts.cpu_mhz, facts.cpu_sockets, facts.memory_total) == (8, 0, 1, 16384 * MiB)
+    assert facts.versions == {"xen": "4.17.7"}
+
+
 def test_host_problems_name_missing_bridges_devices_and_what_xl_cannot_express(driver: XlDriver) -> None:
     spec = parse_spec(
         web(
@@ -351,7 +353,7 @@ def test_starting_a_running_vm_twice_is_a_conflict(engine: Engine, driver: XlDri
 def test_hot_plugging_disks_is_refused_plainly(engine: Engine, driver: XlDriver, tmp_path: Path) -> None:
     engine.create(web(), start=True)
     spec = parse_spec(web())
-    with pytest.raises(VmhostError, match="not supported on the xen driver"):
+    with pytest.raises(Unsupported, match="the xen driver does not support disk-hotplug"):
         driver.attach_disk(spec, Resources(console_log=tmp_path / "c.log"), "xvdb")
 
 
@@ -364,17 +366,25 @@ def test_pci_reservation_failures_carry_xls_words(driver: XlDriver, standin: Sta
 # ---- console ---------------------------------------------------------------------------------------
 
 
+def read_console_until(console: ConsoleStream, marker: bytes, timeout: float = 15.0) -> bytes:
+    seen = bytearray()
+
+    def arrived() -> bool:
+        seen.extend(console.read(0.5))
+        assert marker in seen, bytes(seen[-1500:])
+        return True
+
+    eventually(arrived, timeout, 0.0, f"{marker!r} on the console")
+    return bytes(seen)
+
+
 def test_console_runs_xl_console_on_a_pty(engine: Engine, standin: StandIn) -> None:
     engine.create(web(), start=True)
     console = engine.open_console("web")
     try:
-        received = b""
-        while b"stand-in console of web" not in received:
-            received += console.read(5.0)
+        read_console_until(console, b"stand-in console of web", timeout=15)
         console.write(b"ping\n")
-        received = b""
-        while b"ping" not in received:
-            received += console.read(5.0)
+        read_console_until(console, b"ping", timeout=15)
     finally:
         console.close()
     assert ["console", "web"] in standin.argvs()

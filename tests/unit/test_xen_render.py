@@ -3,12 +3,11 @@ see tests/unit/xlutil.py) exactly as xl reads it, and what the parser reads back
 
 Goldens live in tests/unit/golden/xen/<case>.cfg; after an intended renderer change regenerate and review:
 
-    VMHOST_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_xen_render.py
+    .venv/bin/pytest tests/unit/test_xen_render.py --regenerate-golden
 """
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, reject, settings
 
+from tests.conftest import Golden
 from tests.unit import xlutil
 from tests.unit.strategies import context_for, spec_dicts
 from vmhost.render.xen import XenContext, problems, render_xl_cfg
@@ -27,7 +27,6 @@ from vmhost.spec.units import MiB
 
 GOLDEN = Path(__file__).parent / "golden" / "xen"
 EXAMPLES = Path(__file__).parents[2] / "examples"
-REGENERATE = os.environ.get("VMHOST_REGENERATE_GOLDEN") == "1"
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RATE_INTERVAL_USECS = 50_000
 """xl-network-configuration(5): the default rate interval is 50ms."""
@@ -310,15 +309,12 @@ def test_ctypes_structs_match_the_installed_headers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_golden(case: str, xlu: xlutil.Libxlutil) -> None:
+def test_golden(case: str, xlu: xlutil.Libxlutil, golden: Golden) -> None:
     data, ctx = CASES[case]
     spec = parse_spec(copy.deepcopy(data))
     rendered = render_xl_cfg(spec, ctx)
     path = GOLDEN / f"{case}.cfg"
-    if REGENERATE:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(rendered)
-    assert rendered == path.read_text(), f"{case}: regenerate with VMHOST_REGENERATE_GOLDEN=1 and review the diff"
+    golden(path, rendered)
     with xlu.config(rendered, f"{case}.cfg") as config:
         assert_reads_back(config, spec, ctx)
         assert config.report() == "", "libxlutil warned about the rendered file"

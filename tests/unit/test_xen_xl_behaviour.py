@@ -3,17 +3,19 @@ real Engine and XlDriver against the stand-in `xl`, which follows xl's and libxl
 tests/standin_sources.md). Item 1 (all-digit names) is in tests/security/test_xen_digit_names.py."""
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_xen_driver import BRIDGE, config_path, driver, engine, standin, sysfs, wait_for, web
+from tests.eventually import eventually
+from tests.unit.test_xen_driver import BRIDGE, config_path, driver, engine, read_console_until, standin, sysfs, web
 from tests.unit.xen_standin import StandIn
 from vmhost.drivers.base import DomainEvent, DomainEventKind
 from vmhost.drivers.polling import PollingEventSource
 from vmhost.drivers.xen import XlDriver
-from vmhost.engine import Engine, lifecycle
+from vmhost.engine import Engine, stopping
 from vmhost.errors import Conflict, HypervisorError
 from vmhost.spec.units import MiB
 
@@ -22,7 +24,7 @@ __all__ = ["driver", "engine", "standin", "sysfs"]
 
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle, "FORCED_STOP_WAIT", 2.0)
+    monkeypatch.setattr(stopping, "FORCED_STOP_WAIT", 2.0)
 
 
 def pvh(engine: Engine, **changes: object) -> dict[str, object]:
@@ -67,7 +69,7 @@ def test_a_forced_reboot_destroys_and_creates_the_domain_again(engine: Engine, s
     engine.reboot("web", force=True)
     assert standin.domains()["web"]["domid"] != before
     assert standin.argvs() == [["destroy", "web"], ["create", "-p", config_path(engine)], ["unpause", "web"]]
-    wait_for(lambda: standin.boots("web") == 2)
+    eventually(lambda: standin.boots("web") == 2, 15, 0.05)
     assert engine.get("web")["state"] == "running"
 
 
@@ -94,7 +96,7 @@ def test_the_standin_ignores_a_reset_trigger_as_xl_does(standin: StandIn, driver
 
 def test_a_guest_reboot_is_neither_a_poweroff_nor_a_reason_to_restart(engine: Engine, standin: StandIn) -> None:
     engine.create(web(restart_policy="always"), start=True)
-    wait_for(lambda: standin.boots("web") == 1)
+    eventually(lambda: standin.boots("web") == 1, 15, 0.05)
     events: list[DomainEvent] = []
     seen: set[str] = set()
 
@@ -103,16 +105,19 @@ def test_a_guest_reboot_is_neither_a_poweroff_nor_a_reason_to_restart(engine: En
         engine.on_domain_event(event)
 
     source = PollingEventSource(engine.driver, interval=0.1)
-    source.start(sink, lambda: None, lambda _reason: None)
+    connected = threading.Event()
+    source.start(sink, connected.set, lambda _reason: None)
     try:
-        time.sleep(0.3)
+        assert connected.wait(5), "the poller took its first snapshot"
         before = standin.domains()["web"]["domid"]
         engine.driver.request_reboot("web")
-        deadline = time.monotonic() + 15
-        while not (standin.boots("web") == 2 and engine.get("web")["state"] == "running"):
-            assert time.monotonic() < deadline, f"the reboot never completed: {events}"
+
+        def rebooted() -> bool:
             seen.add(engine.get("web")["state"])
-            time.sleep(0.05)
+            assert standin.boots("web") == 2 and engine.get("web")["state"] == "running", f"events: {events}"
+            return True
+
+        eventually(rebooted, 15, 0.05, "the reboot completed")
     finally:
         source.stop()
     assert standin.domains()["web"]["domid"] != before
@@ -125,7 +130,7 @@ def test_a_stop_between_the_halves_of_a_guest_reboot_keeps_it_off(engine: Engine
     """The domain is gone and xl's monitor is about to create it again: the stop must end that monitor."""
     engine.create(web(), start=True)
     engine.driver.request_reboot("web")
-    wait_for(lambda: "web" not in standin.domains())
+    eventually(lambda: "web" not in standin.domains(), 15, 0.05)
     assert engine.stop("web", timeout=0.5).method == "forced"
     time.sleep(3)
     assert "web" not in standin.domains()
@@ -211,9 +216,7 @@ def test_a_second_console_client_is_told_the_console_is_busy(engine: Engine) -> 
     engine.create(web(), start=True)
     first = engine.open_console("web")
     try:
-        received = b""
-        while b"stand-in console of web" not in received:
-            received += first.read(5.0)
+        read_console_until(first, b"stand-in console of web", timeout=15)
         with pytest.raises(Conflict, match="the console of web is busy") as busy:
             engine.open_console("web")
         assert "Could not lock" in str(busy.value.detail)

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from vmhost.api.zstack.convert import (
+from vmhost.api.zstack.handlers import replacement_patch
+from vmhost.dialects.zstack import (
     data_volume_disk,
     fallback_name,
     source_identity,
@@ -13,7 +14,6 @@ from vmhost.api.zstack.convert import (
     vm_uuid,
     zstack_uuid,
 )
-from vmhost.api.zstack.handlers import replacement_patch
 from vmhost.engine.merge import merge_patch
 from vmhost.spec import SpecError, parse_spec
 

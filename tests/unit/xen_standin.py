@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.eventually import eventually
+
 STANDIN_DIR = Path(__file__).parents[1] / "xen_standin"
 QUERIES = {"list", "info", "domid"}
 """Read-only subcommands, left out of argv sequences that assert what was done."""
@@ -103,10 +105,12 @@ class StandIn:
             crashed["shutdown"] = 3
         if crashed["on_crash"] == "preserve":
             return
-        deadline = time.monotonic() + timeout
-        while any(d.get("domid") == crashed["domid"] for d in self.domains().values()):
-            assert time.monotonic() < deadline, f"no monitor acted on the crash of {name}"
-            time.sleep(0.05)
+        eventually(
+            lambda: all(d.get("domid") != crashed["domid"] for d in self.domains().values()),
+            timeout,
+            0.05,
+            f"a monitor acted on the crash of {name}",
+        )
 
     def monitors(self) -> list[int]:
         """The pids of the stand-in's live per-domain monitors."""

@@ -3,9 +3,17 @@
 from typing import Any
 
 from vmhost.engine.hooks import HookFailed, PostHookFailed
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
-from vmhost.render.libvirt.hooks import RenderHookError
-from vmhost.spec import Problem, SpecError
+from vmhost.errors import (
+    Conflict,
+    HostResourceError,
+    HypervisorError,
+    NotFound,
+    RenderHookError,
+    Unavailable,
+    Unsupported,
+    VmhostError,
+)
+from vmhost.spec import SpecError
 
 STATUS: list[tuple[type[Exception], int]] = [
     (SpecError, 422),
@@ -17,6 +25,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (HostResourceError, 409),
     (HypervisorError, 502),
     (Unavailable, 503),
+    (Unsupported, 501),
     (VmhostError, 400),
 ]
 
@@ -34,21 +43,9 @@ def error_body(exc: Exception) -> dict[str, Any]:
             "message": f"invalid spec ({count} problem{'s' if count != 1 else ''})",
             "details": [{"path": p.path, "message": p.message} for p in exc.problems],
         }
+    if isinstance(exc, Unsupported):
+        details = {"driver": exc.driver, "capability": exc.capability, "hint": exc.detail}
+        return {"code": exc.code, "message": exc.message, "details": details}
     if isinstance(exc, VmhostError):
         return {"code": exc.code, "message": exc.message, "details": exc.detail}
     return {"code": "internal", "message": f"internal error ({type(exc).__name__}); see the agent log", "details": None}
-
-
-def error_from_body(body: dict[str, Any]) -> Exception:
-    """The inverse, for the client: the same exception types the local engine raises."""
-    code, message, details = body.get("code"), body.get("message", "error"), body.get("details")
-    if code == "invalid_spec":
-        return SpecError([Problem(d["path"], d["message"]) for d in details or []])
-    kinds: dict[str, type[VmhostError]] = {
-        "not_found": NotFound,
-        "conflict": Conflict,
-        "host_resource": HostResourceError,
-        "hypervisor": HypervisorError,
-        "unavailable": Unavailable,
-    }
-    return kinds.get(str(code), VmhostError)(message, details if isinstance(details, str) else None)

@@ -1,36 +1,31 @@
-"""Prometheus metrics: per-VM numbers from libvirt's bulk stats at scrape time, plus the agent's own."""
+"""Prometheus metrics: per-VM numbers from the drivers' typed statistics at scrape time, plus the agent's own."""
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vmhost.drivers.base import DiskIO, DomainStats, NicIO
 from vmhost.engine import Engine
 from vmhost.engine.states import VmState
 
-_BLOCK = {"rd.bytes": "read_bytes", "wr.bytes": "write_bytes", "rd.reqs": "read_requests", "wr.reqs": "write_requests"}
-_NET = {
-    "rx.bytes": "receive_bytes",
-    "tx.bytes": "transmit_bytes",
-    "rx.pkts": "receive_packets",
-    "tx.pkts": "transmit_packets",
-}
+DISK_COUNTERS = ("read_bytes", "write_bytes", "read_requests", "write_requests")
+NIC_COUNTERS = ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets")
 
 
 class VmCollector(Collector):
-    """One bulk hypervisor call per scrape (domainListGetStats with NOWAIT), never one call per VM."""
+    """One bulk statistics call per scrape (libvirt: domainListGetStats with NOWAIT), never one call per VM."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
         yield self._states()
-        stats = self.engine.driver.bulk_stats()
-        yield from self._cpu_and_memory(stats)
-        yield from self._devices(stats, "block", ["vm", "device"], _BLOCK, "vmhost_vm_block_{}_total")
-        yield from self._devices(stats, "net", ["vm", "interface"], _NET, "vmhost_vm_network_{}_total")
+        stats = self.engine.driver.domain_stats()
+        yield from _cpu_and_memory(stats)
+        yield from _devices(stats, _disks, "device", DISK_COUNTERS, "block")
+        yield from _devices(stats, _nics, "interface", NIC_COUNTERS, "network")
 
     def _states(self) -> Metric:
         family = GaugeMetricFamily("vmhost_vm_state", "1 for the state each VM is in", labels=["vm", "uuid", "state"])
@@ -39,40 +34,48 @@ class VmCollector(Collector):
                 family.add_metric([record.name, record.uuid, candidate.value], 1.0 if candidate == state else 0.0)
         return family
 
-    @staticmethod
-    def _cpu_and_memory(stats: list[dict[str, Any]]) -> Iterator[Metric]:
-        cpu = CounterMetricFamily("vmhost_vm_cpu_seconds", "CPU time used by the VM", labels=["vm"])
-        vcpus = GaugeMetricFamily("vmhost_vm_vcpus", "vCPUs online", labels=["vm"])
-        memory = GaugeMetricFamily("vmhost_vm_memory_bytes", "Memory given to the guest (balloon)", labels=["vm"])
-        rss = GaugeMetricFamily("vmhost_vm_memory_rss_bytes", "Host memory the VM's QEMU uses", labels=["vm"])
-        for entry in stats:
-            name = entry["name"]
-            if "cpu.time" in entry:
-                cpu.add_metric([name], entry["cpu.time"] / 1e9)
-            if "vcpu.current" in entry:
-                vcpus.add_metric([name], entry["vcpu.current"])
-            if "balloon.current" in entry:
-                memory.add_metric([name], entry["balloon.current"] * 1024)
-            if "balloon.rss" in entry:
-                rss.add_metric([name], entry["balloon.rss"] * 1024)
-        yield from (cpu, vcpus, memory, rss)
 
-    @staticmethod
-    def _devices(
-        stats: list[dict[str, Any]], group: str, labels: list[str], names: dict[str, str], template: str
-    ) -> Iterator[Metric]:
-        families = {
-            key: CounterMetricFamily(template.format(metric).removesuffix("_total"), f"{group} {metric}", labels=labels)
-            for key, metric in names.items()
-        }
-        for entry in stats:
-            for index in range(int(entry.get(f"{group}.count", 0))):
-                device = entry.get(f"{group}.{index}.name", str(index))
-                for key, family in families.items():
-                    value = entry.get(f"{group}.{index}.{key}")
-                    if value is not None:
-                        family.add_metric([entry["name"], device], value)
-        yield from families.values()
+def _cpu_and_memory(stats: list[DomainStats]) -> Iterator[Metric]:
+    cpu = CounterMetricFamily("vmhost_vm_cpu_seconds", "CPU time used by the VM", labels=["vm"])
+    vcpus = GaugeMetricFamily("vmhost_vm_vcpus", "vCPUs online", labels=["vm"])
+    memory = GaugeMetricFamily("vmhost_vm_memory_bytes", "Memory given to the guest (balloon)", labels=["vm"])
+    rss = GaugeMetricFamily("vmhost_vm_memory_rss_bytes", "Host memory the VM's QEMU uses", labels=["vm"])
+    for entry in stats:
+        for family, value in ((cpu, entry.cpu_seconds), (vcpus, entry.vcpus), (memory, entry.memory_bytes)):
+            if value is not None:
+                family.add_metric([entry.name], value)
+        if entry.rss_bytes is not None:
+            rss.add_metric([entry.name], entry.rss_bytes)
+    yield from (cpu, vcpus, memory, rss)
+
+
+def _disks(entry: DomainStats) -> Sequence[DiskIO | NicIO]:
+    return entry.disks
+
+
+def _nics(entry: DomainStats) -> Sequence[DiskIO | NicIO]:
+    return entry.nics
+
+
+def _devices(
+    stats: list[DomainStats],
+    devices: Callable[[DomainStats], Sequence[DiskIO | NicIO]],
+    label: str,
+    counters: Sequence[str],
+    group: str,
+) -> Iterator[Metric]:
+    """vmhost_vm_<group>_<counter>_total{vm, <label>} for every counter a device reports."""
+    families = {
+        counter: CounterMetricFamily(f"vmhost_vm_{group}_{counter}", f"{group} {counter}", labels=["vm", label])
+        for counter in counters
+    }
+    for entry in stats:
+        for device in devices(entry):
+            for counter, family in families.items():
+                value = getattr(device, counter)
+                if value is not None:
+                    family.add_metric([entry.name, getattr(device, label)], value)
+    yield from families.values()
 
 
 def registry_for(engine: Engine) -> CollectorRegistry:

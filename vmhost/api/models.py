@@ -31,7 +31,9 @@ class OperationView(BaseModel):
     id: str
     kind: str
     vm: str | None
-    state: str = Field(description="pending | running | succeeded | failed")
+    state: str = Field(
+        description="pending | running | succeeded | failed | completed by recovery | rolled back by recovery"
+    )
     progress: str
     result: Any = None
     error: ErrorBody | None = None
@@ -63,6 +65,9 @@ class HostView(BaseModel):
     memory_available: int
     accel: str
     drivers: list[str]
+    capabilities: dict[str, list[str]] = Field(
+        description="Driver -> what it can do beyond define/start/stop/delete (pause, reboot, console, ...)."
+    )
     vms: int
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +21,9 @@ from prometheus_client import Counter, Histogram
 
 from vmhost.api.errors import error_body, status_of
 from vmhost.config import HostConfig
+from vmhost.engine import steps
 from vmhost.errors import Conflict, NotFound, VmhostError
+from vmhost.store.sqlite import OperationRecord
 
 log = logging.getLogger("vmhost.operations")
 
@@ -45,6 +47,17 @@ class OpState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    COMPLETED_BY_RECOVERY = steps.COMPLETED_BY_RECOVERY
+    ROLLED_BACK_BY_RECOVERY = steps.ROLLED_BACK_BY_RECOVERY
+    """The agent died inside it; at the next start, recovery finished or undid it (see `progress`)."""
+
+
+class Journal(Protocol):
+    """Where finished operations outlive the agent (the engine's store)."""
+
+    def operations_of_request(self, request: str) -> list[OperationRecord]: ...
+
+    def recent_requests(self, limit: int) -> list[str]: ...
 
 
 @dataclass
@@ -187,7 +200,14 @@ def _address(host: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
 class Operations:
     """At most one operation per VM at a time (a second gets 409); different VMs run in parallel."""
 
-    def __init__(self, workers: int = 16, history: int = 1000, callback_limit: int = CALLBACK_QUEUE_LIMIT):
+    def __init__(
+        self,
+        workers: int = 16,
+        history: int = 1000,
+        callback_limit: int = CALLBACK_QUEUE_LIMIT,
+        journal: Journal | None = None,
+    ):
+        self._journal = journal
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op")
         self._callbacks = BoundedPool(4, callback_limit, "callback")
         self._lock = threading.Lock()
@@ -230,12 +250,43 @@ class Operations:
         with self._lock:
             operation = self._all.get(operation_id)
         if operation is None:
+            operation = self._journaled(operation_id)
+        if operation is None:
             raise NotFound(f"no operation {operation_id}")
         return operation
 
     def recent(self, limit: int = 100) -> list[Operation]:
+        """This agent's operations, then those an earlier agent journaled (newest first)."""
         with self._lock:
-            return list(self._all.values())[-limit:][::-1]
+            kept = list(self._all.values())[-limit:][::-1]
+        known = {operation.id for operation in kept}
+        requests = self._journal.recent_requests(limit) if self._journal else []
+        earlier = [self._journaled(request) for request in requests if request not in known]
+        merged = kept + [operation for operation in earlier if operation is not None]
+        return sorted(merged, key=lambda operation: operation.created_at, reverse=True)[:limit]
+
+    def _journaled(self, operation_id: str) -> Operation | None:
+        """An operation of an earlier agent, rebuilt from the engine's journal (its result is not kept)."""
+        records = self._journal.operations_of_request(operation_id) if self._journal else []
+        if not records:
+            return None
+        first, states = records[0], [record.state for record in records]
+        operation = Operation(id=operation_id, kind=first.kind, vm=first.vm_name, vm_uuid=first.vm_uuid)
+        operation.created_at = operation.started_at = first.started_at
+        operation.finished_at = max((record.finished_at or 0.0) for record in records) or None
+        operation.progress = "; ".join(filter(None, (record.result for record in records)))
+        for state in (OpState.FAILED, OpState.RUNNING, OpState.ROLLED_BACK_BY_RECOVERY, OpState.COMPLETED_BY_RECOVERY):
+            if state.value in states:
+                operation.state = state
+                break
+        else:
+            operation.state = OpState.SUCCEEDED
+        errors = [record.error for record in records if record.error]
+        if errors:
+            operation.error = {"code": "error", "message": errors[0], "details": None}
+        if operation.state != OpState.RUNNING:
+            operation.mark_done()
+        return operation
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -243,6 +294,7 @@ class Operations:
 
     def _run(self, operation: Operation, work: Callable[[], Any]) -> None:
         _current.set(operation)
+        steps.request.set(operation.id)
         operation.state, operation.started_at = OpState.RUNNING, time.time()
         try:
             operation.result = work()

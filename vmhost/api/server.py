@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from vmhost.api import logs
 from vmhost.api.agent import Agent
 from vmhost.api.app import create_app, create_listener_app
-from vmhost.api.auth import TokenAuth, ensure_token
+from vmhost.api.auth import TokenAuth
 from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_event_source
 from vmhost.errors import VmhostError
+from vmhost.host.tokens import ensure_token
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
 
@@ -58,8 +59,8 @@ def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
     engine = build_engine(config, plugins, progress=report_progress)
     ensure_token(config.data_dir)
     auth = TokenAuth(config.data_dir, tuple(config.zstack_trusted_sources))
-    monitor = build_event_source(config, engine.driver)
-    return Agent(config=config, engine=engine, operations=Operations(), auth=auth, monitor=monitor)
+    monitor = build_event_source(config, engine.driver.drivers)
+    return Agent(config=config, engine=engine, operations=Operations(journal=engine), auth=auth, monitor=monitor)
 
 
 def serve(config: HostConfig, listen: Listen) -> None:

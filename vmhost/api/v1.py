@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,12 +10,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocke
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from vmhost import __version__
 from vmhost.api.agent import WAIT_LIMIT, Agent
 from vmhost.api.console import follow_console_log, serve_console
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
 from vmhost.api.operations import CallbackTargets, Operation
-from vmhost.api.zstack.convert import NAME_LABEL
+from vmhost.dialects.zstack import NAME_LABEL
+from vmhost.drivers.report import host_report
 from vmhost.engine import Engine
 from vmhost.engine.events import VmEvent
 from vmhost.engine.lifecycle import GONE
@@ -33,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "no such VM"),
         (409, "busy or conflicting"),
         (422, "invalid input"),
+        (501, "the VM's driver does not support this (details name the driver and the capability)"),
         (502, "the hypervisor failed"),
     )
 }
@@ -239,18 +239,8 @@ def router(agent: Agent) -> APIRouter:
 
     @api.get("/host", response_model=HostView, tags=["host"])
     def host() -> dict[str, Any]:
-        info = engine.driver.host_info()
-        return {
-            "hostname": socket.gethostname(),
-            "agent_version": __version__,
-            "hypervisor": info.hypervisor,
-            "cpus": info.cpus,
-            "memory_total": info.memory_total,
-            "memory_available": info.memory_available,
-            "accel": info.accel,
-            "drivers": list(engine.driver.drivers),
-            "vms": len(engine.store.list_vms()),
-        }
+        """The host's facts and each driver's capabilities (what `vmhost host` prints)."""
+        return host_report(engine.driver, len(engine.list_vms_cached()))
 
     def _state(name: str) -> dict[str, Any]:
         return {"name": name, "state": engine.get(name)["state"]}

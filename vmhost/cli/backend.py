@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from vmhost.drivers.base import ConsoleStream
+from vmhost.drivers.report import host_report
 from vmhost.engine import Engine
 from vmhost.engine.views import summary
 
@@ -34,6 +35,8 @@ class Backend(Protocol):
     def follow_console_log(self, name: str) -> Iterator[bytes]: ...
 
     def open_console(self, name: str) -> ConsoleStream: ...
+
+    def host(self) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -81,3 +84,6 @@ class LocalBackend:
 
     def open_console(self, name: str) -> ConsoleStream:
         return self.engine.open_console(name)
+
+    def host(self) -> dict[str, Any]:
+        return host_report(self.engine.driver, len(self.engine.list_vms_cached()))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from vmhost.api.auth import read_token
+from vmhost.cli import host as host_command
 from vmhost.cli import listing, tokens
 from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach
@@ -18,7 +18,8 @@ from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
 from vmhost.dialects import DIALECTS, to_spec_document, validate_document
 from vmhost.engine.views import select
-from vmhost.errors import VmhostError
+from vmhost.errors import Unsupported, VmhostError
+from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
 from vmhost.spec import SpecError, load_spec_file
@@ -87,6 +88,8 @@ def _errors() -> Iterator[None]:
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+    except Unsupported as exc:
+        _fail(f"{exc.message}: {exc.detail}" if exc.detail else exc.message)
     except VmhostError as exc:
         _fail(exc.message, exc.detail)
 
@@ -369,4 +372,5 @@ def _add_plugin_commands() -> None:
 
 
 app.add_typer(tokens.app, name="token")
+host_command.register(app, _backend, out)
 _add_plugin_commands()

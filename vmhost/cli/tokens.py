@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from vmhost.api import auth
 from vmhost.config import load_config
 from vmhost.errors import VmhostError
+from vmhost.host import tokens as store
 
 app = typer.Typer(help="Agent tokens: rotate the admin token; create, list and revoke further tokens.")
 
@@ -37,7 +37,7 @@ def _errors() -> Iterator[None]:
 def rotate(ctx: typer.Context) -> None:
     """Replace the admin token (data_dir/api-token); the old one is refused from the agent's next request on."""
     with _errors():
-        path = auth.rotate_admin_token(_data_dir(ctx))
+        path = store.rotate_admin_token(_data_dir(ctx))
     typer.echo(f"rotated the admin token in {path}", err=True)
 
 
@@ -50,7 +50,7 @@ def create(
     """Make a token and print it on stdout, this once: only its SHA-256 is stored."""
     name = name or f"token-{secrets.token_hex(3)}"
     with _errors():
-        token = auth.create_token(_data_dir(ctx), name, read_only)
+        token = store.create_token(_data_dir(ctx), name, read_only)
     typer.echo(f"created {'read-only' if read_only else 'admin'} token {name}; it is shown only now", err=True)
     typer.echo(token)
 
@@ -61,7 +61,7 @@ def list_tokens(
 ) -> None:
     """Names, scopes and creation times (the admin token's: when its file last changed); never the tokens."""
     with _errors():
-        rows = auth.list_tokens(_data_dir(ctx))
+        rows = store.list_tokens(_data_dir(ctx))
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -74,5 +74,5 @@ def list_tokens(
 def revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Remove a token; the agent refuses it from its next request on."""
     with _errors():
-        auth.revoke_token(_data_dir(ctx), name)
+        store.revoke_token(_data_dir(ctx), name)
     typer.echo(f"revoked {name}", err=True)

@@ -94,6 +94,58 @@ class DomainInfo:
 
 
 @dataclass(frozen=True)
+class DiskIO:
+    """One disk's counters since its VM started."""
+
+    device: str
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    read_requests: int | None = None
+    write_requests: int | None = None
+
+
+@dataclass(frozen=True)
+class NicIO:
+    """One NIC's counters since its VM started, seen from the guest (receive = into the guest)."""
+
+    interface: str
+    receive_bytes: int | None = None
+    transmit_bytes: int | None = None
+    receive_packets: int | None = None
+    transmit_packets: int | None = None
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """A VM's counters at one moment, in vmhost's units; None where the driver cannot know (metrics leave it out)."""
+
+    name: str
+    state: DomainState = DomainState.OTHER
+    cpu_seconds: float | None = None
+    vcpus: int | None = None
+    """vCPUs online."""
+    memory_bytes: int | None = None
+    """Memory the guest has now (the balloon's current size)."""
+    rss_bytes: int | None = None
+    """Host memory the VM's process uses."""
+    disks: tuple[DiskIO, ...] = ()
+    nics: tuple[NicIO, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a management plane asks of the host beyond HostInfo: CPU topology and speed, software versions."""
+
+    cpus: int
+    cpu_mhz: int
+    """0 when the hypervisor does not say."""
+    cpu_sockets: int
+    memory_total: int
+    versions: Mapping[str, str] = field(default_factory=dict)
+    """Component -> version, e.g. {"libvirt": "9.0.0", "qemu": "7.2.0"} or {"xen": "4.17.1"}."""
+
+
+@dataclass(frozen=True)
 class HostInfo:
     hypervisor: str
     cpus: int
@@ -124,8 +176,15 @@ class Driver(Protocol):
     """One hypervisor. Every method is blocking; names are already validated by the spec."""
 
     kind: str
+    """The driver's name (libvirt, runc, xen, smartos): errors and the capability matrix name it."""
+    capabilities: frozenset[Capability]
+    """What it can do beyond define/start/stop/delete; a method for a capability it lacks raises Unsupported."""
 
     def host_info(self) -> HostInfo: ...
+
+    def host_facts(self) -> HostFacts:
+        """CPU speed and sockets and software versions, for management planes that ask (ZStack's connect)."""
+        ...
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
         """(path, message) for what this host lacks that the spec needs (bridges, networks, devices)."""
@@ -165,8 +224,8 @@ class Driver(Protocol):
 
     def list_owned(self) -> list[DomainInfo]: ...
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
-        """Per-VM counters for metrics, named as libvirt's bulk stats name them (state.state, cpu.time, ...)."""
+    def domain_stats(self) -> list[DomainStats]:
+        """Counters of the vmhost VMs the hypervisor has, for metrics: one bulk call where it offers one."""
         ...
 
     def recorded(self, name: str) -> Recorded | None:
@@ -182,6 +241,10 @@ class Driver(Protocol):
         ...
 
     def open_console(self, name: str) -> ConsoleStream: ...
+
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        """{"vnc": port, "spice": port} of a created VM's remote displays; -1 where none is bound or known yet."""
+        ...
 
     def reserve_pci(self, address: str) -> None: ...
 

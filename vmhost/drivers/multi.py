@@ -7,10 +7,20 @@ VM driver.
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, Driver, HostInfo, Recorded, Resources
-from vmhost.errors import NotFound, VmhostError
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    Driver,
+    HostFacts,
+    HostInfo,
+    Recorded,
+    Resources,
+)
+from vmhost.errors import NotFound, Unsupported, VmhostError
 from vmhost.spec import VMSpec
 
 CONTAINER_DRIVER = "runc"
@@ -23,17 +33,20 @@ def _unknown(_name: str) -> str | None:
 class DriverSet:
     kind = "set"
 
-    def __init__(self, drivers: Mapping[str, Driver], vm_driver: str):
+    def __init__(self, drivers: Mapping[str, Driver], vm_driver: str, locate: Callable[[str], str | None] = _unknown):
         if vm_driver not in drivers:
             raise VmhostError(f"the VM driver {vm_driver} is not among the host's drivers ({', '.join(drivers)})")
         self.drivers = dict(drivers)
         self.vm_driver = vm_driver
-        self.locate: Callable[[str], str | None] = _unknown
-        """Which driver holds the VM of this name, if known (the engine points this at its store)."""
+        self.locate = locate
+        """Which driver holds the VM of this name, if known (the engine's store knows)."""
 
     @classmethod
-    def of(cls, driver: "Driver | DriverSet") -> "DriverSet":
-        return driver if isinstance(driver, DriverSet) else cls({driver.kind: driver}, driver.kind)
+    def of(cls, driver: "Driver | DriverSet", locate: Callable[[str], str | None] = _unknown) -> "DriverSet":
+        """A set over one driver or over a set's drivers, asking `locate` which driver holds a VM."""
+        if isinstance(driver, DriverSet):
+            return cls(driver.drivers, driver.vm_driver, locate)
+        return cls({driver.kind: driver}, driver.kind, locate)
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -59,10 +72,34 @@ class DriverSet:
                     return driver
         return self.drivers[self.vm_driver]
 
+    # ---- capabilities ----------------------------------------------------------------------
+
+    def capabilities_for(self, spec: VMSpec) -> frozenset[Capability]:
+        """What the driver that would run this spec (by its kind) can do."""
+        return self.for_spec(spec).capabilities
+
+    def capabilities_of(self, name: str) -> frozenset[Capability]:
+        """What the driver that holds the VM `name` can do."""
+        return self.for_name(name).capabilities
+
+    def require(self, target: VMSpec | str, capability: Capability) -> None:
+        """Unsupported, naming the driver and the capability, unless the driver of `target` (a spec: by its
+        kind; a name: the VM's driver) declares it. Asked before anything is touched."""
+        driver = self.for_spec(target) if isinstance(target, VMSpec) else self.for_name(target)
+        if capability not in driver.capabilities:
+            raise Unsupported(driver.kind, capability.value)
+
+    def capability_matrix(self) -> dict[str, list[str]]:
+        """Driver name -> its capabilities, in Capability's order (GET /v1/host, `vmhost host`)."""
+        return {kind: [c.value for c in Capability if c in d.capabilities] for kind, d in self.drivers.items()}
+
     # ---- by spec ---------------------------------------------------------------------------
 
     def host_info(self) -> HostInfo:
         return self.drivers[self.vm_driver].host_info()
+
+    def host_facts(self) -> HostFacts:
+        return self.drivers[self.vm_driver].host_facts()
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
         kind = self.kind_for(spec)
@@ -130,6 +167,9 @@ class DriverSet:
     def open_console(self, name: str) -> ConsoleStream:
         return self.for_name(name).open_console(name)
 
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        return self.for_name(name).graphics_ports(name)
+
     # ---- every driver ----------------------------------------------------------------------
 
     def states(self) -> dict[str, DomainState]:
@@ -148,8 +188,8 @@ class DriverSet:
             for info in driver.list_owned()
         ]
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
-        return [stats for driver in self.drivers.values() for stats in driver.bulk_stats()]
+    def domain_stats(self) -> list[DomainStats]:
+        return [stats for driver in self.drivers.values() for stats in driver.domain_stats()]
 
     def recorded_by(self, info: DomainInfo) -> Recorded | None:
         """What the driver that listed `info` keeps for it (adoption asks the right hypervisor)."""

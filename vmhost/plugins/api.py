@@ -14,6 +14,8 @@ from lxml import etree
 from pydantic import BaseModel
 
 from vmhost.engine.hooks import HookContext, Phase
+from vmhost.host import commands, files
+from vmhost.render.xen.values import Settings
 from vmhost.spec import VMSpec
 
 if TYPE_CHECKING:
@@ -22,8 +24,12 @@ if TYPE_CHECKING:
 
     from vmhost.api.agent import Agent
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 ENTRY_POINT_GROUP = "vmhost.plugins"
+run_command = commands.run
+"""The core's host command runner (argv list, timeout, missing executable -> Unavailable) for plugins' own tools."""
+atomic_write = files.atomic_write
+"""The core's one writer of state files (temporary file, fsync, rename, fsync of the directory; 0600 by default)."""
 
 LIFECYCLE_METHODS: dict[Phase, str] = {
     Phase.BEFORE_CREATE: "before_create",
@@ -70,6 +76,17 @@ class VmhostPlugin:
 
     def render(self, spec: VMSpec, domain: etree._Element) -> None:
         """Change the libvirt <domain> tree before define; the result must still pass libvirt's schema."""
+
+    def render_xl(self, spec: VMSpec, cfg: Settings) -> None:
+        """Change a Xen VM's xl.cfg settings before define: xl.cfg keys to XlString, XlNumber or XlList values
+        (vmhost.render.xen.values); anything else is refused naming the plugin."""
+
+    def render_vmadm(self, spec: VMSpec, payload: dict[str, Any]) -> None:
+        """Change a SmartOS VM's vmadm payload before `vmadm create`/`update`; it must stay JSON, and vmhost's
+        record in internal_metadata stays as it is."""
+
+    def render_oci(self, spec: VMSpec, config: dict[str, Any]) -> None:
+        """Change a container's OCI config.json (runtime-spec) before define; it must stay JSON."""
 
     # ---- lifecycle (pre-hooks may raise to refuse; post-hooks' errors are reported) -------------------
 

@@ -3,7 +3,7 @@
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
 from vmhost.engine import Engine
-from vmhost.engine.lifecycle import Progress
+from vmhost.engine.core import Progress
 from vmhost.plugins.manager import Plugins
 
 

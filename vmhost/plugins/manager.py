@@ -16,15 +16,16 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vmhost.config import HostConfig
+from vmhost.drivers.select import RenderHooks
 from vmhost.engine.hooks import Hook, HookContext
 from vmhost.plugins.api import API_VERSION, ENTRY_POINT_GROUP, LIFECYCLE_METHODS, Listener, VmhostPlugin, overridden
+from vmhost.render.hooks import DocumentHook
 from vmhost.render.libvirt import RenderHook
 from vmhost.spec import VMSpec, extensions
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
-    from lxml import etree
 
     from vmhost.api.agent import Agent
 
@@ -32,6 +33,8 @@ log = logging.getLogger("vmhost.plugins")
 T = TypeVar("T")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 EXT_PREFIX = "/ext"
+VM_RENDER_HOOK = {"libvirt": "render", "xen": "render_xl", "smartos": "render_vmadm"}
+"""The VmhostPlugin method that changes what each VM driver renders (render_oci: containers, on every host)."""
 
 
 @dataclass
@@ -61,7 +64,8 @@ def compatible(api_version: str) -> str | None:
 
 def hook_kinds(plugin: VmhostPlugin) -> list[str]:
     kinds = ["spec"] if plugin.spec_model is not None else []
-    methods = ["render", *LIFECYCLE_METHODS.values(), "router", "dialect_router", "listeners", "cli"]
+    methods = [*VM_RENDER_HOOK.values(), "render_oci", *LIFECYCLE_METHODS.values()]
+    methods += ["router", "dialect_router", "listeners", "cli"]
     return kinds + [method for method in methods if overridden(plugin, method)]
 
 
@@ -103,8 +107,19 @@ class Plugins:
             if plugin.spec_model is not None:
                 extensions.register(plugin.name, plugin.spec_model)
 
-    def render_hooks(self) -> tuple[RenderHook, ...]:
-        return tuple(RenderHook(p.name, partial(self._render, p)) for p in self.enabled if overridden(p, "render"))
+    def render_hooks(self) -> RenderHooks:
+        """Each renderer's hooks in plugin order (a plugin refused after this is skipped at each call)."""
+        return RenderHooks(
+            libvirt=tuple(RenderHook(p.name, partial(self._render, p, "render")) for p in self._having("render")),
+            xl=tuple(DocumentHook(p.name, partial(self._render, p, "render_xl")) for p in self._having("render_xl")),
+            vmadm=tuple(
+                DocumentHook(p.name, partial(self._render, p, "render_vmadm")) for p in self._having("render_vmadm")
+            ),
+            oci=tuple(DocumentHook(p.name, partial(self._render, p, "render_oci")) for p in self._having("render_oci")),
+        )
+
+    def _having(self, method: str) -> list[VmhostPlugin]:
+        return [plugin for plugin in self.enabled if overridden(plugin, method)]
 
     def lifecycle_hooks(self) -> list[Hook]:
         return [
@@ -179,9 +194,9 @@ class Plugins:
         if plugin in self.enabled:
             getattr(plugin, method)(ctx)
 
-    def _render(self, plugin: VmhostPlugin, spec: VMSpec, domain: "etree._Element") -> None:
+    def _render(self, plugin: VmhostPlugin, method: str, spec: VMSpec, document: Any) -> None:
         if plugin in self.enabled:
-            plugin.render(spec, domain)
+            getattr(plugin, method)(spec, document)
 
 
 def _interfaces(plugin: VmhostPlugin, agent: "Agent") -> "tuple[APIRouter | None, APIRouter | None, list[Listener]]":
@@ -213,12 +228,27 @@ def _accept(status: PluginStatus, loaded: Any, config: HostConfig, taken: set[st
     if settings.pop("enabled", True) is False:
         status.state, status.reason = "disabled", "disabled in the config file"
         return None
+    problem = _render_problem(plugin, config.vm_driver)
+    if problem:
+        status.state, status.reason = "refused", problem
+        return None
     try:
         plugin.configure(settings)
     except Exception as exc:
         status.state, status.reason = "refused", f"its settings were refused: {exc}"
         return None
     return plugin
+
+
+def _render_problem(plugin: VmhostPlugin, vm_driver: str) -> str | None:
+    """A plugin that changes what VM drivers render, but not what this host's renders, would do nothing to any VM
+    here without a word: it is refused, naming the hook it lacks."""
+    hooks = [method for method in VM_RENDER_HOOK.values() if overridden(plugin, method)]
+    needed = VM_RENDER_HOOK[vm_driver]
+    if not hooks or needed in hooks:
+        return None
+    named = ", ".join(hooks)
+    return f"its render hook ({named}) cannot apply here: this host's {vm_driver} driver renders through {needed}"
 
 
 def _instance(loaded: Any) -> VmhostPlugin:

@@ -1,14 +1,14 @@
 """Create and inspect disk images with qemu-img (argv lists only)."""
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from vmhost.errors import HostResourceError
-from vmhost.host import files
+from vmhost.host import commands, files
 
 QEMU_IMG = "qemu-img"
+QEMU_IMG_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class ImageInfo:
 
 
 def _run(argv: list[str]) -> str:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
-    except FileNotFoundError:
-        raise HostResourceError("qemu-img is not installed (Debian package qemu-utils)") from None
-    if result.returncode != 0:
-        raise HostResourceError(f"qemu-img {argv[1]} failed", detail=result.stderr.strip())
-    return result.stdout
+    return commands.run(
+        argv,
+        QEMU_IMG_TIMEOUT,
+        translate=lambda done: HostResourceError(f"qemu-img {argv[1]} failed", detail=done.stderr.strip()),
+        missing="qemu-img is not installed (Debian package qemu-utils)",
+        timed_out=lambda: HostResourceError(f"qemu-img {argv[1]} did not finish within {QEMU_IMG_TIMEOUT:g}s"),
+    ).stdout
 
 
 def image_info(path: Path, fmt: str | None = None) -> ImageInfo:

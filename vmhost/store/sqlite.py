@@ -55,6 +55,7 @@ ADDED_COLUMNS = {
     "operations": {
         "steps": "TEXT NOT NULL DEFAULT '[]'",
         "data": "TEXT NOT NULL DEFAULT '{}'",
+        "request": "TEXT",
     },
 }
 
@@ -89,6 +90,9 @@ class OperationRecord:
     error: str
     steps: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    vm_uuid: str | None = None
+    request: str | None = None
+    """The API operation this one ran for: its id keeps answering after an agent restart."""
 
 
 class Store:
@@ -113,6 +117,7 @@ class Store:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
+        self._db.execute("CREATE INDEX IF NOT EXISTS operations_request ON operations(request)")
 
     def _add_missing_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
@@ -190,11 +195,12 @@ class Store:
                 self._listing = (version, [_vm(row) for row in rows])
             return list(self._listing[1])
 
-    def begin_operation(self, vm_name: str, vm_uuid: str | None, kind: str) -> int:
+    def begin_operation(self, vm_name: str, vm_uuid: str | None, kind: str, request: str | None = None) -> int:
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO operations (vm_name, vm_uuid, kind, state, started_at) VALUES (?, ?, ?, 'running', ?)",
-                (vm_name, vm_uuid, kind, time.time()),
+                "INSERT INTO operations (vm_name, vm_uuid, kind, state, started_at, request)"
+                " VALUES (?, ?, ?, 'running', ?, ?)",
+                (vm_name, vm_uuid, kind, time.time(), request),
             )
             return int(cursor.lastrowid or 0)
 
@@ -234,6 +240,22 @@ class Store:
             ).rowcount
         return int(aged + surplus)
 
+    def operations_of_request(self, request: str) -> list[OperationRecord]:
+        """What one API operation ran (a create with start runs a create and a start), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM operations WHERE request = ? ORDER BY id", (request,)).fetchall()
+        return [_operation(row) for row in rows]
+
+    def recent_requests(self, limit: int) -> list[str]:
+        """The newest API operations in the journal, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT request FROM operations WHERE request IS NOT NULL GROUP BY request ORDER BY MAX(id) DESC"
+                " LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [row["request"] for row in rows]
+
     def operations(self, vm_name: str | None = None, limit: int = 50) -> list[OperationRecord]:
         query = "SELECT * FROM operations"
         params: tuple[Any, ...] = ()
@@ -266,6 +288,8 @@ def _operation(row: sqlite3.Row) -> OperationRecord:
         error=row["error"],
         steps=json.loads(row["steps"]),
         data=json.loads(row["data"]),
+        vm_uuid=row["vm_uuid"],
+        request=row["request"],
     )
 
 

@@ -68,7 +68,7 @@ def test_bad_watchdog_errors_name_the_blocks_fields(plugins):
 
 
 def render(plugins: Plugins, document: dict[str, Any]) -> Any:
-    context = RenderContext(accel="tcg", console_log=Path("/tmp/console.log"), hooks=plugins.render_hooks())
+    context = RenderContext(accel="tcg", console_log=Path("/tmp/console.log"), hooks=plugins.render_hooks().libvirt)
     return render_domain(parse_spec(document), context)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vmhost.api.zstack.convert import LOOPBACK, start_vm_spec
+from vmhost.dialects.zstack import LOOPBACK, start_vm_spec
 from vmhost.spec import Problem, SpecError
 from vmhost_ex_start.spec import PLUGIN, ExStartBlock
 

@@ -10,7 +10,7 @@ import pytest
 from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
 from vmhost.engine.hooks import HookContext, Phase
-from vmhost.errors import HostResourceError
+from vmhost.errors import HostResourceError, Unavailable
 from vmhost.plugins import Plugins
 from vmhost.spec import SpecError, extensions, parse_spec
 from vmhost_nic_tuning import NicTuningPlugin
@@ -86,8 +86,8 @@ def test_failing_ethtool_is_an_error_naming_the_command():
         tune("/bin/false", "vnet0", ["gso"])
 
 
-def test_missing_ethtool_says_what_to_install():
-    with pytest.raises(HostResourceError, match="is not installed \\(Debian package ethtool\\)"):
+def test_missing_ethtool_is_unavailable_and_says_what_to_install():
+    with pytest.raises(Unavailable, match="is not installed \\(Debian package ethtool\\)"):
         tune("/nonexistent/ethtool", "vnet0", ["gso"])
 
 

@@ -4,6 +4,7 @@ import subprocess
 from collections.abc import Sequence
 
 from vmhost.errors import HostResourceError
+from vmhost.plugins.api import run_command
 
 TIMEOUT = 10.0
 ALIASES = {
@@ -48,16 +49,18 @@ def parse_features(listing: str) -> dict[str, bool]:
 
 def run(argv: list[str]) -> str:
     """ethtool's stdout; a failure (unknown device or feature, a fixed feature) names the command and its words."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TIMEOUT)  # noqa: S603
-    except FileNotFoundError:
-        raise HostResourceError(f"{argv[0]} is not installed (Debian package ethtool)") from None
-    except subprocess.TimeoutExpired:
-        raise HostResourceError(f"{' '.join(argv)} did not finish within {TIMEOUT:g}s") from None
-    if done.returncode != 0:
-        words = (done.stderr or done.stdout).strip().replace("\n", "; ")
-        raise HostResourceError(f"{' '.join(argv)} failed (exit {done.returncode}): {words}", detail=done.stderr)
-    return done.stdout
+    return run_command(
+        argv,
+        TIMEOUT,
+        translate=_failed,
+        missing=f"{argv[0]} is not installed (Debian package ethtool)",
+        timed_out=lambda: HostResourceError(f"{' '.join(argv)} did not finish within {TIMEOUT:g}s"),
+    ).stdout
+
+
+def _failed(done: "subprocess.CompletedProcess[str]") -> HostResourceError:
+    words = (done.stderr or done.stdout).strip().replace("\n", "; ")
+    return HostResourceError(f"{' '.join(done.args)} failed (exit {done.returncode}): {words}", detail=done.stderr)
 
 
 def features_of(ethtool: str, device: str) -> dict[str, bool]:

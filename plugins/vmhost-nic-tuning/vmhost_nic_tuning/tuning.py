@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vmhost.errors import HostResourceError
+from vmhost.plugins.api import atomic_write
 from vmhost_nic_tuning import ethtool
 
 RECORD_FILE = "nic-tuning.json"
@@ -33,7 +34,7 @@ class TuningRecord:
     devices: list[DeviceTuning] = field(default_factory=list)
 
     def save(self, vm_dir: Path) -> None:
-        (vm_dir / RECORD_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write(vm_dir / RECORD_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
 
 def load_record(vm_dir: Path) -> dict[str, Any] | None:

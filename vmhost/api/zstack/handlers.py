@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from vmhost.api.zstack import convert, hypervisor
+from vmhost.api.zstack import hypervisor
 from vmhost.api.zstack.tasks import Job, Reply
+from vmhost.dialects import zstack as dialect
 from vmhost.engine import Engine
 from vmhost.engine.states import VmState
 from vmhost.errors import Conflict, HostResourceError, NotFound
@@ -63,16 +64,16 @@ def _zstack_state(state: VmState | None) -> str:
 
 
 def is_zstack_vm(record: VmRecord) -> bool:
-    return convert.NAME_LABEL in record.spec.get("labels", {})
+    return dialect.NAME_LABEL in record.spec.get("labels", {})
 
 
 def stop_timeout(cmd: Command, ceiling: float) -> float | None:
     """Seconds; ZStack sends 0 or nothing for "use your default". Above the ceiling is refused, not shortened."""
     value = cmd.get("timeout")
-    if not convert.is_set(value):
+    if not dialect.is_set(value):
         return None
     if value > ceiling:
-        raise convert.Unmappable("timeout", f"must be at most {ceiling:g} seconds (max_stop_timeout); got {value}")
+        raise dialect.Unmappable("timeout", f"must be at most {ceiling:g} seconds (max_stop_timeout); got {value}")
     return float(value)
 
 
@@ -85,7 +86,7 @@ class HostIdentity:
 
 
 class ZStackHost:
-    def __init__(self, engine: Engine, console_listen: str = convert.LOOPBACK, max_stop_timeout: float = 600.0):
+    def __init__(self, engine: Engine, console_listen: str = dialect.LOOPBACK, max_stop_timeout: float = 600.0):
         self.engine = engine
         self.console_listen = console_listen
         self.max_stop_timeout = max_stop_timeout
@@ -94,14 +95,20 @@ class ZStackHost:
     # ---- lookups ---------------------------------------------------------------------------------
 
     def _find(self, value: object, path: str) -> VmRecord | None:
-        return self._owned(convert.vm_uuid(value, path))
+        return self._owned(dialect.vm_uuid(value, path))
 
     def _owned(self, canonical_uuid: str) -> VmRecord | None:
         """The dialect's VM with this uuid; any other VM (or a VM *named* like the uuid) is not there for ZStack."""
-        record = self.engine.store.find_vm(canonical_uuid)
+        record = self._lookup(canonical_uuid)
         if record is None or record.uuid != canonical_uuid or not is_zstack_vm(record):
             return None
         return record
+
+    def _lookup(self, name_or_uuid: str) -> VmRecord | None:
+        try:
+            return self.engine.record(name_or_uuid)
+        except NotFound:
+            return None
 
     def _existing(self, value: object, path: str) -> VmRecord:
         record = self._find(value, path)
@@ -144,7 +151,7 @@ class ZStackHost:
     # ---- start -----------------------------------------------------------------------------------
 
     def start(self, cmd: Command) -> Job:
-        return self.start_document(convert.start_vm_spec(cmd, self.console_listen))
+        return self.start_document(dialect.start_vm_spec(cmd, self.console_listen))
 
     def start_document(self, document: dict[str, Any]) -> Job:
         """Start (creating or redefining) the VM of a spec document converted from a start command."""
@@ -154,8 +161,8 @@ class ZStackHost:
 
     def _free_name(self, document: dict[str, Any]) -> str:
         """ZStack names need not be unique; a name another VM holds falls back to one made from the uuid."""
-        taken = self.engine.store.find_vm(document["name"])
-        return convert.fallback_name(document["uuid"]) if taken else str(document["name"])
+        taken = self._lookup(document["name"])
+        return dialect.fallback_name(document["uuid"]) if taken else str(document["name"])
 
     def _start(self, document: dict[str, Any]) -> Reply:
         """Running: nothing to do (ZStack answers success too). Otherwise define the command's config, then start.
@@ -179,7 +186,7 @@ class ZStackHost:
         """grace: ACPI, forced after `timeout` seconds; cold and force: at once. A VM not here is stopped."""
         stop_type = cmd.get("type") or "grace"
         if stop_type not in STOP_TYPES:
-            raise convert.Unmappable("type", f"must be one of {', '.join(STOP_TYPES)}; got {stop_type!r}")
+            raise dialect.Unmappable("type", f"must be one of {', '.join(STOP_TYPES)}; got {stop_type!r}")
         timeout = stop_timeout(cmd, self.max_stop_timeout)
         record = self._find(cmd.get("uuid"), "uuid")
         if record is None:
@@ -222,14 +229,14 @@ class ZStackHost:
         for record, state in self.engine.list_vms():
             if not is_zstack_vm(record) or state not in ZSTACK_STATES:
                 continue
-            key = convert.zstack_uuid(record.uuid)
+            key = dialect.zstack_uuid(record.uuid)
             states[key] = ZSTACK_STATES[state]
             if state == VmState.STOPPING:
                 in_shutdown.append(key)
         return {"states": states, "vmInShutdowns": in_shutdown}
 
     def checkstate(self, cmd: Command) -> Job:
-        asked = [str(u) for u in convert.json_list(cmd.get("vmUuids"), "vmUuids")]
+        asked = [str(u) for u in dialect.json_list(cmd.get("vmUuids"), "vmUuids")]
         return Job("zstack-checkstate", None, None, lambda: self._checked(asked))
 
     def _checked(self, asked: list[str]) -> Reply:
@@ -238,8 +245,8 @@ class ZStackHost:
         states = {}
         for value in asked:
             try:
-                states[value] = _zstack_state(current.get(convert.vm_uuid(value)))
-            except convert.Unmappable:
+                states[value] = _zstack_state(current.get(dialect.vm_uuid(value)))
+            except dialect.Unmappable:
                 states[value] = ABSENT_STATE
         return {"states": states}
 
@@ -265,7 +272,7 @@ class ZStackHost:
 
     def attach_volume(self, cmd: Command) -> Job:
         record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
-        disk = convert.data_volume_disk(cmd, record.spec.get("boot", {}).get("machine"))
+        disk = dialect.data_volume_disk(cmd, record.spec.get("boot", {}).get("machine"))
         return Job("zstack-attach-volume", record.name, record.uuid, lambda: self._attached(record, disk))
 
     def _attached(self, record: VmRecord, disk: dict[str, Any]) -> Reply:
@@ -276,8 +283,8 @@ class ZStackHost:
 
     def detach_volume(self, cmd: Command) -> Job:
         record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
-        volume = convert.json_object(cmd.get("volume"), "volume")
-        source = convert.volume_source(volume, "volume")
+        volume = dialect.json_object(cmd.get("volume"), "volume")
+        source = dialect.volume_source(volume, "volume")
         return Job("zstack-detach-volume", record.name, record.uuid, lambda: self._detached(record, source))
 
     def _detached(self, record: VmRecord, source: dict[str, Any]) -> Reply:
@@ -290,8 +297,8 @@ class ZStackHost:
         return {}
 
     def _target_of(self, name: str, source: dict[str, Any]) -> str | None:
-        wanted = convert.source_identity(source)
+        wanted = dialect.source_identity(source)
         for disk in self.engine.record(name).spec.get("disks", []):
-            if convert.source_identity(disk["source"]) == wanted:
+            if dialect.source_identity(disk["source"]) == wanted:
                 return str(disk["target"])
         return None

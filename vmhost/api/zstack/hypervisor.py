@@ -1,22 +1,14 @@
-"""Host and live-domain facts ZStack asks for that the Driver contract does not offer (yet).
+"""Host and live-domain facts the ZStack dialect answers with, from the driver contract.
 
-getvncport needs the port QEMU actually bound, which only the running domain's XML holds, and capacity/connect
-need CPU speed, sockets and versions. These are read through the libvirt driver's connection; with any other
-driver the paths answer with a clear error instead of guessing.
+capacity and connect need CPU speed, sockets and the libvirt and QEMU versions (Driver.host_facts); getvncport
+needs the port QEMU actually bound (Driver.graphics_ports). ZStack's KVM agent protocol reports libvirt's
+versions, so a host whose VM driver has none answers with a clear error instead of guessing.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-import libvirt
-from lxml import etree
-
-from vmhost.drivers.libvirt import LibvirtDriver
 from vmhost.engine import Engine
 from vmhost.errors import HypervisorError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,41 +21,22 @@ class HostFacts:
     qemu_version: str
 
 
-def _libvirt(engine: Engine, what: str, call: Callable[[libvirt.virConnect], T]) -> T:
-    driver = engine.driver.drivers.get("libvirt")
-    if not isinstance(driver, LibvirtDriver):
-        raise HypervisorError(f"{what} needs the libvirt driver; this agent runs {', '.join(engine.driver.drivers)}")
-    try:
-        return call(driver.conn)
-    except libvirt.libvirtError as exc:
-        raise HypervisorError(f"cannot {what}", exc.get_error_message()) from None
-
-
-def _dotted(number: int) -> str:
-    """libvirt encodes versions as major*1e6 + minor*1e3 + release."""
-    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
-
-
 def host_facts(engine: Engine) -> HostFacts:
-    def read(conn: libvirt.virConnect) -> HostFacts:
-        _model, _memory_mib, cpus, mhz, nodes, sockets, _cores, _threads = conn.getInfo()
-        return HostFacts(
-            cpus=cpus,
-            cpu_mhz=mhz,
-            cpu_sockets=nodes * sockets,
-            memory_total=engine.driver.host_info().memory_total,
-            libvirt_version=_dotted(conn.getLibVersion()),
-            qemu_version=_dotted(conn.getVersion()),
-        )
-
-    return _libvirt(engine, "read the host's facts", read)
+    facts = engine.driver.host_facts()
+    versions = facts.versions
+    if "libvirt" not in versions or "qemu" not in versions:
+        known = ", ".join(f"{name} {version}" for name, version in versions.items()) or "none"
+        raise HypervisorError(f"the ZStack dialect needs libvirt and QEMU; this host's VM driver reports {known}")
+    return HostFacts(
+        cpus=facts.cpus,
+        cpu_mhz=facts.cpu_mhz,
+        cpu_sockets=facts.cpu_sockets,
+        memory_total=facts.memory_total,
+        libvirt_version=versions["libvirt"],
+        qemu_version=versions["qemu"],
+    )
 
 
 def graphics_ports(engine: Engine, name: str) -> dict[str, int]:
-    """{'vnc': port, 'spice': port} of the running domain; -1 while QEMU has not bound one yet."""
-
-    def read(conn: libvirt.virConnect) -> dict[str, int]:
-        domain = etree.fromstring(conn.lookupByName(name).XMLDesc(0))
-        return {node.get("type", ""): int(node.get("port", "-1")) for node in domain.iterfind("devices/graphics")}
-
-    return _libvirt(engine, f"read the console port of {name}", read)
+    """{'vnc': port, 'spice': port} of the running VM; -1 while it has not bound one yet."""
+    return engine.driver.graphics_ports(name)

@@ -14,8 +14,7 @@ from vmhost.dialects.vmadm import values
 from vmhost.dialects.vmadm.errors import DialectError
 from vmhost.dialects.vmadm.validate import DYNAMIC_IPS, validate_payload
 from vmhost.dialects.vmadm.validation import VmadmValidation
-from vmhost.render.vmadm.disks import image_zvol
-from vmhost.render.vmadm.metadata import OWNER_KEY, SPEC_KEY
+from vmhost.formats.vmadm import OWNER_KEY, SPEC_KEY, image_zvol
 from vmhost.spec import parse_spec
 from vmhost.spec.errors import Problem, SpecError
 from vmhost.spec.nic import IFNAME_RE

@@ -5,15 +5,26 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import libvirt
 from lxml import etree
 
 from vmhost.drivers import processes
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    HostFacts,
+    HostInfo,
+    Recorded,
+    Resources,
+)
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
+from vmhost.drivers.libvirt.stats import typed_stats
 from vmhost.errors import HypervisorError, NotFound, Unavailable
 from vmhost.render.libvirt import RenderHook, domain_xml, read_metadata, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
@@ -67,6 +78,10 @@ libvirt.registerErrorHandler(_ignore_libvirt_error, None)
 
 class LibvirtDriver:
     kind = "libvirt"
+    capabilities = frozenset(
+        {Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.DISK_HOTPLUG, Capability.PCI_PASSTHROUGH}
+    )
+    """What vmhost implements on libvirt today (NIC/vCPU/memory hot-plug, snapshots, migration: not yet)."""
 
     def __init__(self, uri: str, accel: str, render_hooks: tuple[RenderHook, ...] = ()):
         self.uri = uri
@@ -108,6 +123,20 @@ class LibvirtDriver:
             memory_total=stats["total"] * 1024,
             memory_available=sum(stats.get(key, 0) for key in _NODE_MEMORY_KEYS) * 1024,
             accel=self.accel,
+        )
+
+    def host_facts(self) -> HostFacts:
+        conn = self.conn
+        _model, _memory_mib, cpus, mhz, nodes, sockets, *_ = self._call("host", "query", conn.getInfo)
+        return HostFacts(
+            cpus=cpus,
+            cpu_mhz=mhz,
+            cpu_sockets=nodes * sockets,
+            memory_total=self.host_info().memory_total,
+            versions={
+                "libvirt": _version(self._call("host", "query", conn.getLibVersion)),
+                conn.getType().lower(): _version(self._call("host", "query", conn.getVersion)),
+            },
         )
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
@@ -269,7 +298,7 @@ class LibvirtDriver:
                 continue  # undefined between the listing and the query
         return owned
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
+    def domain_stats(self) -> list[DomainStats]:
         """One bulk call for every vmhost domain's state, CPU, memory, block and network counters.
 
         NOWAIT skips domains whose QEMU monitor is busy instead of blocking the scrape on them.
@@ -280,7 +309,11 @@ class LibvirtDriver:
             "collect stats",
             lambda: conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT),
         )
-        return [{"name": dom.name(), **stats} for dom, stats in records if _is_owned(dom)]
+        return [
+            typed_stats(dom.name(), _mapped(stats.get("state.state", -1), stats.get("state.reason", -1)), stats)
+            for dom, stats in records
+            if _is_owned(dom)
+        ]
 
     def recorded(self, name: str) -> Recorded | None:
         """The metadata's spec, with the graphics password put back from the domain's own (secure) XML."""
@@ -313,6 +346,12 @@ class LibvirtDriver:
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)
         return self._call(name, "open the console of", lambda: LibvirtConsole(self.conn, dom))
+
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        """The ports QEMU bound, which only the live domain's XML holds (-1 while it has not bound one yet)."""
+        dom = self._domain(name)
+        domain = etree.fromstring(self._call(name, "query", lambda: dom.XMLDesc(0)).encode())
+        return {node.get("type", ""): int(node.get("port", "-1")) for node in domain.iterfind("devices/graphics")}
 
     def reserve_pci(self, address: str) -> None:
         device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))

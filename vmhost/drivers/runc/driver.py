@@ -16,21 +16,32 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import vmhost
 from vmhost.drivers import processes
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
-from vmhost.drivers.runc import host, image, network, shim
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    HostFacts,
+    HostInfo,
+    NicIO,
+    Recorded,
+    Resources,
+)
+from vmhost.drivers.cpuinfo import os_host_facts
+from vmhost.drivers.netstats import host_end_io
+from vmhost.drivers.runc import host, image, launch, network, shim
 from vmhost.drivers.runc import state as runc_state
-from vmhost.errors import Conflict, HypervisorError, NotFound, Unavailable, VmhostError
-from vmhost.host.files import atomic_write, fsync_dir, open_log, private_dir
+from vmhost.errors import Conflict, HypervisorError, NotFound, Unsupported, VmhostError
+from vmhost.host import commands
+from vmhost.host.files import atomic_write, fsync_dir, private_dir
+from vmhost.render.hooks import DocumentHook
 from vmhost.render.oci import ImageConfig, render_config
 from vmhost.spec import VMSpec
 from vmhost.spec.container import OciLayoutRootfs
@@ -38,7 +49,6 @@ from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.spec.units import parse_size
 
 RUNC_TIMEOUT = 30.0
-SHIM_REPORT_TIMEOUT = shim.CREATE_TIMEOUT + 10
 SHIM_EXIT_WAIT = 10.0
 DEFINITION = "definition.json"
 IMAGE = "image.json"
@@ -47,9 +57,13 @@ DEFAULT_OCI_VERSION = "1.0.2"
 
 class RuncDriver:
     kind = "runc"
+    capabilities = frozenset({Capability.PAUSE})
+    """runc pause/resume freeze the cgroup; a container has no reboot, console stream, disks or PCI devices."""
 
-    def __init__(self, runc: str, state_dir: Path):
+    def __init__(self, runc: str, state_dir: Path, render_hooks: tuple[DocumentHook, ...] = ()):
+        """render_hooks: plugins' render_oci hooks, applied to every config.json."""
         self.runc = runc
+        self.render_hooks = render_hooks
         self.state_dir = state_dir
         self.runc_root = state_dir / "runc"
         self.index = state_dir / "index"
@@ -77,26 +91,20 @@ class RuncDriver:
     # ---- runc --------------------------------------------------------------------------------
 
     def _runc(self, name: str, action: str, *args: str) -> str:
-        argv = [self.runc, "--root", str(self.runc_root), *args]
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False)  # noqa: S603
-        except FileNotFoundError:
-            raise Unavailable(f"runc ({self.runc}) is not installed on this host") from None
-        except subprocess.TimeoutExpired:
-            raise HypervisorError(f"runc did not {action} {name} within {RUNC_TIMEOUT:.0f}s") from None
-        if result.returncode != 0:
-            raise HypervisorError(f"runc could not {action} {name}", result.stderr.strip())
-        return result.stdout
+        return commands.run(
+            [self.runc, "--root", str(self.runc_root), *args],
+            RUNC_TIMEOUT,
+            translate=lambda done: HypervisorError(f"runc could not {action} {name}", done.stderr.strip()),
+            missing=f"runc ({self.runc}) is not installed on this host",
+            timed_out=lambda: HypervisorError(f"runc did not {action} {name} within {RUNC_TIMEOUT:.0f}s"),
+        ).stdout
 
     def oci_version(self) -> str:
         """The runtime-spec version the installed runc implements (`runc --version`: "spec: 1.0.2-dev")."""
         if self._oci_version is None:
-            try:
-                output = subprocess.run(  # noqa: S603
-                    [self.runc, "--version"], capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False
-                ).stdout
-            except OSError:
-                output = ""
+            output = ""
+            with contextlib.suppress(VmhostError):
+                output = commands.run([self.runc, "--version"], RUNC_TIMEOUT).stdout
             found = re.search(r"^spec: (\S+)", output, re.MULTILINE)
             self._oci_version = found.group(1) if found else DEFAULT_OCI_VERSION
         return self._oci_version
@@ -112,6 +120,9 @@ class RuncDriver:
             memory_available=int(meminfo["MemAvailable"].split()[0]) * 1024,
             accel="none",
         )
+
+    def host_facts(self) -> HostFacts:
+        return os_host_facts(self.host_info().memory_total, {"oci-runtime-spec": self.oci_version()})
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
         return host.problems(spec, self.runc, self._unpacked(spec))
@@ -139,7 +150,7 @@ class RuncDriver:
         private_dir(files)  # root only: the env in config.json, and the image's setuid files in the rootfs
         private_dir(bundle)
         rootfs, config = self._rootfs(spec, files)
-        document = render_config(spec, rootfs, config, self.oci_version())
+        document = render_config(spec, rootfs, config, self.oci_version(), hooks=self.render_hooks)
         atomic_write(bundle / "config.json", json.dumps(document, indent=2))
         definition = {
             "spec": spec.model_dump(mode="json", context={REVEAL_SECRETS: True}),
@@ -220,7 +231,7 @@ class RuncDriver:
         for leftover in (shim.EXIT_FILE, shim.PID_FILE, shim.SHIM_PID_FILE, runc_state.STOP_REQUESTED):
             (files / leftover).unlink(missing_ok=True)
         definition = self._definition(name)
-        pid = self._spawn_shim(name, files, Path(definition["log"]))
+        pid = launch.spawn_shim(self.runc, self.runc_root, name, files, Path(definition["log"]))
         container = definition["spec"]["container"]
         if container["network"]["mode"] == "bridge":
             try:
@@ -230,42 +241,6 @@ class RuncDriver:
                 with contextlib.suppress(VmhostError):
                     self._remove_from_runc(name, files)
                 raise
-
-    def _spawn_shim(self, name: str, files: Path, log: Path) -> int:
-        argv = [
-            sys.executable,
-            "-m",
-            "vmhost.drivers.runc.shim",
-            self.runc,
-            str(self.runc_root),
-            name,
-            str(files / "bundle"),
-            str(files),
-            str(log),
-        ]
-        env = {**os.environ, "PYTHONPATH": str(Path(vmhost.__file__).parents[1])}
-        with open_log(log) as stderr:
-            launcher = subprocess.Popen(  # noqa: S603
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                cwd="/",
-                env=env,
-                start_new_session=True,
-            )
-        assert launcher.stdout is not None
-        with launcher.stdout as report:
-            launcher.wait(SHIM_REPORT_TIMEOUT)
-            ready, _, _ = select.select([report], [], [], SHIM_REPORT_TIMEOUT)
-            line = report.readline() if ready else b""
-        try:
-            outcome = json.loads(line)
-        except ValueError:
-            raise HypervisorError(f"the shim of {name} died before runc created it; see {log}") from None
-        if not outcome.get("ok"):
-            raise HypervisorError(f"runc could not create {name}", str(outcome.get("error")))
-        return int(outcome["pid"])
 
     def resume(self, name: str) -> None:
         """`runc start` for a created container, `runc resume` for a paused one; a running one is left alone."""
@@ -301,10 +276,10 @@ class RuncDriver:
         self._signal(name, "KILL")
 
     def request_reboot(self, name: str) -> None:
-        raise VmhostError(f"containers have no reboot on the runc driver: stop and start {name} instead")
+        raise Unsupported(self.kind, Capability.REBOOT, f"stop and start {name} instead")
 
     def reset(self, name: str) -> None:
-        raise VmhostError(f"containers have no reset on the runc driver: stop and start {name} instead")
+        raise Unsupported(self.kind, Capability.REBOOT, f"stop and start {name} instead")
 
     def kill_process(self, name: str) -> bool:
         files = self._files(name)
@@ -340,7 +315,7 @@ class RuncDriver:
             state=self.state(name),
             vcpus=spec["cpu"]["vcpus"],
             memory_bytes=parse_size(spec["memory"]["size"]),
-            cpu_time_ns=_cpu_time(current.cgroups) if current else 0,
+            cpu_time_ns=runc_state.cpu_time(current.cgroups) if current else 0,
             pid=current.pid if current else None,
         )
 
@@ -351,14 +326,28 @@ class RuncDriver:
                 owned.append(self.info(name))
         return owned
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
-        stats = []
-        for info in self.list_owned():
-            entry: dict[str, Any] = {"name": info.name, "cpu.time": info.cpu_time_ns}
-            if info.pid is not None:
-                entry.update({"vcpu.current": info.vcpus, "balloon.current": info.memory_bytes // 1024})
-            stats.append(entry)
-        return stats
+    def domain_stats(self) -> list[DomainStats]:
+        """The cgroup's CPU time; while it runs, the spec's vCPUs and memory (the container's limits) and the
+        I/O of its veth (bridge mode), read at the host end."""
+        return [
+            DomainStats(
+                name=info.name,
+                state=info.state,
+                cpu_seconds=info.cpu_time_ns / 1e9,
+                vcpus=info.vcpus if info.pid is not None else None,
+                memory_bytes=info.memory_bytes if info.pid is not None else None,
+                nics=self._nic_io(info.name),
+            )
+            for info in self.list_owned()
+        ]
+
+    def _nic_io(self, name: str) -> tuple[NicIO, ...]:
+        """Nothing for a container deleted since it was listed."""
+        try:
+            devices = self.interfaces(name)
+        except NotFound:
+            return ()
+        return tuple(io for device in devices if (io := host_end_io(device)) is not None)
 
     def recorded(self, name: str) -> Recorded | None:
         definition = self._definition(name)
@@ -367,31 +356,19 @@ class RuncDriver:
     # ---- what containers do not have ---------------------------------------------------------
 
     def open_console(self, name: str) -> ConsoleStream:
-        raise VmhostError(
-            f"container {name} has no interactive console; its output is in its log: vmhost console {name} --log"
-        )
+        raise Unsupported(self.kind, Capability.CONSOLE, f"its output is in its log: vmhost console {name} --log")
+
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        return {}
 
     def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError("disks cannot be attached to containers (runc driver); use container.mounts")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, "containers have no disks; use container.mounts")
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError("containers have no disks to detach (runc driver)")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, "containers have no disks")
 
     def reserve_pci(self, address: str) -> None:
-        raise VmhostError(f"PCI passthrough ({address}) is not supported for containers (runc driver)")
+        raise Unsupported(self.kind, Capability.PCI_PASSTHROUGH, f"{address} cannot be given to a container")
 
     def release_pci(self, address: str) -> None:
-        raise VmhostError(f"PCI passthrough ({address}) is not supported for containers (runc driver)")
-
-
-def _cpu_time(cgroups: dict[str, str]) -> int:
-    """Nanoseconds of CPU the container used: cgroup v1 cpuacct.usage, or v2 cpu.stat usage_usec."""
-    with contextlib.suppress(OSError, ValueError):
-        if "cpuacct" in cgroups:
-            return int(Path(cgroups["cpuacct"], "cpuacct.usage").read_text())
-        if "" in cgroups:
-            for line in Path(cgroups[""], "cpu.stat").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "usage_usec":
-                    return int(value) * 1000
-    return 0
+        raise Unsupported(self.kind, Capability.PCI_PASSTHROUGH, f"{address} cannot be given to a container")

@@ -1,8 +1,7 @@
 """A container's veth pair into a host bridge, plugged in while the container is created but not yet running."""
 
-import subprocess
-
-from vmhost.errors import HypervisorError
+from vmhost.errors import HypervisorError, VmhostError
+from vmhost.host import commands
 
 IP_TIMEOUT = 10.0
 
@@ -13,12 +12,13 @@ def veth_name(uuid_hex: str) -> str:
 
 
 def _run(argv: list[str], what: str) -> None:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT, check=False)  # noqa: S603
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise HypervisorError(f"could not {what}", str(exc)) from None
-    if result.returncode != 0:
-        raise HypervisorError(f"could not {what}", result.stderr.strip())
+    commands.run(
+        argv,
+        IP_TIMEOUT,
+        translate=lambda done: HypervisorError(f"could not {what}", done.stderr.strip()),
+        missing=f"could not {what}: {argv[0]} is not installed on this host",
+        timed_out=lambda: HypervisorError(f"could not {what}", f"{argv[0]} did not finish within {IP_TIMEOUT:g}s"),
+    )
 
 
 def plug(host_end: str, bridge: str, pid: int) -> None:
@@ -30,11 +30,11 @@ def plug(host_end: str, bridge: str, pid: int) -> None:
     try:
         _run(["ip", "link", "set", host_end, "master", bridge, "up"], f"attach {host_end} to bridge {bridge}")
         _run(["nsenter", "--target", str(pid), "--net", "ip", "link", "set", "eth0", "up"], "bring up eth0")
-    except HypervisorError:
+    except VmhostError:
         unplug(host_end)
         raise
 
 
 def unplug(host_end: str) -> None:
     """Idempotent: the pair goes by itself when the container's netns goes."""
-    subprocess.run(["ip", "link", "del", host_end], capture_output=True, timeout=IP_TIMEOUT, check=False)  # noqa: S603
+    commands.run(["ip", "link", "del", host_end], IP_TIMEOUT)

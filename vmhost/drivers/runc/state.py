@@ -100,3 +100,16 @@ def state(runc_root: Path, name: str, files: Path) -> DomainState:
         # the init is gone but its exit is not written yet: the shim is on it, or died with it
         return DomainState.SHUTTING_DOWN if shim_alive(files) else exit_state(files)
     return DomainState.SHUTOFF
+
+
+def cpu_time(cgroups: dict[str, str]) -> int:
+    """Nanoseconds of CPU the container used: cgroup v1 cpuacct.usage, or v2 cpu.stat usage_usec."""
+    with contextlib.suppress(OSError, ValueError):
+        if "cpuacct" in cgroups:
+            return int(Path(cgroups["cpuacct"], "cpuacct.usage").read_text())
+        if "" in cgroups:
+            for line in Path(cgroups[""], "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) * 1000
+    return 0

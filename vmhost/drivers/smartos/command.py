@@ -5,6 +5,8 @@ import subprocess
 from pathlib import Path
 
 from vmhost.errors import HypervisorError, NotFound, Unavailable
+from vmhost.host import commands
+from vmhost.host.files import atomic_write
 
 USAGE_ERROR = 2
 NOT_FOUND = re.compile(r"No such zone configured|VM \S+ not found|bad statusCode: 404")
@@ -26,32 +28,26 @@ class Vmadm:
     def run(self, *args: str, what: str, timeout: float | None = None) -> str:
         """stdout of `vmadm args...`; `what` names the VM (or host) in the error."""
         limit = self.timeout if timeout is None else timeout
-        try:
-            done = subprocess.run(  # noqa: S603 - argv list; UUIDs and paths vmhost made
-                self.argv(*args), capture_output=True, text=True, check=False, timeout=limit
-            )
-        except OSError as exc:
-            raise Unavailable(f"cannot run {self.command} (is this a SmartOS global zone?)", str(exc)) from None
-        except subprocess.TimeoutExpired:
-            raise HypervisorError(f"vmadm {args[0]} for {what} did not finish within {limit:.0f}s") from None
-        if done.returncode != 0:
-            raise failure(args[0], what, done.returncode, done.stderr)
+        done = commands.run(
+            self.argv(*args),
+            limit,
+            translate=lambda done: failure(args[0], what, done.returncode, done.stderr),
+            missing=self._missing(),
+            timed_out=lambda: HypervisorError(f"vmadm {args[0]} for {what} did not finish within {limit:.0f}s"),
+        )
         return done.stdout
 
     def spawn(self, *args: str) -> "subprocess.Popen[str]":
         """A vmadm command left running (a graceful stop blocks until the VM is down)."""
-        try:
-            return subprocess.Popen(  # noqa: S603 - argv list; a UUID vmadm listed
-                self.argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-            )
-        except OSError as exc:
-            raise Unavailable(f"cannot run {self.command} (is this a SmartOS global zone?)", str(exc)) from None
+        return commands.spawn(self.argv(*args), missing=self._missing())
+
+    def _missing(self) -> str:
+        return f"cannot run {self.command} (is this a SmartOS global zone?)"
 
     def write_payload(self, path: Path, text: str) -> Path:
-        """Payloads may carry a VNC password: readable by root only."""
+        """Payloads may carry a VNC password: readable by root only (atomic_write's 0600 from the first byte)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(text)
+        atomic_write(path, text)
         return path
 
 

@@ -21,12 +21,24 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    HostFacts,
+    HostInfo,
+    Recorded,
+    Resources,
+)
+from vmhost.drivers.cpuinfo import os_host_facts
 from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.smartos.command import Vmadm, failure
 from vmhost.drivers.smartos.states import mapped
 from vmhost.drivers.smartos.update import update_payload
-from vmhost.errors import Conflict, HypervisorError, NotFound, VmhostError
+from vmhost.errors import Conflict, HypervisorError, NotFound, Unsupported, VmhostError
+from vmhost.render.hooks import DocumentHook
 from vmhost.render.vmadm import BRANDS, OWNER_KEY, SPEC_KEY, Brand, payload_json, problems, render_payload
 from vmhost.spec import VMSpec
 from vmhost.spec.units import MiB
@@ -64,6 +76,8 @@ def parse_list(text: str) -> list[Listed]:
 
 class VmadmDriver:
     kind = "smartos"
+    capabilities = frozenset({Capability.REBOOT, Capability.CONSOLE})
+    """vmadm has no paused state, no live disk changes, and bhyve passthrough is not rendered."""
 
     def __init__(
         self,
@@ -72,8 +86,12 @@ class VmadmDriver:
         stop_grace: int = STOP_GRACE_SECONDS,
         timeout: float = 600.0,
         reboot_timeout: float = 60.0,
+        *,
+        render_hooks: tuple[DocumentHook, ...] = (),
     ):
-        """reboot_timeout: how long a graceful reboot lets the guest power off (the host's stop_timeout)."""
+        """reboot_timeout: how long a graceful reboot lets the guest power off (the host's stop_timeout);
+        render_hooks: plugins' render_vmadm hooks, applied to every payload."""
+        self.render_hooks = render_hooks
         if brand not in BRANDS:
             raise VmhostError(f"the smartos driver runs brands {', '.join(BRANDS)}, not {brand!r}")
         self.vmadm = Vmadm(command, timeout)
@@ -124,6 +142,9 @@ class VmadmDriver:
             accel=self.brand,
         )
 
+    def host_facts(self) -> HostFacts:
+        return os_host_facts(self.host_info().memory_total, {})
+
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
         """What a vmadm payload cannot carry. nic tags and images are vmadm's to check at create."""
         return problems(spec, self.brand)
@@ -132,7 +153,7 @@ class VmadmDriver:
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
         """`vmadm create` (autoboot false) for a new VM; `vmadm update` with what changed for an existing one."""
-        payload = render_payload(spec, self.brand, owner=resources.owner)
+        payload = render_payload(spec, self.brand, owner=resources.owner, hooks=self.render_hooks)
         directory = resources.console_log.parent
         listed = self._find(spec.name)
         if listed is None:
@@ -152,10 +173,10 @@ class VmadmDriver:
             self.vmadm.run("delete", listed.uuid, what=name)
 
     def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError(f"vmadm cannot plug disk {target} into running {spec.name}; stop it to change its disks")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to add disk {target}")
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError(f"vmadm cannot unplug disk {target} from running {spec.name}; stop it to change its disks")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -168,7 +189,7 @@ class VmadmDriver:
             raise Conflict(f"{name} is {state.value}; a start must begin from a stopped vmadm VM")
 
     def pause(self, name: str) -> None:
-        raise VmhostError(f"vmadm has no paused state: the smartos driver cannot pause {name}")
+        raise Unsupported(self.kind, Capability.PAUSE, "vmadm has no paused state")
 
     def resume(self, name: str) -> None:
         """Boots the VM; vmadm treats an already running one as success."""
@@ -247,10 +268,15 @@ class VmadmDriver:
         """VMs carrying vmhost's record in internal_metadata; every other VM is not ours to touch."""
         return [_info(vm) for vm in self._lookup_all() if _is_owned(vm)]
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
+    def domain_stats(self) -> list[DomainStats]:
         """vmadm reports no CPU time or device counters; vCPUs and RAM of the running VMs are what it has."""
         return [
-            {"name": vm["alias"], "vcpu.current": vm.get("vcpus", 0), "balloon.current": vm.get("ram", 0) * 1024}
+            DomainStats(
+                name=vm["alias"],
+                state=DomainState.RUNNING,
+                vcpus=int(vm.get("vcpus", 0)),
+                memory_bytes=int(vm.get("ram", 0)) * MiB,
+            )
             for vm in self._lookup_all()
             if _is_owned(vm) and mapped(vm.get("state", "")) == DomainState.RUNNING
         ]
@@ -273,11 +299,16 @@ class VmadmDriver:
     def open_console(self, name: str) -> ConsoleStream:
         return PtyConsole(self.vmadm.argv("console", self._uuid(name)))
 
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        """vmadm's vnc_port: the payload's fixed port; 0 (picked at boot, not in `vmadm get`) is -1; -1 is off."""
+        port = int(self._get(name).get("vnc_port", -1))
+        return {} if port < 0 else {"vnc": port or -1}
+
     def reserve_pci(self, address: str) -> None:
-        raise VmhostError(f"the smartos driver cannot reserve PCI device {address}: bhyve passthrough is not rendered")
+        raise Unsupported(self.kind, Capability.PCI_PASSTHROUGH, f"{address}: bhyve passthrough is not rendered")
 
     def release_pci(self, address: str) -> None:
-        raise VmhostError(f"the smartos driver cannot release PCI device {address}: bhyve passthrough is not rendered")
+        raise Unsupported(self.kind, Capability.PCI_PASSTHROUGH, f"{address}: bhyve passthrough is not rendered")
 
 
 def _is_owned(vm: dict[str, Any]) -> bool:

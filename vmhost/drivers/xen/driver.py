@@ -19,15 +19,25 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from vmhost.drivers import processes
-from vmhost.drivers.base import ConsoleStream, DomainInfo, DomainState, HostInfo, Recorded, Resources
-from vmhost.drivers.xen import host
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    HostFacts,
+    HostInfo,
+    Recorded,
+    Resources,
+)
+from vmhost.drivers.xen import facts, host
 from vmhost.drivers.xen.console import XlConsole
 from vmhost.drivers.xen.records import Record, Records, write_private
 from vmhost.drivers.xen.xl import Xl, XlDomain, XlTimeout, parse_info, parse_list, translate
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unsupported, VmhostError
+from vmhost.render.hooks import DocumentHook
 from vmhost.render.xen import XenContext, domain_type, problems, render_xl_cfg
 from vmhost.spec import VMSpec
 from vmhost.spec.graphics import REVEAL_SECRETS
@@ -46,11 +56,22 @@ log = logging.getLogger("vmhost.xen")
 
 class XlDriver:
     kind = "xen"
+    capabilities = frozenset({Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.PCI_PASSTHROUGH})
+    """No disk hot-plug: a disk change waits for the next start."""
 
-    def __init__(self, command: str, state_dir: Path, sysfs: Path = Path("/sys"), xl_conf: Path = host.XL_CONF):
+    def __init__(
+        self,
+        command: str,
+        state_dir: Path,
+        sysfs: Path = Path("/sys"),
+        xl_conf: Path = host.XL_CONF,
+        render_hooks: tuple[DocumentHook, ...] = (),
+    ):
         """state_dir: where the driver keeps its records (e.g. <data_dir>/xen); sysfs: the host's /sys;
-        xl_conf: xl's global config (its autoballoon setting decides what memory a start may use)."""
+        xl_conf: xl's global config (its autoballoon setting decides what memory a start may use);
+        render_hooks: plugins' render_xl hooks, applied to every xl.cfg."""
         self.xl = Xl(command)
+        self.render_hooks = render_hooks
         self.command = command
         self.records = Records(state_dir)
         self.sysfs = sysfs
@@ -64,19 +85,11 @@ class XlDriver:
         """From `xl info`: memory in MiB, CPUs, Xen version. With autoballoon, `xl create` takes what it needs
         from dom0 (down to libxl's minimum), so that memory counts as available too."""
         info = parse_info(self.xl.run("info", target="the host", action="query"))
-        try:
-            available = int(info["free_memory"])
-            if host.autoballoon(self.xl_conf, info.get("xen_commandline", "")):
-                available += host.balloonable_mib(self._dom0_memory_mib())
-            return HostInfo(
-                hypervisor=f"Xen {info['xen_version']}",
-                cpus=int(info["nr_cpus"]),
-                memory_total=int(info["total_memory"]) * MiB,
-                memory_available=available * MiB,
-                accel="xen",
-            )
-        except (KeyError, ValueError) as exc:
-            raise VmhostError("`xl info` did not report the host's CPUs and memory", str(exc)) from None
+        balloons = host.autoballoon(self.xl_conf, info.get("xen_commandline", ""))
+        return facts.host_info(info, host.balloonable_mib(self._dom0_memory_mib()) if balloons else 0)
+
+    def host_facts(self) -> HostFacts:
+        return facts.host_facts(parse_info(self.xl.run("info", target="the host", action="query")))
 
     def _dom0_memory_mib(self) -> int:
         listed = parse_list(self.xl.run("list", "-v", target="domains", action="list"))
@@ -98,7 +111,7 @@ class XlDriver:
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
         """Write <vm dir>/xl.cfg and the record; a running domain keeps its config until its next start."""
-        ctx = XenContext(disk_paths=resources.disk_paths, disk_formats=resources.disk_formats)
+        ctx = XenContext(disk_paths=resources.disk_paths, disk_formats=resources.disk_formats, hooks=self.render_hooks)
         try:
             text = render_xl_cfg(spec, ctx)
         except ValueError as exc:
@@ -117,10 +130,10 @@ class XlDriver:
             self.records.remove(name)
 
     def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError(f"hot-plugging disk {target} is not supported on the xen driver; stop {spec.name} first")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to add disk {target}")
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise VmhostError(f"hot-unplugging disk {target} is not supported on the xen driver; stop {spec.name} first")
+        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
 
     def recorded(self, name: str) -> Recorded | None:
         record = self.records.read(name)
@@ -326,7 +339,7 @@ class XlDriver:
             vcpus=domain.vcpus,
             memory_bytes=domain.memory_mib * MiB,
             cpu_time_ns=int(domain.cpu_seconds * 1e9),
-            pid=_device_model_pid(domain.domid),
+            pid=host.device_model_pid(domain.domid),
         )
 
     def list_owned(self) -> list[DomainInfo]:
@@ -335,26 +348,15 @@ class XlDriver:
         states = self.states()
         return [self._info(name, domains, lambda: states) for name in self.records.names()]
 
-    def bulk_stats(self) -> list[dict[str, Any]]:
-        """What `xl list` knows, under libvirt's bulk-stats names (CPU ns, memory KiB, online vCPUs)."""
-        domains = self._list()
-        return [
-            {
-                "name": name,
-                "cpu.time": int(domains[name].cpu_seconds * 1e9),
-                "balloon.current": domains[name].memory_mib * 1024,
-                "vcpu.current": domains[name].vcpus,
-            }
-            for name in self.records.names()
-            if name in domains
-        ]
+    def domain_stats(self) -> list[DomainStats]:
+        return facts.domain_stats(self._list(), self.records.names())
 
     # ---- processes, console, devices -------------------------------------------------------------
 
     def kill_process(self, name: str) -> bool:
         """SIGKILL the domain's QEMU device model (HVM); False when there is none (PVH) or it is gone."""
         domain = self._domain(name)
-        pid = _device_model_pid(domain.domid) if domain else None
+        pid = host.device_model_pid(domain.domid) if domain else None
         return pid is not None and processes.sigkill(pid)
 
     def interfaces(self, name: str) -> list[str]:
@@ -379,6 +381,14 @@ class XlDriver:
             raise NotFound(f"Xen has no running domain named {name}")
         return XlConsole([self.command, "console", self._address(name)], name)
 
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        """The port the spec fixed; -1 for a VNC display xl picked itself (vncunused), which xl does not report."""
+        record = self._record(name)
+        graphics = record.spec.get("graphics")
+        if not isinstance(graphics, dict) or not self._hvm(record):
+            return {}
+        return {str(graphics.get("type", "vnc")): int(graphics.get("port") or -1)}
+
     def reserve_pci(self, address: str) -> None:
         """Bind the device to pciback so a domain can be given it."""
         self.xl.run("pci-assignable-add", address, target=address, action="make assignable")
@@ -386,14 +396,3 @@ class XlDriver:
     def release_pci(self, address: str) -> None:
         """-r rebinds the device to the host driver it had before."""
         self.xl.run("pci-assignable-remove", "-r", address, target=address, action="give back to the host")
-
-
-def _device_model_pid(domid: int) -> int | None:
-    """The QEMU libxl started for this domain: its command line carries `-xen-domid <domid>`."""
-    needle = f"\0-xen-domid\0{domid}\0".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        if needle in processes.cmdline(int(entry.name)):
-            return int(entry.name)
-    return None

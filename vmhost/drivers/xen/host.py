@@ -70,3 +70,14 @@ def monitors(configs: set[str]) -> dict[str, int]:
             for config in wanted.intersection(argv):
                 found[config.decode()] = int(entry.name)
     return found
+
+
+def device_model_pid(domid: int) -> int | None:
+    """The QEMU libxl started for this domain: its command line carries `-xen-domid <domid>`."""
+    needle = f"\0-xen-domid\0{domid}\0".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        if needle in processes.cmdline(int(entry.name)):
+            return int(entry.name)
+    return None

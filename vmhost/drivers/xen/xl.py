@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from vmhost.drivers.base import DomainState
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unavailable, VmhostError
+from vmhost.host import commands
 
 COMMAND_TIMEOUT = 60.0
 """For the calls that do not wait on a guest or a device model (list, info, destroy, pause, ...)."""
@@ -96,29 +97,20 @@ class Xl:
         self, *args: str, target: str, action: str, timeout: float = COMMAND_TIMEOUT
     ) -> "subprocess.CompletedProcess[str]":
         """The finished call, for commands whose exit status says nothing (pause, unpause, trigger)."""
-        argv = [self.command, *args]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)  # noqa: S603
-        except FileNotFoundError:
-            raise Unavailable(f"the xl command {self.command!r} was not found (is xen-utils installed?)") from None
-        except subprocess.TimeoutExpired:
-            raise XlTimeout(f"xl did not {action} {target} within {timeout:.0f}s") from None
-        if done.returncode != 0:
-            raise translate(done.stderr.strip(), target, action)
-        return done
+        return commands.run(
+            [self.command, *args],
+            timeout,
+            translate=lambda done: translate(done.stderr.strip(), target, action),
+            missing=self._missing(),
+            timed_out=lambda: XlTimeout(f"xl did not {action} {target} within {timeout:.0f}s"),
+        )
 
     def spawn(self, *args: str) -> "subprocess.Popen[str]":
         """An xl call left running: shutdown and reboot wait up to 60 s for the guest's acknowledgement."""
-        try:
-            return subprocess.Popen(  # noqa: S603 - argv list; names vmhost validated or domids it looked up
-                [self.command, *args],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise Unavailable(f"the xl command {self.command!r} was not found (is xen-utils installed?)") from None
+        return commands.spawn([self.command, *args], missing=self._missing())
+
+    def _missing(self) -> str:
+        return f"the xl command {self.command!r} was not found (is xen-utils installed?)"
 
 
 def translate(stderr: str, target: str, action: str) -> VmhostError:

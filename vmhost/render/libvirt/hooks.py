@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from vmhost.errors import VmhostError
+from vmhost.errors import RenderHookError
 from vmhost.render.libvirt.schema import validate_domain_xml
 from vmhost.spec import VMSpec
 
@@ -18,10 +18,6 @@ class RenderHook:
     """The plugin's name: errors name it."""
     apply: Callable[[VMSpec, etree._Element], None]
     """Changes the <domain> tree in place (add a device, set a driver option)."""
-
-
-class RenderHookError(VmhostError):
-    code = "hook_failed"
 
 
 def apply_hooks(spec: VMSpec, domain: etree._Element, hooks: tuple[RenderHook, ...]) -> None:

@@ -1,10 +1,13 @@
 """spec (+ the image's defaults) → an OCI runtime-spec config.json document, as a dict."""
 
 import copy
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmhost.render.hooks import DocumentHook, apply_document_hooks
 from vmhost.render.oci import defaults
 from vmhost.spec import VMSpec
 from vmhost.spec.container import Container
@@ -89,14 +92,19 @@ def _resources(spec: VMSpec) -> dict[str, Any]:
 
 
 def render_config(
-    spec: VMSpec, rootfs: Path, image: ImageConfig | None = None, oci_version: str = "1.0.2-dev"
+    spec: VMSpec,
+    rootfs: Path,
+    image: ImageConfig | None = None,
+    oci_version: str = "1.0.2-dev",
+    hooks: Sequence[DocumentHook] = (),
 ) -> dict[str, Any]:
-    """The bundle's config.json for a `kind: container` spec whose root filesystem is at `rootfs`."""
+    """The bundle's config.json for a `kind: container` spec whose root filesystem is at `rootfs`, after the
+    plugins' render_oci hooks (the result must still be JSON)."""
     container = spec.container
     if container is None:
         raise ValueError(f"{spec.name} is not a container spec")
     image = image or ImageConfig()
-    return {
+    document = {
         "ociVersion": oci_version,
         "process": _process(container, image),
         "root": {"path": str(rootfs), "readonly": container.read_only},
@@ -111,3 +119,5 @@ def render_config(
             "readonlyPaths": list(defaults.READONLY_PATHS),
         },
     }
+    apply_document_hooks(spec, document, hooks, "OCI config", json.dumps)
+    return document

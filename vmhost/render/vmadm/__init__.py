@@ -5,21 +5,26 @@ driver can refuse such a spec before anything is made.
 """
 
 import json
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
+from vmhost.formats.vmadm import OWNER_KEY, SPEC_KEY
+from vmhost.render.hooks import DocumentHook, apply_document_hooks
 from vmhost.render.vmadm.brands import BRANDS, Brand
 from vmhost.render.vmadm.disks import disk_problems, render_disks
 from vmhost.render.vmadm.graphics import graphics_problems, render_graphics
 from vmhost.render.vmadm.identity import identity_problems, render_identity
-from vmhost.render.vmadm.metadata import OWNER_KEY, SPEC_KEY, metadata_problems, render_metadata
+from vmhost.render.vmadm.metadata import metadata_problems, render_metadata
 from vmhost.render.vmadm.nics import nic_problems, render_nics
 from vmhost.spec import VMSpec
 
 __all__ = ["BRANDS", "OWNER_KEY", "SPEC_KEY", "Brand", "payload_json", "problems", "render_payload"]
 
 
-def render_payload(spec: VMSpec, brand: Brand, owner: str = "") -> dict[str, Any]:
-    """The create payload for a spec that went through parse_spec() and has no problems(spec, brand).
+def render_payload(spec: VMSpec, brand: Brand, owner: str = "", hooks: Sequence[DocumentHook] = ()) -> dict[str, Any]:
+    """The create payload for a spec that went through parse_spec() and has no problems(spec, brand), after the
+    plugins' render_vmadm hooks (the result must still be JSON and keep vmhost's record).
 
     With an owner, vmhost's record (the spec and the owner) rides along in internal_metadata.
     """
@@ -30,7 +35,17 @@ def render_payload(spec: VMSpec, brand: Brand, owner: str = "") -> dict[str, Any
     payload.update(render_metadata(spec, owner))
     if brand == "kvm" and _boots_from_cdrom(payload["disks"]):
         payload["boot"] = "order=dc"
+    record = {key: value for key, value in payload.get("internal_metadata", {}).items() if key in (SPEC_KEY, OWNER_KEY)}
+    apply_document_hooks(spec, payload, hooks, "vmadm payload", partial(_writable, record))
     return payload
+
+
+def _writable(record: dict[str, Any], payload: dict[str, Any]) -> None:
+    """JSON, with vmhost's record in internal_metadata as rendered (adoption and ownership read it)."""
+    json.dumps(payload)
+    metadata = payload.get("internal_metadata", {})
+    if any(metadata.get(key) != value for key, value in record.items()):
+        raise ValueError(f"internal_metadata {', '.join(record)} is vmhost's record of the VM; leave it as it is")
 
 
 def _boots_from_cdrom(disks: list[dict[str, Any]]) -> bool:

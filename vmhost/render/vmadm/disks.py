@@ -5,10 +5,10 @@ device for `path` with `nocreate`. A vmhost overlay is representable only when i
 zvol (/dev/zvol/[r]dsk/<pool>/<image uuid>) and its size is given (that is the image_size vmadm requires).
 """
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
+from vmhost.formats.vmadm import IMAGE_ZVOL
 from vmhost.render.vmadm.brands import Brand
 from vmhost.spec import VMSpec
 from vmhost.spec.cdrom import Cdrom
@@ -20,14 +20,7 @@ DISK_MODELS: dict[Brand, dict[str, str]] = {
     "bhyve": {"virtio": "virtio", "sata": "ahci"},
 }
 CDROM_MODELS: dict[Brand, dict[str, str]] = {"kvm": {"ide": "ide", "scsi": "scsi"}, "bhyve": {"sata": "ahci"}}
-UUID_PATTERN = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
-IMAGE_ZVOL = re.compile(rf"^/dev/zvol/r?dsk/(?P<zpool>[A-Za-z0-9_.-]+)/(?P<uuid>{UUID_PATTERN})$")
 RAW_FORMATS = ("raw", "auto")
-
-
-def image_zvol(zpool: str, image_uuid: str) -> str:
-    """The device an imgadm image lives on; the inverse of IMAGE_ZVOL."""
-    return f"/dev/zvol/rdsk/{zpool}/{image_uuid}"
 
 
 def boot_device(spec: VMSpec) -> tuple[str, int] | None:

@@ -8,10 +8,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from vmhost.formats.vmadm import OWNER_KEY, SPEC_KEY
 from vmhost.spec import VMSpec
 
-SPEC_KEY = "vmhost:spec"
-OWNER_KEY = "vmhost:owner"
 PASSWORD_SUFFIX = "_pw"
 """vmadm serves metadata keys ending in _pw from internal_metadata, so a label so named would vanish."""
 

@@ -6,6 +6,7 @@ those problems first, then joins the settings in a stable order and serializes t
 
 from collections.abc import Callable
 
+from vmhost.render.hooks import apply_document_hooks
 from vmhost.render.xen.actions import action_settings
 from vmhost.render.xen.boot import boot_problems, boot_settings
 from vmhost.render.xen.context import Problems, XenContext
@@ -54,5 +55,8 @@ def render_settings(spec: VMSpec, ctx: XenContext) -> Settings:
 
 
 def render_xl_cfg(spec: VMSpec, ctx: XenContext) -> str:
-    """The xl.cfg text for a spec that went through parse_spec()."""
-    return serialize(render_settings(spec, ctx))
+    """The xl.cfg text for a spec that went through parse_spec(), after the plugins' render_xl hooks (which set
+    XlString, XlNumber or XlList values under xl.cfg keys)."""
+    settings = render_settings(spec, ctx)
+    apply_document_hooks(spec, settings, ctx.hooks, "xl.cfg", serialize)
+    return serialize(settings)

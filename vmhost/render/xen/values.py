@@ -63,6 +63,8 @@ def _value(value: XlValue) -> str:
         return _quoted(value.value)
     if isinstance(value, XlNumber):
         return str(value.value)
+    if not isinstance(value, XlList):
+        raise TypeError(f"{value!r} is not an xl.cfg value (XlString, XlNumber or XlList)")
     if not value.items:
         return "[]"
     return "[\n" + "".join(f"    {_value(item)},\n" for item in value.items) + "    ]"

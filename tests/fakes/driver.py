@@ -1,0 +1,268 @@
+"""An in-memory hypervisor and a driver for it that implements the whole Driver protocol, with injectable
+failures and hypervisor-side events (a crash, a destroy from outside), so engine, recovery and restart-policy
+tests run in milliseconds. One FakeHypervisor outlives Engines: an agent restart is a new Engine on it."""
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmhost.drivers.base import (
+    Capability,
+    ConsoleStream,
+    DomainEvent,
+    DomainEventKind,
+    DomainInfo,
+    DomainState,
+    DomainStats,
+    HostFacts,
+    HostInfo,
+    Recorded,
+    Resources,
+)
+from vmhost.errors import HypervisorError, NotFound
+from vmhost.spec import VMSpec
+from vmhost.spec.graphics import REVEAL_SECRETS
+
+LIVE = {DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTTING_DOWN, DomainState.CRASHED_PRESERVED}
+_pids = itertools.count(10_000)
+
+
+@dataclass
+class Domain:
+    name: str
+    uuid: str
+    spec: dict[str, Any]
+    owner: str
+    state: DomainState = DomainState.SHUTOFF
+    plugged: set[str] = field(default_factory=set)
+    """Disk targets hot-plugged into the running domain."""
+    pid: int | None = None
+
+
+@dataclass
+class FakeHypervisor:
+    domains: dict[str, Domain] = field(default_factory=dict)
+    reserved_pci: set[str] = field(default_factory=set)
+    sink: Callable[[DomainEvent], None] | None = None
+    """Where hypervisor-side events go (an Engine's on_domain_event), like a libvirt event connection."""
+
+    def emit(self, name: str, kind: DomainEventKind, reason: str) -> None:
+        if self.sink is not None:
+            self.sink(DomainEvent(name, kind, reason))
+
+    def crash(self, name: str) -> None:
+        """QEMU dies: the domain is off, crashed."""
+        domain = self.domains[name]
+        domain.state, domain.pid, domain.plugged = DomainState.CRASHED, None, set()
+        self.emit(name, DomainEventKind.CRASHED, "qemu-died")
+
+    def destroy_outside(self, name: str) -> None:
+        domain = self.domains[name]
+        domain.state, domain.pid, domain.plugged = DomainState.SHUTOFF, None, set()
+        self.emit(name, DomainEventKind.STOPPED, "destroyed")
+
+    def running(self) -> set[str]:
+        return {name for name, domain in self.domains.items() if domain.state in LIVE}
+
+
+class FakeConsole:
+    def __init__(self) -> None:
+        self.written = b""
+
+    def read(self, timeout: float) -> bytes:
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class FakeDriver:
+    """Every call is recorded in `calls`; `fail_next(method, error)` makes the next call of `method` raise."""
+
+    def __init__(
+        self,
+        hypervisor: FakeHypervisor | None = None,
+        kind: str = "fake",
+        capabilities: frozenset[Capability] = frozenset(Capability),
+        acpi_works: bool = True,
+    ):
+        self.hypervisor = hypervisor or FakeHypervisor()
+        self.kind = kind
+        self.capabilities = capabilities
+        self.acpi_works = acpi_works
+        self.calls: list[str] = []
+        self._failures: dict[str, list[Exception]] = defaultdict(list)
+
+    def fail_next(self, method: str, error: Exception) -> None:
+        self._failures[method].append(error)
+
+    def _call(self, method: str) -> None:
+        self.calls.append(method)
+        if self._failures[method]:
+            raise self._failures[method].pop(0)
+
+    def _domain(self, name: str) -> Domain:
+        try:
+            return self.hypervisor.domains[name]
+        except KeyError:
+            raise NotFound(f"no domain {name}") from None
+
+    def _set(self, domain: Domain, state: DomainState) -> None:
+        domain.state = state
+        if state in LIVE and domain.pid is None:
+            domain.pid = next(_pids)
+        if state not in LIVE:
+            domain.pid, domain.plugged = None, set()
+
+    # ---- host ------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        return HostInfo(hypervisor="fake", cpus=4, memory_total=8 << 30, memory_available=8 << 30, accel="tcg")
+
+    def host_facts(self) -> HostFacts:
+        return HostFacts(cpus=4, cpu_mhz=0, cpu_sockets=1, memory_total=8 << 30, versions={"fake": "1"})
+
+    def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
+        return []
+
+    # ---- definitions -------------------------------------------------------------------------
+
+    def define(self, spec: VMSpec, resources: Resources) -> None:
+        self._call("define")
+        document = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
+        existing = self.hypervisor.domains.get(spec.name)
+        if existing is not None:
+            existing.spec, existing.owner = document, resources.owner
+            return
+        self.hypervisor.domains[spec.name] = Domain(spec.name, str(spec.uuid), document, resources.owner)
+
+    def undefine(self, name: str) -> None:
+        self._call("undefine")
+        self.hypervisor.domains.pop(name, None)
+
+    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self._call("attach_disk")
+        domain = self._domain(spec.name)
+        if domain.state not in LIVE:
+            raise HypervisorError(f"{spec.name} is not running")
+        domain.plugged.add(target)
+
+    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self._call("detach_disk")
+        domain = self._domain(spec.name)
+        if domain.state in LIVE:
+            domain.plugged.discard(target)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def create_paused(self, name: str) -> None:
+        self._call("create_paused")
+        domain = self._domain(name)
+        if domain.state in LIVE:
+            raise HypervisorError(f"{name} is already running")
+        self._set(domain, DomainState.PAUSED)
+
+    def pause(self, name: str) -> None:
+        self._call("pause")
+        domain = self._domain(name)
+        if domain.state != DomainState.RUNNING:
+            raise HypervisorError(f"{name} is not running")
+        self._set(domain, DomainState.PAUSED)
+
+    def resume(self, name: str) -> None:
+        self._call("resume")
+        domain = self._domain(name)
+        if domain.state != DomainState.PAUSED:
+            raise HypervisorError(f"{name} is not paused")
+        self._set(domain, DomainState.RUNNING)
+
+    def request_shutdown(self, name: str) -> None:
+        self._call("request_shutdown")
+        domain = self._domain(name)
+        if domain.state != DomainState.RUNNING:
+            raise HypervisorError(f"{name} is not running")
+        if self.acpi_works:
+            self._set(domain, DomainState.SHUTOFF)
+
+    def destroy(self, name: str) -> None:
+        """Idempotent, like libvirt's: a domain that is already off is fine."""
+        self._call("destroy")
+        domain = self.hypervisor.domains.get(name)
+        if domain is not None and domain.state in LIVE:
+            self._set(domain, DomainState.SHUTOFF)
+
+    def request_reboot(self, name: str) -> None:
+        self._call("request_reboot")
+        if self._domain(name).state != DomainState.RUNNING:
+            raise HypervisorError(f"{name} is not running")
+
+    def reset(self, name: str) -> None:
+        self._call("reset")
+        if self._domain(name).state != DomainState.RUNNING:
+            raise HypervisorError(f"{name} is not running")
+
+    def kill_process(self, name: str) -> bool:
+        self._call("kill_process")
+        domain = self.hypervisor.domains.get(name)
+        if domain is None or domain.state not in LIVE:
+            return False
+        self._set(domain, DomainState.SHUTOFF)
+        return True
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def state(self, name: str) -> DomainState:
+        domain = self.hypervisor.domains.get(name)
+        return domain.state if domain else DomainState.ABSENT
+
+    def info(self, name: str) -> DomainInfo:
+        domain = self._domain(name)
+        return DomainInfo(
+            name=name,
+            uuid=domain.uuid,
+            state=domain.state,
+            vcpus=int(domain.spec["cpu"]["vcpus"]),
+            memory_bytes=1 << 28,
+            pid=domain.pid,
+            driver=self.kind,
+        )
+
+    def states(self) -> dict[str, DomainState]:
+        return {name: domain.state for name, domain in self.hypervisor.domains.items()}
+
+    def list_owned(self) -> list[DomainInfo]:
+        return [self.info(name) for name in self.hypervisor.domains]
+
+    def domain_stats(self) -> list[DomainStats]:
+        return [
+            DomainStats(name=name, state=domain.state, cpu_seconds=0.0, vcpus=int(domain.spec["cpu"]["vcpus"]))
+            for name, domain in self.hypervisor.domains.items()
+        ]
+
+    def graphics_ports(self, name: str) -> dict[str, int]:
+        self._domain(name)
+        return {}
+
+    def recorded(self, name: str) -> Recorded | None:
+        domain = self.hypervisor.domains.get(name)
+        return Recorded(spec=domain.spec, owner=domain.owner) if domain else None
+
+    def interfaces(self, name: str) -> list[str]:
+        return []
+
+    def open_console(self, name: str) -> ConsoleStream:
+        self._call("open_console")
+        return FakeConsole()
+
+    def reserve_pci(self, address: str) -> None:
+        self._call("reserve_pci")
+        self.hypervisor.reserved_pci.add(address)
+
+    def release_pci(self, address: str) -> None:
+        self._call("release_pci")
+        self.hypervisor.reserved_pci.discard(address)

@@ -1,0 +1,160 @@
+"""Recovery and restart policies on the fake hypervisor: an agent 'killed' at every journaled point of every
+operation is recovered with the operation's own steps; crashes seen live, during an operation, or while the
+agent was down all get the same restart-policy decision."""
+
+from typing import Any
+
+import pytest
+
+from tests.eventually import eventually
+from tests.fakes.driver import FakeHypervisor
+from tests.fakes.engines import Killed, engine_on, killed_at, restarted, spec
+from vmhost.api.operations import Operations, OpState
+from vmhost.drivers.base import DomainState
+from vmhost.engine import Engine
+from vmhost.engine.states import TRANSIENT
+from vmhost.engine.supervisor import FOUND_CRASHED
+
+DISK = {"source": {"type": "new", "size": "1MiB"}}
+QUICK = {"initial_seconds": 0.1, "max_retries": 3}
+
+# point -> (state before, the call)
+CASES: dict[str, tuple[str, Any]] = {
+    **{
+        f"create:{step}": ("absent", lambda e: e.create(spec("web", disks=[DISK])))
+        for step in ("begin", "recorded", "disks-created", "defined", "stopped")
+    },
+    **{
+        f"start:{step}": ("stopped", lambda e: e.start("web"))
+        for step in ("begin", "created-paused", "activated", "resumed", "running")
+    },
+    **{f"stop:{step}": ("running", lambda e: e.stop("web")) for step in ("begin", "shutdown-requested", "stopped")},
+    **{f"kill:{step}": ("running", lambda e: e.kill("web")) for step in ("begin", "destroyed")},
+    **{
+        f"delete:{step}": ("running", lambda e: e.delete("web"))
+        for step in ("begin", "destroyed", "undefined", "disks-removed", "forgotten")
+    },
+    **{
+        f"update:{step}": ("stopped", lambda e: e.update("web", {"cpu": {"vcpus": 2}, "disks": [DISK, DISK]}))
+        for step in ("begin", "disks-created", "defined", "recorded")
+    },
+    **{f"pause:{step}": ("running", lambda e: e.pause("web")) for step in ("begin", "paused")},
+    **{f"resume:{step}": ("paused", lambda e: e.resume("web")) for step in ("begin", "resumed")},
+    **{f"reboot:{step}": ("running", lambda e: e.reboot("web")) for step in ("begin", "requested")},
+    **{
+        f"attach-disk:{step}": ("running", lambda e: e.attach_disk("web", DISK))
+        for step in ("disks-created", "plugged")
+    },
+    **{f"detach-disk:{step}": ("running", lambda e: e.detach_disk("web", "vda")) for step in ("unplugged", "defined")},
+}
+
+
+def prepare(engine: Engine, before: str) -> None:
+    if before == "absent":
+        return
+    engine.create(spec("web", disks=[DISK]), start=before in ("running", "paused"))
+    if before == "paused":
+        engine.pause("web")
+
+
+def assert_consistent(engine: Engine, hypervisor: FakeHypervisor) -> None:
+    """No orphan domain or lost definition, no stray disk or directory, nothing transient, nothing unfinished."""
+    records = {record.name: record for record in engine.store.list_vms()}
+    assert set(records) == set(hypervisor.domains)
+    for name, record in records.items():
+        assert record.state not in TRANSIENT
+        assert engine.get(name)["state"] == record.state, "the store agrees with the hypervisor"
+        assert hypervisor.domains[name].spec["cpu"] == record.spec["cpu"], "the definition matches the store"
+    owned = {path for record in records.values() for path in record.owned_paths}
+    assert {str(p) for p in (engine.config.data_dir / "vms").glob("*/disks/*")} == owned
+    assert {d.name for d in (engine.config.data_dir / "vms").iterdir()} <= {r.uuid for r in records.values()}
+    assert engine.store.unfinished_operations() == []
+
+
+@pytest.mark.parametrize("point", list(CASES))
+def test_an_agent_killed_at_any_journaled_point_is_recovered_with_the_same_steps(point, tmp_path, monkeypatch):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    before, call = CASES[point]
+    prepare(engine, before)
+    with killed_at(monkeypatch, point) as passed, pytest.raises(Killed):
+        call(engine)
+    assert point in passed
+    engine = restarted(engine, hypervisor)
+    assert_consistent(engine, hypervisor)
+    kind = point.split(":")[0]
+    [op] = [op for op in engine.store.operations(limit=100) if op.kind == kind and op.result.startswith("interrupted")]
+    assert op.state in ("completed by recovery", "rolled back by recovery")
+
+
+def test_an_interrupted_pause_leaves_the_guest_alive(tmp_path, monkeypatch):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web"), start=True)
+    with killed_at(monkeypatch, "pause:paused"), pytest.raises(Killed):
+        engine.pause("web")
+    engine = restarted(engine, hypervisor)
+    assert hypervisor.domains["web"].state == DomainState.PAUSED, "completed: paused, never destroyed"
+    assert engine.record("web").state == "paused"
+    assert engine.store.operations("web", limit=1)[0].state == "completed by recovery"
+
+
+@pytest.mark.parametrize("policy", ["never", "on-crash", "always"])
+def test_a_vm_found_crashed_at_agent_start_gets_its_restart_policy(policy, tmp_path):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", restart_policy=policy, restart_backoff=QUICK), start=True)
+    hypervisor.sink = None  # the agent is down
+    hypervisor.crash("web")
+    engine = restarted(engine, hypervisor)
+    record = engine.record("web")
+    assert record.last_exit_reason == FOUND_CRASHED
+    if policy == "never":
+        assert (record.state, record.desired_state) == ("crashed", "stopped")
+        assert hypervisor.domains["web"].state == DomainState.CRASHED
+        return
+    eventually(lambda: engine.record("web").state == "running", timeout=5, what="restarted by policy")
+    assert engine.record("web").restart_count == 1
+    assert [e.type for e in engine.events.recent() if e.type.startswith("restart")] == [
+        "restart-scheduled",
+        "restarted",
+    ]
+
+
+def test_a_crash_during_a_detach_is_restarted_once_the_lock_is_free(tmp_path):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", disks=[DISK], restart_policy="on-crash", restart_backoff=QUICK), start=True)
+    driver = engine.core.driver.for_name("web")
+    seen_during: list[str] = []
+    real_detach = driver.detach_disk
+
+    def crash_then_detach(*args: Any) -> None:
+        hypervisor.crash("web")  # the event arrives while the detach holds the lock
+        seen_during.append(engine.record("web").state)
+        real_detach(*args)
+
+    driver.detach_disk = crash_then_detach
+    engine.detach_disk("web", "vda")
+    assert seen_during == ["running"], "the event waited for the operation"
+    eventually(lambda: engine.record("web").restart_count == 1, timeout=5, what="restart after the lock was freed")
+    eventually(lambda: engine.record("web").state == "running", timeout=5)
+    assert engine.record("web").last_exit_reason == "the QEMU process died"
+
+
+def test_operation_ids_answer_after_an_agent_restart(tmp_path, monkeypatch):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    operations = Operations(journal=engine)
+    created = operations.submit("create", "web", lambda: engine.create(spec("web")).name)
+    created.done.wait(5)
+    with killed_at(monkeypatch, "delete:undefined"):
+        deleted = operations.submit("delete", "web", lambda: engine.delete("web"))
+        deleted.done.wait(5)
+    operations.shutdown()
+    engine = restarted(engine, hypervisor)
+    after = Operations(journal=engine)
+    assert after.get(created.id).state == OpState.SUCCEEDED
+    assert after.get(deleted.id).state == OpState.COMPLETED_BY_RECOVERY
+    assert {op.id for op in after.recent()} == {created.id, deleted.id}, "a completed delete stays in the history"
+    assert engine.store.get_vm("web") is None

@@ -1,0 +1,194 @@
+"""What every part of the engine shares: config, drivers, store, locks, hooks, events, and the few helpers
+(records, enforced state changes, hooks, PCI release) that operations, supervisor and recovery all use."""
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from vmhost.config import HostConfig
+from vmhost.drivers.base import DomainState
+from vmhost.engine import resources
+from vmhost.engine.events import EventBus, VmEvent
+from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
+from vmhost.engine.locks import VmLocks
+from vmhost.engine.router import Router
+from vmhost.engine.states import OBSERVED, VmState, check_transition
+from vmhost.errors import NotFound, VmhostError
+from vmhost.spec import Problem, VMSpec
+from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.store.sqlite import Store, VmRecord
+
+GONE = {DomainState.SHUTOFF, DomainState.CRASHED, DomainState.ABSENT}
+"""No process left: off, off after a crash, or not defined at all."""
+MISSING_DEFINITION = "the hypervisor has no definition for this VM"
+
+Progress = Callable[[str], None]
+log = logging.getLogger("vmhost.engine")
+
+
+def quiet(_message: str) -> None:
+    """Default progress sink."""
+
+
+class Timers:
+    """Pending restarts by VM name (the supervisor schedules them; any stop or start through vmhost cancels)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._timers: dict[str, threading.Timer] = {}
+        self._gone: dict[str, threading.Event] = {}
+
+    def put(self, name: str, timer: threading.Timer) -> None:
+        with self._lock:
+            self._timers[name] = timer
+
+    def pop(self, name: str) -> None:
+        with self._lock:
+            self._timers.pop(name, None)
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def gone_signal(self, name: str) -> threading.Event:
+        """Set by a stop or crash event, so a waiting stop returns at once instead of at its next poll."""
+        with self._lock:
+            return self._gone.setdefault(name, threading.Event())
+
+
+@dataclass
+class Core:
+    config: HostConfig
+    driver: Router
+    store: Store
+    locks: VmLocks
+    hooks: list[Hook]
+    """Plugins' lifecycle hooks, in the order they run (the plugin loader sorts them by priority)."""
+    progress: Progress = quiet
+    events: EventBus = field(default_factory=EventBus)
+    timers: Timers = field(default_factory=Timers)
+
+    # ---- records -----------------------------------------------------------------------------
+
+    def record(self, name_or_uuid: str) -> VmRecord:
+        record = self.store.find_vm(name_or_uuid)
+        if record is None:
+            raise NotFound(f"no VM named {name_or_uuid}")
+        return record
+
+    @staticmethod
+    def spec_of(record: VmRecord) -> VMSpec:
+        """A stored spec that no longer validates (e.g. after a spec change) is an operator error, reported
+        without the stored values (they may hold a password)."""
+        try:
+            return VMSpec.model_validate(record.spec)
+        except ValidationError as exc:
+            paths = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
+            raise VmhostError(f"the stored spec of {record.name} no longer validates at {', '.join(paths)}") from None
+
+    @contextmanager
+    def locked(self, name_or_uuid: str) -> Iterator[VmRecord]:
+        name = self.record(name_or_uuid).name
+        with self.locks.hold(name):
+            yield self.record(name)
+
+    # ---- states ------------------------------------------------------------------------------
+
+    def set_state(self, name: str, state: VmState, reason: str = "", **columns: Any) -> None:
+        """Record a state (and any other columns); publish an event when the state or its reason changed.
+
+        An illegal transition is a bug in vmhost: IllegalTransition, nothing written.
+        """
+        before = self.store.get_vm(name)
+        if before is not None:
+            check_transition(name, VmState(before.state), state)
+        self.store.update_vm(name, state=state.value, reason=reason, **columns)
+        if before is not None and (before.state, before.reason) != (state.value, reason):
+            self.events.publish(VmEvent(vm=name, uuid=before.uuid, type="state", state=state.value, reason=reason))
+
+    def observe(self, record: VmRecord) -> VmState:
+        """Ask the hypervisor and store its answer: its view wins (operations and the supervisor only)."""
+        return self.store_observed(record, OBSERVED[self.driver.state(record.name)])
+
+    def store_observed(self, record: VmRecord, state: VmState) -> VmState:
+        if state.value != record.state:
+            self.set_state(record.name, state, MISSING_DEFINITION if state == VmState.FAILED else "")
+        return state
+
+    # ---- hooks -------------------------------------------------------------------------------
+
+    def _context(self, hook: Hook, spec: VMSpec) -> HookContext:
+        def note(message: str) -> None:
+            reason = f"{hook.owner} ({hook.phase.value}): {message}"
+            self.events.publish(VmEvent(vm=spec.name, uuid=str(spec.uuid), type="hook", state="", reason=reason))
+
+        return HookContext(
+            phase=hook.phase,
+            spec=spec,
+            driver=self.driver.for_spec(spec),
+            vm_dir=resources.vm_dir(self.config.data_dir, str(spec.uuid)),
+            note=note,
+        )
+
+    def pre_hooks(self, phase: Phase, spec: VMSpec) -> None:
+        """The first refusal aborts the operation: HookFailed names the plugin."""
+        for hook in [hook for hook in self.hooks if hook.phase == phase]:
+            self.progress(f"{phase.value}: plugin {hook.owner}")
+            try:
+                hook.call(self._context(hook, spec))
+            except Exception as exc:
+                raise HookFailed(f"{failure_text(hook, exc)}; {spec.name} was left as it was before") from exc
+
+    def post_hooks(self, phases: Sequence[Phase], spec: VMSpec) -> None:
+        """Every post-hook runs even when one fails; the failures are then raised together."""
+        failures = []
+        for phase in phases:
+            for hook in [hook for hook in self.hooks if hook.phase == phase]:
+                try:
+                    hook.call(self._context(hook, spec))
+                except Exception as exc:
+                    log.warning("post-hook failed", extra={"vm": spec.name, "plugin": hook.owner})
+                    failures.append(failure_text(hook, exc))
+        if failures:
+            done = ", ".join(phase.value.removeprefix("after-") for phase in phases)
+            raise PostHookFailed(f"{spec.name}: {done} done, but " + "; ".join(failures))
+
+    def report_post_hooks(self, phase: Phase, spec: VMSpec) -> None:
+        """For work nobody waits on (a restart by policy): a post-hook failure becomes an event."""
+        try:
+            self.post_hooks([phase], spec)
+        except PostHookFailed as exc:
+            self.events.publish(
+                VmEvent(vm=spec.name, uuid=str(spec.uuid), type="hook-failed", state="", reason=exc.message)
+            )
+
+    # ---- host ------------------------------------------------------------------------------
+
+    def host_problems(self, spec: VMSpec, known: VMSpec | None = None) -> resources.Plan:
+        """Host checks of `spec`; `known` is the VM's stored spec, whose recorded image formats are reused."""
+        plan = resources.plan(spec, self.config, known)
+        plan.problems += [Problem(path, message) for path, message in self.driver.host_problems(spec)]
+        return plan
+
+    def release_unmanaged_pci(self, record: VmRecord) -> None:
+        """Give unmanaged PCI devices back to the host once no QEMU holds them (idempotent)."""
+        for device in self.spec_of(record).passthrough.pci:
+            if not device.managed:
+                try:
+                    self.driver.release_pci(device.address)
+                except VmhostError as exc:
+                    log.warning(
+                        "could not release a PCI device", extra={"device": device.address, "error": exc.message}
+                    )
+
+
+def stored(spec: VMSpec) -> dict[str, Any]:
+    """The spec as the store keeps it: secrets included (the database is root-only)."""
+    return spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
