@@ -16,13 +16,13 @@ from starlette.requests import Request
 
 from vmhost.api.agent import Agent
 from vmhost.drivers.base import ConsoleStream
+from vmhost.engine.logs import read_from
 from vmhost.errors import VmhostError
 
 READ_SLICE = 0.25
 FOLLOW_POLL = 0.2
 ALIVE_EVERY = 1.0
 """Seconds between asking the hypervisor whether a followed VM still runs (the log is read every FOLLOW_POLL)."""
-CHUNK = 1 << 16
 
 
 async def follow_console_log(request: Request, path: Path, alive: Callable[[], bool]) -> AsyncIterator[bytes]:
@@ -33,7 +33,7 @@ async def follow_console_log(request: Request, path: Path, alive: Callable[[], b
     while not await request.is_disconnected():
         if time.monotonic() - checked >= ALIVE_EVERY:
             running, checked = await asyncio.to_thread(alive), time.monotonic()
-        data = _read_from(path, offset)
+        data = read_from(path, offset)
         if data:
             offset += len(data)
             yield data
@@ -41,15 +41,6 @@ async def follow_console_log(request: Request, path: Path, alive: Callable[[], b
             return
         else:
             await asyncio.sleep(FOLLOW_POLL)
-
-
-def _read_from(path: Path, offset: int) -> bytes:
-    try:
-        with path.open("rb") as log:
-            log.seek(offset)
-            return log.read(CHUNK)
-    except FileNotFoundError:
-        return b""
 
 
 async def serve_console(websocket: WebSocket, agent: Agent, vm: str) -> None:

@@ -13,7 +13,7 @@ def follow(path: Path, alive: Callable[[], bool], poll: float = POLL_INTERVAL) -
     offset = 0
     while True:
         running = alive()
-        data = _read_from(path, offset)
+        data = read_from(path, offset)
         if data:
             offset += len(data)
             yield data
@@ -23,7 +23,8 @@ def follow(path: Path, alive: Callable[[], bool], poll: float = POLL_INTERVAL) -
             time.sleep(poll)
 
 
-def _read_from(path: Path, offset: int) -> bytes:
+def read_from(path: Path, offset: int) -> bytes:
+    """Up to one chunk of the log from `offset`; nothing while the log does not exist yet."""
     try:
         with path.open("rb") as log:
             log.seek(offset)
