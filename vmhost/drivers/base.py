@@ -172,13 +172,11 @@ class EventSource(Protocol):
     def stop(self) -> None: ...
 
 
-class Driver(Protocol):
-    """One hypervisor. Every method is blocking; names are already validated by the spec."""
+class DomainCalls(Protocol):
+    """The calls on domains and the host that a driver serves and the engine's router forwards to a VM's driver.
 
-    kind: str
-    """The driver's name (libvirt, runc, xen, smartos): errors and the capability matrix name it."""
-    capabilities: frozenset[Capability]
-    """What it can do beyond define/start/stop/delete; a method for a capability it lacks raises Unsupported."""
+    Every method is blocking; names are already validated by the spec.
+    """
 
     def host_info(self) -> HostInfo: ...
 
@@ -249,3 +247,12 @@ class Driver(Protocol):
     def reserve_pci(self, address: str) -> None: ...
 
     def release_pci(self, address: str) -> None: ...
+
+
+class Driver(DomainCalls, Protocol):
+    """One hypervisor."""
+
+    kind: str
+    """The driver's name (libvirt, runc, xen, smartos): errors and the capability matrix name it."""
+    capabilities: frozenset[Capability]
+    """What it can do beyond define/start/stop/delete; a method for a capability it lacks raises Unsupported."""
