@@ -11,6 +11,9 @@ import pytest
 
 Golden = Callable[[Path, str], None]
 
+pytest_plugins = ["tests.unit.xen_standin"]
+"""The `standin` fixture (a stand-in xl on PATH) for the Xen driver tests in tests/unit and tests/security."""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

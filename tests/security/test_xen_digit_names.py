@@ -3,7 +3,6 @@ libxl_domain_qualifier_to_domid), so a VM named `7` must never make xl act on do
 guest. Checked against the stand-in `xl`, which reads digits as xl does; no Xen host is used."""
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from vmhost.drivers.xen import XlDriver
 from vmhost.engine import Engine
 from vmhost.errors import NotFound
 from vmhost.spec import SpecError, parse_spec
-
-
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
-    stand_in = StandIn(tmp_path / "xl-state")
-    for key, value in stand_in.environment().items():
-        monkeypatch.setenv(key, value)
-    yield stand_in
-    stand_in.stop_monitors()
 
 
 @pytest.fixture

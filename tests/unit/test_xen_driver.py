@@ -7,7 +7,6 @@ assert the exact sequences. Nothing here touches a live Xen host.
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ PCI = "0000:03:00.0"
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stopping, "FORCED_STOP_WAIT", 2.0)
-
-
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
-    stand_in = StandIn(tmp_path / "xl-state")
-    for key, value in stand_in.environment().items():
-        monkeypatch.setenv(key, value)
-    yield stand_in
-    stand_in.stop_monitors()
 
 
 @pytest.fixture

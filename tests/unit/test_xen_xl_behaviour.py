@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.eventually import eventually
-from tests.unit.test_xen_driver import BRIDGE, config_path, driver, engine, read_console_until, standin, sysfs, web
+from tests.unit.test_xen_driver import BRIDGE, config_path, driver, engine, read_console_until, sysfs, web
 from tests.unit.xen_standin import StandIn
 from vmhost.drivers.base import DomainEvent, DomainEventKind
 from vmhost.drivers.polling import PollingEventSource
@@ -19,7 +19,7 @@ from vmhost.engine import Engine, stopping
 from vmhost.errors import Conflict, HypervisorError
 from vmhost.spec.units import MiB
 
-__all__ = ["driver", "engine", "standin", "sysfs"]
+__all__ = ["driver", "engine", "sysfs"]
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.eventually import eventually
 
 STANDIN_DIR = Path(__file__).parents[1] / "xen_standin"
@@ -143,3 +145,13 @@ def _flags(domain: dict[str, Any]) -> str:
         + (REASON_LETTERS[shutdown] if shutdown is not None else "-")
         + "-"
     )
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
+    """A stand-in xl on PATH for one test; the per-domain monitors it spawned are stopped when the test ends."""
+    stand_in = StandIn(tmp_path / "xl-state")
+    for key, value in stand_in.environment().items():
+        monkeypatch.setenv(key, value)
+    yield stand_in
+    stand_in.stop_monitors()
