@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 VMHOST = REPO / ".venv" / "bin" / "vmhost"
 URI = "qemu:///system"
 GUEST_DIR = Path(os.environ.get("VMHOST_GUEST_DIR", "/var/lib/vmhost/images/tiny-guest"))
+DEBIAN_DIR = Path(os.environ.get("VMHOST_DEBIAN_IMAGE_DIR", "/var/lib/vmhost/images/debian-12-cloud"))
 PREFIX = f"bench-{secrets.token_hex(3)}-"
 SETTLE = 0.3  # seconds after every destroy, on both sides, so QEMU teardown never overlaps the next start
 COMMAND_TIMEOUT = 120.0
@@ -163,7 +164,7 @@ def make_workspace() -> Workspace:
         path.mkdir(mode=0o711)
     workspace.config.write_text(
         f'libvirt_uri = "{URI}"\ndata_dir = "{workspace.data_dir}"\naccel = "tcg"\nstop_timeout = 30\n'
-        f'allowed_paths = ["{GUEST_DIR}"]\n'  # the only host files bench specs name: the tiny guest's kernel
+        f'allowed_paths = ["{GUEST_DIR}", "{DEBIAN_DIR}"]\n'  # the host files bench specs name: the guests' kernels
     )
     return workspace
 

@@ -11,6 +11,9 @@ It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under
 5. how soon a SIGKILLed QEMU shows up as a `crashed` event on GET /v1/events, next to libvirt's own latency,
 6. how soon a graceful stop returns once libvirt reports the guest powered off (exits.py has 5 and 6),
 7. what the durable journal costs: a journaled operation's store writes, synchronous FULL vs NORMAL (journal.py),
+8. a VM from an image (overlay + seed + start) vs qemu-img create -b, cloud-localds, virsh create (from_image.py),
+9. a live NIC attach through vmhost vs `virsh attach-device --live` of the same XML (nic_attach.py),
+10. a full snapshot create and revert through vmhost vs `virsh snapshot-create-as` / `snapshot-revert` (snapshots.py),
 
 prints a table against the targets and deletes everything it made (also on Ctrl-C). It reports; it never fails
 because a target is missed.
@@ -37,6 +40,7 @@ from types import FrameType
 
 import httpx
 from exits import CrashResult, StopResult, bench_crash, bench_stop
+from from_image import FromImageResult, bench_from_image, preflight_image
 from harness import (
     FULL,
     GUEST_DIR,
@@ -63,6 +67,8 @@ from harness import (
     wall_parallel,
 )
 from journal import JournalResult, bench_journal
+from nic_attach import NicAttachResult, bench_nic_attach
+from snapshots import SnapshotResult, bench_snapshots
 
 
 def raw_copy(xml: str, name: str, log_file: Path) -> str:
@@ -216,6 +222,9 @@ class Results:
     stop: StopResult
     activity: list[str]
     journal: JournalResult
+    from_image: FromImageResult
+    nic_attach: NicAttachResult
+    snapshots: SnapshotResult
 
 
 def other_guests() -> list[str]:
@@ -339,6 +348,9 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
             verdict(stop.returned.median <= 0.5),
         ],
         results.journal.table_row(),
+        results.from_image.table_row(),
+        results.nic_attach.table_row("9"),
+        *results.snapshots.table_rows("10"),
     ]
 
 
@@ -383,6 +395,9 @@ def raw_numbers(results: Results) -> list[str]:
         ("6  stop, HTTP round trip", stop.round_trip.describe()),
         ("6  stop methods", _counts(stop.methods)),
         results.journal.raw_line(),
+        *results.from_image.raw_lines(),
+        *results.nic_attach.raw_lines("9"),
+        *results.snapshots.raw_lines("10"),
     ]
     width = max(len(label) for label, _ in rows)
     return [f"{label.ljust(width)}  {text}" for label, text in rows]
@@ -422,6 +437,7 @@ def preflight() -> None:
     for file in ("vmlinuz", "initrd.img"):
         if not (GUEST_DIR / file).is_file():
             raise BenchError(f"{GUEST_DIR / file} is missing: run guest/build.sh")
+    preflight_image()
     virsh("version")
 
 
@@ -477,9 +493,14 @@ def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, set
     stop = bench_stop(api, made, settings)
     listing = bench_list(api, made, settings)
     rss_kib = agent.rss_kib()
+    from_image = bench_from_image(api, workspace, made, settings)
+    nic_attach = bench_nic_attach(workspace, raw_copy, settings.single_runs)
+    snapshots = bench_snapshots(workspace, settings.single_runs)
     activity.append(host_activity("after"))
     journal = bench_journal(workspace.root)
-    return Results(single, parallel, listing, rss_kib, crash, stop, activity, journal)
+    return Results(
+        single, parallel, listing, rss_kib, crash, stop, activity, journal, from_image, nic_attach, snapshots
+    )
 
 
 def main() -> int:

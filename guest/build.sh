@@ -13,8 +13,8 @@ out=$(realpath -m "${1:-$here/../build/guest}")
 cache=$out/cache
 busybox=/bin/busybox   # from busybox-static
 # Modules the guest loads; dependencies are added automatically, in load order.
-MODULES="virtio_pci virtio_blk virtio_scsi virtio_net virtio_console
-         ata_piix ahci sd_mod sym53c8xx button evdev"
+MODULES="virtio_pci virtio_blk virtio_scsi virtio_net virtio_console virtio_balloon
+         ata_piix ahci sd_mod sr_mod isofs sym53c8xx button evdev"
 
 # fresh TARGET DEPS...: TARGET exists and is newer than every DEP.
 fresh() { local t=$1 d; shift; [[ -e $t ]] || return 1
@@ -36,7 +36,7 @@ read -r name ver < <(dpkg-deb -f "$meta" Depends |
 deb=${name}_${ver}_amd64.deb
 [[ -e $deb ]] || fetch "$name=$ver"
 
-deps=("$deb" "$here/init" "$here/build.sh" "$busybox")
+deps=("$deb" "$here/init" "$here/facts" "$here/build.sh" "$busybox")
 if fresh "$out/vmlinuz" "$deb" && fresh "$out/initrd.img" "${deps[@]}"; then
     echo "guest up to date: $out"; exit 0
 fi
@@ -54,6 +54,7 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,lib/modules}
 cp "$busybox" "$root/bin/busybox"
 for a in $("$busybox" --list); do [[ $a == busybox ]] || ln -s busybox "$root/bin/$a"; done
 install -m 755 "$here/init" "$root/init"
+install -m 755 "$here/facts" "$root/bin/vmhost-facts"
 
 declare -A ko=() seen=()   # module name -> .ko path; names already added
 while read -r f; do m=${f##*/}; m=${m%%.ko*}; ko[${m//-/_}]=$f

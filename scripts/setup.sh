@@ -8,8 +8,18 @@ guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
 # runc: the container driver. libxenmisc4.17 + libxen-dev: Xen's real xl.cfg parser (libxlutil), which the
 # Xen renderer's tests load; no Xen hypervisor is installed or needed. ethtool: the nic-tuning example plugin.
 # tini: reaps QEMU's orphans at once when no init system runs libvirtd (scripts/libvirtd.sh).
+# skopeo: `vmhost image pull` (OCI images from registries); umoci: builds the container example's busybox image;
+# docker-registry: the loopback registry of the registry test.
+# genisoimage: the NoCloud seed ISO vmhost builds for cloud_init (vmhost/storage/seed.py), and the CD-ROM media tests.
+# mmdebstrap: builds the Debian cloud image (scripts/debian-image.sh); cloud-image-utils: cloud-localds, the
+# by-hand baseline of bench/from_image.py; openssh-client: the cloud guest test logs in over SSH.
+# dnsmasq-base: DHCP of libvirt networks (its `default` network, and the guest-address test's isolated one).
 packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
-          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool tini)
+          ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool tini
+          skopeo umoci docker-registry
+          genisoimage
+          mmdebstrap cloud-image-utils openssh-client
+          dnsmasq-base)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -52,3 +62,7 @@ for plugin in "$repo"/plugins/*/pyproject.toml; do plugin_packages+=(-e "$(dirna
 "$repo/.venv-plugins/bin/pip" install -q -e "$repo[test]" "${plugin_packages[@]}"
 
 "$repo/guest/build.sh" "$guest_dir"
+# The Debian 12 cloud image of the cloud-init SSH test (built once per machine, a few minutes).
+"$repo/scripts/debian-image.sh" /var/lib/vmhost/images/debian-12-cloud
+# The container example's image (examples/04-container.json), from busybox-static.
+"$repo/scripts/busybox-image.sh" /var/lib/vmhost/images/busybox-oci

@@ -3,8 +3,10 @@
 import contextlib
 import json
 import queue
+import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +21,9 @@ KINDS: dict[str, type[VmhostError]] = {
     kind.code: kind for kind in (NotFound, Conflict, HostResourceError, HypervisorError, Unavailable)
 }
 """The codes of the agent's error bodies (vmhost/api/errors.py error_body), raised again as the types they name."""
+IMPORT_PROGRESS = re.compile(r"(\d+)/(\d+|\?) bytes")
+"""An image import operation's progress: `importing NAME: DONE/TOTAL bytes`."""
+IMPORT_POLL = 0.25
 
 
 def error_from_body(body: dict[str, Any]) -> Exception:
@@ -63,6 +68,10 @@ class AgentClient:
         result: dict[str, Any] = self._operation("POST", "/v1/vms", json=document, params={"start": str(start).lower()})
         return result
 
+    def validate(self, document: Any) -> str:
+        result: dict[str, Any] = self._call("POST", "/v1/validate", json=document)
+        return str(result["name"])
+
     def list_rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._call("GET", "/v1/vms")
         return rows
@@ -94,12 +103,86 @@ class AgentClient:
     def kill(self, name: str) -> None:
         self._operation("POST", f"/v1/vms/{name}/kill")
 
+    def attach_disk(self, name: str, disk: dict[str, Any]) -> str:
+        result: dict[str, Any] = self._operation("POST", f"/v1/vms/{name}/disks", json=disk)
+        return str(result["target"])
+
+    def detach_disk(self, name: str, target: str) -> None:
+        self._operation("POST", f"/v1/vms/{name}/disks/detach", json={"target": target})
+
+    def pause(self, name: str) -> None:
+        self._operation("POST", f"/v1/vms/{name}/pause")
+
+    def resume(self, name: str) -> None:
+        self._operation("POST", f"/v1/vms/{name}/resume")
+
     def delete(self, name: str) -> None:
         self._operation("DELETE", f"/v1/vms/{name}")
 
-    def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self._operation("PATCH", f"/v1/vms/{name}", json=patch)
+    def update(self, name: str, patch: dict[str, Any], live: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        """The plan: answered at once for a dry run or nothing to change, else the finished operation's."""
+        params = {"wait": "true", "live": str(live).lower(), "dry_run": str(dry_run).lower()}
+        body: dict[str, Any] = self._call("PATCH", f"/v1/vms/{name}", json=patch, params=params)
+        plan: dict[str, Any] = body["result"]["plan"] if "result" in body else body
+        return plan
+
+    def import_image(self, request: dict[str, Any], progress: Callable[[int, int | None], None]) -> dict[str, Any]:
+        """POST the import, then poll the operation, feeding its `D/T bytes` progress to `progress`."""
+        operation = self._call("POST", "/v1/images", json=request)
+        while operation["state"] in ("pending", "running"):
+            found = IMPORT_PROGRESS.search(operation.get("progress") or "")
+            if found:
+                progress(int(found[1]), int(found[2]) if found[2] != "?" else None)
+            time.sleep(IMPORT_POLL)
+            operation = self._call("GET", f"/v1/operations/{operation['id']}")
+        if operation.get("error"):
+            raise error_from_body(operation["error"])
+        result: dict[str, Any] = operation["result"]
         return result
+
+    def list_images(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/v1/images")
+        return rows
+
+    def get_image(self, name: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("GET", f"/v1/images/{name}")
+        return view
+
+    def delete_image(self, name: str) -> None:
+        self._call("DELETE", f"/v1/images/{name}")
+
+    def pull_image(self, reference: str, name: str | None, progress: Callable[[str], None]) -> dict[str, Any]:
+        """POST the pull, then poll the operation, handing each new progress line (skopeo's) to `progress`."""
+        operation = self._call("POST", "/v1/images/pull", json={"reference": reference, "name": name})
+        shown = ""
+        while operation["state"] in ("pending", "running"):
+            if operation.get("progress") and operation["progress"] != shown:
+                shown = operation["progress"]
+                progress(shown)
+            time.sleep(IMPORT_POLL)
+            operation = self._call("GET", f"/v1/operations/{operation['id']}")
+        if operation.get("error"):
+            raise error_from_body(operation["error"])
+        if operation.get("progress") and operation["progress"] != shown:
+            progress(operation["progress"])  # the last line ("pulled …"), also when no poll saw it running
+        result: dict[str, Any] = operation["result"]
+        return result
+
+    def create_snapshot(self, name: str, snapshot: str, *, disk_only: bool, quiesce: bool) -> dict[str, Any]:
+        body = {"name": snapshot, "disk_only": disk_only, "quiesce": quiesce}
+        result: dict[str, Any] = self._operation("POST", f"/v1/vms/{name}/snapshots", json=body)
+        return result
+
+    def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", f"/v1/vms/{name}/snapshots")
+        return rows
+
+    def revert_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._operation("POST", f"/v1/vms/{name}/snapshots/{snapshot}/revert")
+        return result
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        self._operation("DELETE", f"/v1/vms/{name}/snapshots/{snapshot}")
 
     def events(self, vm: str | None, follow: bool) -> Iterator[dict[str, Any]]:
         """Each state change as a dict, from the agent's recent history and then (with follow) live."""
@@ -112,6 +195,12 @@ class AgentClient:
                 for line in response.iter_lines():
                     if line.startswith("data: "):
                         yield json.loads(line.removeprefix("data: "))
+        except httpx.ConnectError as exc:
+            raise Unavailable(
+                f"no agent answers at {self.url}, so there are no events to follow: start one with `vmhost serve` "
+                "or name one with --agent URL",
+                str(exc),
+            ) from None
         except httpx.HTTPError as exc:
             raise VmhostError(f"lost the event stream of {self.url}", str(exc)) from None
 
@@ -139,9 +228,22 @@ class AgentClient:
             connection = stack.enter_context(
                 connect(address, additional_headers={"Authorization": f"Bearer {self._token}"})
             )
-        except (OSError, InvalidStatus, ConnectionClosed) as exc:
+        except InvalidStatus as exc:
+            raise _refusal(exc, f"cannot open the console of {name} at {self.url}") from None
+        except (OSError, ConnectionClosed) as exc:
             raise VmhostError(f"cannot open the console of {name} at {self.url}", str(exc)) from None
         return WebsocketConsole(connection, stack)
+
+
+def _refusal(exc: InvalidStatus, fallback: str) -> Exception:
+    """The agent refuses a console handshake with its usual error body (e.g. 409 "x is not running")."""
+    try:
+        body = json.loads(exc.response.body or b"")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        return error_from_body(body)
+    return VmhostError(fallback, f"HTTP {exc.response.status_code}")
 
 
 class WebsocketConsole:

@@ -61,10 +61,33 @@ class HostConfig:
     logs, container rootfs/layouts/mounts); unset: data_dir/images."""
     allowed_block_devices: tuple[str, ...] = ()
     """Block devices a spec may name: exact paths, or prefixes ending in '*' (e.g. /dev/vg0/*); none by default."""
+    image_max_bytes: int = 64 << 30
+    """Largest image `vmhost image import` takes (a URL download is cut off beyond it); 64 GiB."""
+    image_download_timeout: float = 30.0
+    """Seconds an image download waits to connect, and for each read."""
+    allowed_image_hosts: tuple[str, ...] | None = None
+    """Hosts (`host` or `host:port`) `image import URL` may fetch from, redirects included; unset: any. A token
+    holder makes the agent GET whatever URL it names: list the hosts on agents others can reach."""
+    skopeo_command: str = "skopeo"
+    insecure_registries: tuple[str, ...] = ()
+    """Registries (`host` or `host:port`) `image pull` may reach without TLS verification; literal loopback addresses
+    (127.0.0.0/8, ::1) always may. None by default: every other registry needs a certificate the host trusts."""
+    allowed_registries: tuple[str, ...] | None = None
+    """Registries (`host` or `host:port`) `image pull` may contact; unset: any. A token holder makes the agent
+    connect wherever a reference points: list the registries on agents others can reach."""
+    image_pull_max_bytes: int = 4 << 30
+    """Largest OCI image `image pull` stores (its blobs on disk); a bigger one is aborted and nothing is kept."""
+    image_pull_timeout: float = 1800.0
+    """Seconds an `image pull` may take in all."""
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def image_store_dir(self) -> Path:
+        """The image store's files; overlays may be backed by them, nothing else may name them."""
+        return self.data_dir / "images-store"
 
     @property
     def path_roots(self) -> tuple[Path, ...]:
@@ -98,10 +121,31 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
         raise VmhostError(
             f"{source}: hypervisor_group must be a group name (a string); got {values['hypervisor_group']!r}"
         )
-    for key, kind in (("history_max_age_days", float), ("history_max_operations", int)):
+    _coerce_registries(values, source)
+    for key, kind in (
+        ("history_max_age_days", float),
+        ("history_max_operations", int),
+        ("image_max_bytes", int),
+        ("image_download_timeout", float),
+    ):
         if key in values:
             values[key] = _positive(values[key], kind, key, source)
     return values
+
+
+def _coerce_registries(values: dict[str, Any], source: Path) -> None:
+    """insecure_registries, allowed_registries and allowed_image_hosts are `host` or `host:port` strings; the
+    pull bounds are positive."""
+    for key in ("insecure_registries", "allowed_registries", "allowed_image_hosts"):
+        if key not in values:
+            continue
+        items = values[key]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i and "/" not in i for i in items):
+            raise VmhostError(f"{source}: {key} must be a list of host or host:port; got {items!r}")
+        values[key] = tuple(items)
+    for key, kind in (("image_pull_max_bytes", int), ("image_pull_timeout", float)):
+        if key in values:
+            values[key] = _positive(values[key], kind, key, source)
 
 
 def _positive(value: Any, kind: type[float] | type[int], key: str, source: Path) -> float | int:

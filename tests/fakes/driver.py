@@ -4,8 +4,9 @@ tests run in milliseconds. One FakeHypervisor outlives Engines: an agent restart
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vmhost.drivers.base import (
@@ -16,6 +17,7 @@ from vmhost.drivers.base import (
     DomainInfo,
     DomainState,
     DomainStats,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     Recorded,
@@ -24,6 +26,7 @@ from vmhost.drivers.base import (
 from vmhost.errors import HypervisorError, NotFound
 from vmhost.spec import VMSpec
 from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.spec.units import parse_size
 
 LIVE = {DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTTING_DOWN, DomainState.CRASHED_PRESERVED}
 _pids = itertools.count(10_000)
@@ -39,6 +42,19 @@ class Domain:
     plugged: set[str] = field(default_factory=set)
     """Disk targets hot-plugged into the running domain."""
     pid: int | None = None
+    live: dict[str, Any] = field(default_factory=dict)
+    """What the running domain has now: booted from the definition, then changed live (nics: MACs, vcpus,
+    memory, disk sizes and media by target); empty while off."""
+
+
+def booted_facts(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "nics": [nic["mac"] for nic in spec["nics"]],
+        "vcpus": spec["cpu"]["vcpus"],
+        "memory": parse_size(spec["memory"]["size"]),
+        "disks": {},
+        "media": {cdrom["target"]: cdrom["iso"] for cdrom in spec["cdroms"]},
+    }
 
 
 @dataclass
@@ -115,9 +131,15 @@ class FakeDriver:
     def _set(self, domain: Domain, state: DomainState) -> None:
         domain.state = state
         if state in LIVE and domain.pid is None:
-            domain.pid = next(_pids)
+            domain.pid, domain.live = next(_pids), booted_facts(domain.spec)
         if state not in LIVE:
-            domain.pid, domain.plugged = None, set()
+            domain.pid, domain.plugged, domain.live = None, set(), {}
+
+    def _running(self, name: str) -> Domain:
+        domain = self._domain(name)
+        if domain.state not in LIVE:
+            raise HypervisorError(f"{name} is not running")
+        return domain
 
     # ---- host ------------------------------------------------------------------------------
 
@@ -157,6 +179,39 @@ class FakeDriver:
         domain = self._domain(spec.name)
         if domain.state in LIVE:
             domain.plugged.discard(target)
+
+    # ---- live changes (the engine redefines the persistent definition afterwards) ------------
+
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        self._call("attach_nic")
+        domain = self._running(spec.name)
+        if mac in domain.live["nics"] or all(nic.mac != mac for nic in spec.nics):
+            raise HypervisorError(f"cannot attach NIC {mac} to {spec.name}: already there, or not in the spec")
+        domain.live["nics"].append(mac)
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        self._call("detach_nic")
+        domain = self._running(spec.name)
+        if mac not in domain.live["nics"]:
+            raise HypervisorError(f"{spec.name} has no NIC {mac}")
+        domain.live["nics"].remove(mac)
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        self._call("set_vcpus")
+        self._running(name).live["vcpus"] = count
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        self._call("set_memory")
+        self._running(spec.name).live["memory"] = size
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        self._call("resize_disk")
+        self._running(name).live["disks"][target] = size
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self._call("change_media")
+        [cdrom] = [cdrom for cdrom in spec.cdroms if cdrom.target == target]
+        self._running(spec.name).live["media"][target] = str(cdrom.iso) if cdrom.iso else None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -255,6 +310,9 @@ class FakeDriver:
     def interfaces(self, name: str) -> list[str]:
         return []
 
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        return {}
+
     def open_console(self, name: str) -> ConsoleStream:
         self._call("open_console")
         return FakeConsole()
@@ -266,3 +324,34 @@ class FakeDriver:
     def release_pci(self, address: str) -> None:
         self._call("release_pci")
         self.hypervisor.reserved_pci.discard(address)
+
+    def create_snapshot(
+        self,
+        spec: VMSpec,
+        resources: Resources,
+        snapshot: str,
+        *,
+        disk_only: bool,
+        layers: Mapping[str, Path],
+        quiesce: bool,
+    ) -> None:
+        """The fake keeps snapshot names only, in the domain's `live` facts (gone with the domain)."""
+        self._call("create_snapshot")
+        self._domain(spec.name).live.setdefault("snapshots", []).append(snapshot)
+
+    def snapshot_names(self, name: str) -> list[str]:
+        return list(self._domain(name).live.get("snapshots", []))
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        self._call("revert_snapshot")
+        if snapshot not in self.snapshot_names(name):
+            raise NotFound(f"no snapshot {snapshot} of {name}")
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        self._call("delete_snapshot")
+        names = self._domain(name).live.get("snapshots", [])
+        if snapshot in names:
+            names.remove(snapshot)
+
+    def merge_layer(self, name: str, target: str, overlay: Path) -> None:
+        self._call("merge_layer")

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import libvirt
 import pytest
+from lxml import etree
 
 from tests.eventually import eventually
 from tests.integration.running_agent import RunningAgent
@@ -71,8 +72,8 @@ def guest() -> dict[str, Path]:
     return {"kernel": GUEST_DIR / "vmlinuz", "initrd": GUEST_DIR / "initrd.img"}
 
 
-@pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh data dir that libvirt's qemu user can traverse (for module-scoped fixtures too)."""
     path = tmp_path_factory.mktemp("vmhost-data")
     path.chmod(0o711)
     for parent in path.parents:
@@ -80,6 +81,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             break
         parent.chmod(parent.stat().st_mode | 0o111)
     return path
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data_dir(tmp_path_factory)
 
 
 VOLUMES_DIR = Path("/var/tmp/vmhost-test-volumes")
@@ -99,15 +105,19 @@ def config(data_dir: Path) -> HostConfig:
     )
 
 
-@pytest.fixture
-def config_file(config: HostConfig, tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
+def write_config_file(config: HostConfig, path: Path) -> Path:
+    """The TOML a `vmhost` process reads for `config` (the keys the tests set)."""
     path.write_text(
         f'libvirt_uri = "{config.libvirt_uri}"\ndata_dir = "{config.data_dir}"\n'
         f'accel = "{config.accel}"\nstop_timeout = {config.stop_timeout}\n'
         f"allowed_paths = {json.dumps([str(root) for root in config.path_roots])}\n"
     )
     return path
+
+
+@pytest.fixture
+def config_file(config: HostConfig, tmp_path: Path) -> Path:
+    return write_config_file(config, tmp_path / "config.toml")
 
 
 @pytest.fixture
@@ -147,7 +157,8 @@ def guest_spec(guest: dict[str, Path]) -> Callable[..., dict[str, Any]]:
                 "kernel": {
                     "kernel": str(guest["kernel"]),
                     "initrd": str(guest["initrd"]),
-                    "cmdline": f"console=ttyS0 quiet {cmdline}".strip(),
+                    # no_timer_check: on a loaded TCG host the kernel's IO-APIC timer check can fail and panic
+                    "cmdline": f"console=ttyS0 quiet no_timer_check {cmdline}".strip(),
                 }
             },
             "guest_agent": False,
@@ -161,8 +172,13 @@ def guest_spec(guest: dict[str, Path]) -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def cli(config_file: Path, engine: Engine) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `vmhost` command against the test config (the engine fixture cleans up after it)."""
+    return cli_runner(config_file)
 
-    def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+
+def cli_runner(config_file: Path, default_timeout: float = 180) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The real `vmhost` command with VMHOST_CONFIG set to `config_file`."""
+
+    def run(*args: str, timeout: float = default_timeout) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "VMHOST_CONFIG": str(config_file)}
         return subprocess.run(
             [str(REPO / ".venv" / "bin" / "vmhost"), *args],
@@ -215,3 +231,31 @@ def read_console_until(stream: Any, marker: bytes, timeout: float = BOOT_TIMEOUT
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def guest_facts(console: Any) -> list[str]:
+    """The tiny guest's answer to `vmhost-facts` typed on its console shell, one `VMHOST-…` line per fact."""
+    token = secrets.token_hex(4)
+    console.write(f"\rvmhost-facts {token}\r".encode())
+    end = f"VMHOST-FACTS-END {token}".encode()
+    seen = read_console_until(console, end, timeout=60).decode(errors="replace")
+    answer = seen.rpartition(f"VMHOST-FACTS-BEGIN {token}")[2].partition(end.decode())[0]
+    return [line.strip() for line in answer.splitlines() if line.strip().startswith("VMHOST-")]
+
+
+def guest_fact(console: Any, kind: str, key: str) -> str:
+    """The value of the fact `VMHOST-<kind> <key> <value>`, or "" when the guest does not list it."""
+    for line in guest_facts(console):
+        parts = line.split(maxsplit=2)
+        if parts[0] == f"VMHOST-{kind}" and len(parts) == 3 and parts[1] == key:
+            return parts[2]
+    return ""
+
+
+def live_domain_xml(name: str) -> etree._Element:
+    """The running domain's XML, read on a connection of its own (lxml element)."""
+    conn = libvirt.open(URI)
+    try:
+        return etree.fromstring(conn.lookupByName(name).XMLDesc(0).encode())
+    finally:
+        conn.close()

@@ -184,8 +184,9 @@ def test_update_attach_and_detach_disks(http, engine, guest_spec, vm_name):
     assert finish(http, http.post(f"/v1/vms/{name}/disks/detach", json={"target": "vda"}))["state"] == "succeeded"
     assert engine.record(name).owned_paths == []
     assert not __import__("pathlib").Path(disk_path).exists()
-    refused = finish(http, http.patch(f"/v1/vms/{name}", json={"cpu": {"vcpus": 1}}))
-    assert refused["error"]["code"] == "conflict"
+    planned = finish(http, http.patch(f"/v1/vms/{name}", json={"cpu": {"vcpus": 1}}))  # issue 14: next boot
+    assert planned["result"]["plan"]["changes"][0]["how"] == "next-boot"
+    assert planned["result"]["pending"] == ["cpu.vcpus"]
 
 
 def test_waiting_on_a_failed_operation_returns_its_error_status(http, guest_spec, vm_name):

@@ -10,7 +10,8 @@ import pytest
 from tests.conformance.busybox import busybox_rootfs
 
 pytestmark = pytest.mark.integration
-MATRIX = {"libvirt": ["pause", "reboot", "console", "disk-hotplug", "pci-passthrough"], "runc": ["pause"]}
+LIBVIRT = ["pause", "reboot", "console", "disk-hotplug", "nic-hotplug", "vcpu-hotplug", "memory-hotplug", "disk-resize"]
+MATRIX = {"libvirt": [*LIBVIRT, "media-change", "pci-passthrough", "snapshots"], "runc": ["pause"]}
 
 
 def test_rebooting_a_container_is_501_naming_runc_and_reboot_and_the_container_keeps_running(

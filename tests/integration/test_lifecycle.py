@@ -123,7 +123,7 @@ def test_start_refuses_when_host_memory_is_short(engine, guest_spec, vm_name):
     assert engine.driver.state(name) == DomainState.SHUTOFF
 
 
-def test_update_changes_a_stopped_vm_and_refuses_a_running_one(engine, guest_spec, vm_name, libvirt_conn):
+def test_update_changes_a_stopped_vm_and_plans_a_running_ones_next_boot(engine, guest_spec, vm_name, libvirt_conn):
     name = vm_name("update")
     engine.create(guest_spec(name))
     engine.update(
@@ -137,8 +137,9 @@ def test_update_changes_a_stopped_vm_and_refuses_a_running_one(engine, guest_spe
     assert disk_path.endswith("vda.qcow2")
     engine.start(name)
     wait_for_console(engine, name, "VMHOST-BLK vda 16777216")
-    with pytest.raises(Conflict, match="must be stopped"):
-        engine.update(name, {"cpu": {"vcpus": 1}})
+    planned = engine.update(name, {"cpu": {"vcpus": 1}})  # issue 14: planned for the next boot, not refused
+    assert [(change.path, change.how) for change in planned.changes] == [("cpu.vcpus", "next-boot")]
+    assert engine.get(name)["pending"] == ["cpu.vcpus"]
     engine.stop(name, force=True)
     engine.update(name, {"disks": []})
     assert engine.record(name).owned_paths == []

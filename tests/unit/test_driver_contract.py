@@ -4,6 +4,7 @@ the driver of a spec or a VM, statistics are typed in vmhost's units, and the me
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -37,7 +38,16 @@ PCI = "0000:03:00.0"
 
 
 def test_each_driver_declares_only_what_vmhost_implements_on_it_today():
-    assert LibvirtDriver.capabilities == {C.PAUSE, C.REBOOT, C.CONSOLE, C.DISK_HOTPLUG, C.PCI_PASSTHROUGH}
+    live_changes = {C.NIC_HOTPLUG, C.VCPU_HOTPLUG, C.MEMORY_HOTPLUG, C.DISK_RESIZE, C.MEDIA_CHANGE}
+    assert LibvirtDriver.capabilities == {
+        C.PAUSE,
+        C.REBOOT,
+        C.CONSOLE,
+        C.DISK_HOTPLUG,
+        C.PCI_PASSTHROUGH,
+        C.SNAPSHOTS,
+        *live_changes,
+    }
     assert XlDriver.capabilities == {C.PAUSE, C.REBOOT, C.CONSOLE, C.PCI_PASSTHROUGH}
     assert VmadmDriver.capabilities == {C.REBOOT, C.CONSOLE}
     assert RuncDriver.capabilities == {C.PAUSE}
@@ -66,6 +76,28 @@ def test_a_call_for_what_a_driver_does_not_declare_is_unsupported_naming_both(tm
     assert refusal(lambda: smartos.pause("web")) == ("smartos", "pause")
     assert refusal(lambda: smartos.attach_disk(spec, resources, "disk1")) == ("smartos", "disk-hotplug")
     assert refusal(lambda: smartos.reserve_pci(PCI)) == ("smartos", "pci-passthrough")
+
+
+@pytest.mark.parametrize("kind", ["runc", "xen", "smartos"])
+def test_live_changes_are_unsupported_by_the_drivers_that_do_not_declare_them(tmp_path: Path, kind: str):
+    driver = {
+        "runc": lambda: RuncDriver("runc", tmp_path / "runc"),
+        "xen": lambda: XlDriver("xl", tmp_path / "xen", sysfs=tmp_path, xl_conf=tmp_path / "xl.conf"),
+        "smartos": lambda: VmadmDriver("vmadm"),
+    }[kind]()
+    spec, resources = parse_spec(VM), Resources(console_log=tmp_path / "console.log")
+    mac = "52:54:00:00:00:01"
+    calls = [
+        (lambda: driver.attach_nic(spec, resources, mac), "nic-hotplug"),
+        (lambda: driver.detach_nic(spec, resources, mac, 10), "nic-hotplug"),
+        (lambda: driver.set_vcpus("web", 2), "vcpu-hotplug"),
+        (lambda: driver.set_memory(spec, resources, 2**30), "memory-hotplug"),
+        (lambda: driver.resize_disk("web", "vda", 2**30), "disk-resize"),
+        (lambda: driver.change_media(spec, resources, "sda"), "media-change"),
+    ]
+    for call, capability in calls:
+        assert refusal(call) == (kind, capability)
+        assert capability not in {c.value for c in driver.capabilities}
 
 
 @pytest.fixture
@@ -161,7 +193,9 @@ class StatsEngine:
         return self.stats
 
     def list_vms_cached(self) -> list[Any]:
-        return []
+        """This agent's VMs: those the statistics name, less any named "foreign-*" (another agent's)."""
+        owned = [entry for entry in self.stats if not entry.name.startswith("foreign-")]
+        return [(SimpleNamespace(name=entry.name, uuid="u-" + entry.name), None) for entry in owned]
 
 
 def scrape(*stats: DomainStats) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -169,7 +203,12 @@ def scrape(*stats: DomainStats) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     registry = CollectorRegistry()
     registry.register(VmCollector(StatsEngine(list(stats))))  # type: ignore[arg-type]
     families = text_string_to_metric_families(generate_latest(registry).decode())
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in families for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+        if s.name != "vmhost_vm_state"
+    }
 
 
 def vm(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
@@ -195,6 +234,14 @@ def test_metrics_are_built_from_typed_stats_with_the_same_names_and_labels():
 
 def test_what_a_driver_cannot_know_is_left_out_of_the_metrics_not_reported_as_zero():
     assert scrape(DomainStats("quiet", DomainState.RUNNING, vcpus=1)) == {("vmhost_vm_vcpus", vm("quiet")): 1}
+
+
+def test_metrics_leave_out_stopped_vms_and_other_agents_domains():
+    ours = DomainStats("ours", DomainState.RUNNING, uuid="u-ours", vcpus=1)
+    stopped = DomainStats("off", DomainState.SHUTOFF, vcpus=1)
+    foreign = DomainStats("foreign-vm", DomainState.RUNNING, vcpus=1)
+    same_name_other_uuid = DomainStats("twin", DomainState.RUNNING, uuid="someone-else", vcpus=1)
+    assert scrape(ours, stopped, foreign, same_name_other_uuid) == {("vmhost_vm_vcpus", vm("ours")): 1}
 
 
 def test_nic_io_read_at_the_host_end_is_turned_round_to_the_guests_view(tmp_path: Path):

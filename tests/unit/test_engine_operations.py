@@ -94,6 +94,16 @@ def test_a_stop_the_guest_ignores_is_forced_at_the_deadline(hypervisor, tmp_path
     assert hypervisor.domains["web"].state == DomainState.SHUTOFF
 
 
+def test_a_finished_stop_reports_how_it_ended_not_its_countdown(hypervisor, tmp_path):
+    engine = engine_on(hypervisor, tmp_path / "data", acpi_works=False)
+    engine.create(spec("web"), start=True)
+    said: list[str] = []
+    engine.progress = said.append
+    engine.stop("web", timeout=0.2)
+    assert any("s left)" in message for message in said)
+    assert said[-1].startswith("web is off after ") and "left" not in said[-1]
+
+
 @pytest.mark.parametrize(
     ("capability", "call"),
     [

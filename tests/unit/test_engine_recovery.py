@@ -46,6 +46,24 @@ CASES: dict[str, tuple[str, Any]] = {
         for step in ("disks-created", "plugged")
     },
     **{f"detach-disk:{step}": ("running", lambda e: e.detach_disk("web", "vda")) for step in ("unplugged", "defined")},
+    **{
+        f"snapshot-create:{step}": ("running", lambda e: e.create_snapshot("web", "s1"))
+        for step in ("begin", "taken", "recorded")
+    },
+    **{
+        f"snapshot-revert:{step}": (
+            "running",
+            lambda e: (e.create_snapshot("web", "s1"), e.revert_snapshot("web", "s1")),
+        )
+        for step in ("begin", "reverted")
+    },
+    **{
+        f"snapshot-delete:{step}": (
+            "stopped",
+            lambda e: (e.create_snapshot("web", "s1"), e.delete_snapshot("web", "s1")),
+        )
+        for step in ("begin", "metadata-removed", "forgotten")
+    },
 }
 
 

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from vmhost import __version__
-from vmhost.api import metrics, v1
+from vmhost.api import image_pull, images, metrics, snapshots, v1
 from vmhost.api.agent import Agent
 from vmhost.api.auth import CODES, AuthMiddleware, Principal
 from vmhost.api.errors import error_body, status_of
@@ -44,6 +44,9 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
         description="Host agent for virtual machines. Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
     app.include_router(v1.router(agent))
+    app.include_router(image_pull.router(agent))
+    app.include_router(images.router(agent))
+    app.include_router(snapshots.router(agent))
     registry = metrics.registry_for(agent.engine)
 
     @app.get("/healthz", response_model=Health, tags=["host"], openapi_extra={"security": []})

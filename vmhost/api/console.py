@@ -7,17 +7,22 @@ buffer then stops reading the guest's console).
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from vmhost.api.agent import Agent
+from vmhost.api.errors import error_body, status_of
 from vmhost.drivers.base import ConsoleStream
 from vmhost.engine.logs import read_from
 from vmhost.errors import VmhostError
+
+log = logging.getLogger("vmhost.http")
 
 READ_SLICE = 0.25
 FOLLOW_POLL = 0.2
@@ -44,39 +49,73 @@ async def follow_console_log(request: Request, path: Path, alive: Callable[[], b
 
 
 async def serve_console(websocket: WebSocket, agent: Agent, vm: str) -> None:
-    await websocket.accept()
+    """Refuses the handshake with the API's error body when there is no console (as an HTTP route would), and
+    logs each session like a request: who, which VM, how long, how it ended."""
     try:
         stream = await asyncio.to_thread(agent.engine.open_console, vm)
     except VmhostError as exc:
-        await websocket.close(code=4004, reason=exc.message[:120])
+        await _refuse(websocket, exc)
         return
+    await websocket.accept()
+    session = {
+        "vm": vm,
+        "client": websocket.client.host if websocket.client else None,
+        "principal": getattr(websocket.scope.get("state", {}).get("principal"), "name", None) or None,
+    }
+    log.info("console opened", extra=session)
+    began, ended = time.monotonic(), "agent stopped"
     try:
-        await asyncio.gather(_guest_to_client(websocket, stream), _client_to_guest(websocket, stream))
+        ended = await _relay(websocket, stream)
     finally:
         await asyncio.to_thread(stream.close)
-        with contextlib.suppress(RuntimeError):
-            await websocket.close()
+        log.info("console closed", extra={**session, "seconds": round(time.monotonic() - began, 3), "ended": ended})
 
 
-async def _guest_to_client(websocket: WebSocket, stream: ConsoleStream) -> None:
+async def _refuse(websocket: WebSocket, exc: VmhostError) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(error_body(exc), status_code=status_of(exc)))
+        return
+    await websocket.accept()
+    await websocket.close(code=4004, reason=exc.message[:120])
+
+
+async def _relay(websocket: WebSocket, stream: ConsoleStream) -> str:
+    """Copies both ways until one side ends; returns which did ("the VM stopped" or "client left")."""
+    tasks = [
+        asyncio.create_task(_guest_to_client(websocket, stream)),
+        asyncio.create_task(_client_to_guest(websocket, stream)),
+    ]
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+    return next(iter(done)).result()
+
+
+async def _guest_to_client(websocket: WebSocket, stream: ConsoleStream) -> str:
     while True:
         try:
             data = await asyncio.to_thread(stream.read, READ_SLICE)
         except EOFError:
-            await websocket.close(code=1000, reason="the VM stopped")
-            return
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await websocket.close(code=1000, reason="the VM stopped")
+            return "the VM stopped"
         if data:
-            await websocket.send_bytes(data)
+            try:
+                await websocket.send_bytes(data)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return "client left"
 
 
-async def _client_to_guest(websocket: WebSocket, stream: ConsoleStream) -> None:
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect()
-            data = message.get("bytes") or (message.get("text") or "").encode()
-            if data:
+async def _client_to_guest(websocket: WebSocket, stream: ConsoleStream) -> str:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return "client left"
+        data = message.get("bytes") or (message.get("text") or "").encode()
+        if data:
+            try:
                 await asyncio.to_thread(stream.write, data)
-    except WebSocketDisconnect:
-        stream.close()
+            except EOFError:
+                return "the VM stopped"

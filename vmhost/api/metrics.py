@@ -6,12 +6,14 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vmhost.drivers.base import DiskIO, DomainStats, NicIO
+from vmhost.drivers.base import DiskIO, DomainState, DomainStats, NicIO
 from vmhost.engine import Engine
 from vmhost.engine.states import VmState
 
 DISK_COUNTERS = ("read_bytes", "write_bytes", "read_requests", "write_requests")
 NIC_COUNTERS = ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets")
+COUNTING_STATES = frozenset({DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTTING_DOWN})
+"""Where a VM's counters mean something; a stopped VM reports none."""
 
 
 class VmCollector(Collector):
@@ -22,10 +24,22 @@ class VmCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield self._states()
-        stats = self.engine.driver.domain_stats()
+        stats = self._own_active(self.engine.driver.domain_stats())
         yield from _cpu_and_memory(stats)
         yield from _devices(stats, _disks, "device", DISK_COUNTERS, "block")
         yield from _devices(stats, _nics, "interface", NIC_COUNTERS, "network")
+
+    def _own_active(self, stats: list[DomainStats]) -> list[DomainStats]:
+        """Counters of this agent's VMs (by name and, where the driver says, UUID) that run now: the hypervisor
+        also reports other agents' domains and stale counters of stopped ones."""
+        uuids = {record.name: record.uuid for record, _state in self.engine.list_vms_cached()}
+        return [
+            entry
+            for entry in stats
+            if entry.name in uuids
+            and (not entry.uuid or entry.uuid == uuids[entry.name])
+            and entry.state in COUNTING_STATES
+        ]
 
     def _states(self) -> Metric:
         family = GaugeMetricFamily("vmhost_vm_state", "1 for the state each VM is in", labels=["vm", "uuid", "state"])

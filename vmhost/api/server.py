@@ -2,6 +2,7 @@
 
 import gc
 import ipaddress
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +20,11 @@ from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_event_source
 from vmhost.errors import VmhostError
-from vmhost.host.tokens import ensure_token
+from vmhost.host.tokens import ensure_token, token_path
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
+
+log = logging.getLogger("vmhost.http")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,21 @@ def serve(config: HostConfig, listen: Listen) -> None:
     app = create_app(agent, plugins)
     gc.collect()
     gc.freeze()  # start-up objects live forever: keep them out of every later full collection
-    with plugin_listeners(agent, plugins, listen):
+    with plugin_listeners(agent, plugins, listen) as listeners:
+        log.info("agent listening", extra=listening_facts(config, listen, [s.config.port for s in listeners]))
         uvicorn.Server(uvicorn_config(app, listen, listen.port, config)).run()
+
+
+def listening_facts(config: HostConfig, listen: Listen, plugin_ports: list[int]) -> dict[str, object]:
+    """Where the agent answers and where its admin token is (never the token itself)."""
+    scheme = "https" if listen.tls_cert else "http"
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return {
+        "url": f"{scheme}://{host}:{listen.port}",
+        "tls": bool(listen.tls_cert),
+        "token_file": str(token_path(config.data_dir)),
+        "plugin_ports": plugin_ports,
+    }
 
 
 def uvicorn_config(app: FastAPI, listen: Listen, port: int, config: HostConfig) -> uvicorn.Config:

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from vmhost.api import changes
 from vmhost.api.agent import WAIT_LIMIT, Agent
 from vmhost.api.console import follow_console_log, serve_console
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
@@ -21,7 +23,7 @@ from vmhost.engine.events import VmEvent
 from vmhost.engine.lifecycle import GONE
 from vmhost.engine.views import select, summary
 from vmhost.errors import VmhostError
-from vmhost.spec import Problem, SpecError, parse_spec
+from vmhost.spec import Problem, SpecError
 from vmhost.spec.graphics import REVEAL_SECRETS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -43,9 +45,13 @@ Callback = Annotated[
 SPEC_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VMSpec"}}},
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/VMSpec"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/VMSpec"}},
+        },
     }
 }
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
@@ -72,8 +78,9 @@ def router(agent: Agent) -> APIRouter:
     async def create_vm(
         request: Request, start: bool = False, wait: Wait = False, callback_url: Callback = None
     ) -> Response:
-        """Create a VM from a spec (validated at once: 422 lists every problem); `start` boots it too."""
-        spec = parse_spec(await _json(request))
+        """Create a VM from a spec, JSON or YAML (checked at once against the spec rules and this host: 422
+        lists every problem); `start` boots it too."""
+        spec = await asyncio.to_thread(engine.validate, await _spec_document(request))
         _refuse_dialect_label(spec.labels, None)
         document = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
         operation = operations.submit(
@@ -85,11 +92,18 @@ def router(agent: Agent) -> APIRouter:
         )
         return await agent.respond(operation, wait)
 
+    @api.post("/validate", openapi_extra=SPEC_BODY, tags=["vms"], responses={422: {"model": ErrorBody}})
+    async def validate_spec(request: Request, offline: bool = False) -> dict[str, Any]:
+        """Check a spec as create would, creating nothing: 200 when create would take it, else 422 with every
+        problem (spec and host checks together; `offline` skips the host's)."""
+        spec = await asyncio.to_thread(engine.validate, await _spec_document(request), offline=offline)
+        return {"valid": True, "name": spec.name, "host_checked": not offline}
+
     @api.get("/vms", response_model=list[VmSummary], tags=["vms"])
     def list_vms(request: Request, sort: str | None = None) -> list[dict[str, Any]]:
         """Every VM from the agent's store (kept fresh in the background); `field=value` query params filter."""
         filters = {k: v for k, v in request.query_params.items() if k != "sort"}
-        rows = [summary(record, state) for record, state in engine.list_vms_cached()]
+        rows = [summary(record, state, engine.config.accel) for record, state in engine.list_vms_cached()]
         try:
             return select(rows, filters, sort)
         except ValueError as exc:
@@ -104,15 +118,31 @@ def router(agent: Agent) -> APIRouter:
     def vm_info(vm: str) -> dict[str, Any]:
         return engine.info(vm)
 
-    @api.patch("/vms/{vm}", status_code=202, response_model=OperationView, openapi_extra=PATCH_BODY, tags=["vms"])
-    async def update_vm(vm: str, request: Request, wait: Wait = False, callback_url: Callback = None) -> Response:
-        """Offline change as a JSON merge patch on the stored spec."""
+    @api.patch(
+        "/vms/{vm}",
+        status_code=202,
+        response_model=OperationView,
+        openapi_extra=PATCH_BODY,
+        tags=["vms"],
+        responses=changes.PLANNED,
+    )
+    async def update_vm(
+        vm: str,
+        request: Request,
+        *,
+        live: changes.Live = False,
+        dry_run: changes.DryRun = False,
+        wait: Wait = False,
+        callback_url: Callback = None,
+    ) -> Response:
+        """A JSON merge patch on the stored spec, planned first (vmhost/api/changes.py)."""
         patch = await _json(request)
         if isinstance(patch, dict) and isinstance(patch.get("labels"), dict):
             current = await asyncio.to_thread(engine.record, vm)
             _refuse_dialect_label(patch["labels"], current.spec.get("labels", {}).get(NAME_LABEL))
-        operation = run("update", vm, lambda name: engine.get(engine.update(name, patch).name), callback_url)
-        return await agent.respond(operation, wait)
+        return await changes.planned_update(
+            agent, vm, patch, live=live, dry_run=dry_run, wait=wait, callback_url=callback_url
+        )
 
     @api.delete("/vms/{vm}", status_code=202, response_model=OperationView, tags=["vms"])
     async def delete_vm(vm: str, wait: Wait = False, callback_url: Callback = None) -> Response:
@@ -245,6 +275,7 @@ def router(agent: Agent) -> APIRouter:
     def _state(name: str) -> dict[str, Any]:
         return {"name": name, "state": engine.get(name)["state"]}
 
+    api.include_router(changes.router(agent))
     return api
 
 
@@ -308,6 +339,16 @@ def _refuse_long_timeout(timeout: float | None, ceiling: float) -> None:
         raise RequestValidationError(
             [{"loc": ("body", "timeout"), "msg": f"must be at most {ceiling:g} seconds (max_stop_timeout)"}]
         )
+
+
+async def _spec_document(request: Request) -> Any:
+    """A spec as JSON, or as YAML when the content type says so (as the CLI reads either)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() not in YAML_TYPES:
+        return await _json(request)
+    try:
+        return yaml.safe_load(await request.body())
+    except yaml.YAMLError as exc:
+        raise VmhostError(f"the request body is not valid YAML: {exc}") from None
 
 
 async def _json(request: Request) -> Any:

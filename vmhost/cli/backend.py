@@ -1,16 +1,20 @@
 """What the CLI drives: the local engine, or a remote agent over HTTP, with the same methods and results."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from vmhost.drivers.base import ConsoleStream
 from vmhost.drivers.report import host_report
-from vmhost.engine import Engine
+from vmhost.engine import Engine, images
 from vmhost.engine.views import summary
 
 
 class Backend(Protocol):
     def create(self, document: Any, start: bool) -> dict[str, Any]: ...
+
+    def validate(self, document: Any) -> str:
+        """The spec's name when create would take it (spec and host checks); SpecError with every problem."""
+        ...
 
     def list_rows(self) -> list[dict[str, Any]]: ...
 
@@ -26,9 +30,21 @@ class Backend(Protocol):
 
     def kill(self, name: str) -> None: ...
 
+    def attach_disk(self, name: str, disk: dict[str, Any]) -> str:
+        """The new disk's target; hot-plugged when the VM runs."""
+        ...
+
+    def detach_disk(self, name: str, target: str) -> None: ...
+
+    def pause(self, name: str) -> None: ...
+
+    def resume(self, name: str) -> None: ...
+
     def delete(self, name: str) -> None: ...
 
-    def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+    def update(self, name: str, patch: dict[str, Any], live: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        """The plan (engine/plan.py UpdateResult.view()): with dry_run only made, otherwise applied."""
+        ...
 
     def console_log(self, name: str) -> bytes: ...
 
@@ -37,6 +53,24 @@ class Backend(Protocol):
     def open_console(self, name: str) -> ConsoleStream: ...
 
     def host(self) -> dict[str, Any]: ...
+
+    def create_snapshot(self, name: str, snapshot: str, *, disk_only: bool, quiesce: bool) -> dict[str, Any]: ...
+
+    def list_snapshots(self, name: str) -> list[dict[str, Any]]: ...
+
+    def revert_snapshot(self, name: str, snapshot: str) -> dict[str, Any]: ...
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None: ...
+
+    def import_image(self, request: dict[str, Any], progress: Callable[[int, int | None], None]) -> dict[str, Any]: ...
+
+    def list_images(self) -> list[dict[str, Any]]: ...
+
+    def get_image(self, name: str) -> dict[str, Any]: ...
+
+    def delete_image(self, name: str) -> None: ...
+
+    def pull_image(self, reference: str, name: str | None, progress: Callable[[str], None]) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -48,8 +82,11 @@ class LocalBackend:
     def create(self, document: Any, start: bool) -> dict[str, Any]:
         return self.engine.get(self.engine.create(document, start=start).name)
 
+    def validate(self, document: Any) -> str:
+        return self.engine.validate(document).name
+
     def list_rows(self) -> list[dict[str, Any]]:
-        return [summary(record, state) for record, state in self.engine.list_vms()]
+        return [summary(record, state, self.engine.config.accel) for record, state in self.engine.list_vms()]
 
     def get(self, name: str) -> dict[str, Any]:
         return self.engine.get(name)
@@ -69,11 +106,23 @@ class LocalBackend:
     def kill(self, name: str) -> None:
         self.engine.kill(name)
 
+    def attach_disk(self, name: str, disk: dict[str, Any]) -> str:
+        return self.engine.attach_disk(name, disk)
+
+    def detach_disk(self, name: str, target: str) -> None:
+        self.engine.detach_disk(name, target)
+
+    def pause(self, name: str) -> None:
+        self.engine.pause(name)
+
+    def resume(self, name: str) -> None:
+        self.engine.resume(name)
+
     def delete(self, name: str) -> None:
         self.engine.delete(name)
 
-    def update(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.engine.get(self.engine.update(name, patch).name)
+    def update(self, name: str, patch: dict[str, Any], live: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        return self.engine.update(name, patch, live=live, dry_run=dry_run).view()
 
     def console_log(self, name: str) -> bytes:
         path = self.engine.console_log_path(name)
@@ -85,5 +134,35 @@ class LocalBackend:
     def open_console(self, name: str) -> ConsoleStream:
         return self.engine.open_console(name)
 
+    def create_snapshot(self, name: str, snapshot: str, *, disk_only: bool, quiesce: bool) -> dict[str, Any]:
+        return self.engine.create_snapshot(name, snapshot, disk_only=disk_only, quiesce=quiesce)
+
+    def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        return self.engine.list_snapshots(name)
+
+    def revert_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
+        return self.engine.revert_snapshot(name, snapshot)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        self.engine.delete_snapshot(name, snapshot)
+
     def host(self) -> dict[str, Any]:
         return host_report(self.engine.driver, len(self.engine.list_vms_cached()))
+
+    def import_image(self, request: dict[str, Any], progress: Callable[[int, int | None], None]) -> dict[str, Any]:
+        """`request` as /v1/images takes it: source, name, sha256, format, uuid."""
+        source, name = request["source"], request["name"]
+        options = {"sha256": request.get("sha256"), "fmt": request.get("format", "auto"), "uuid": request.get("uuid")}
+        return images.view(self.engine.import_image(source, name, progress=progress, **options))
+
+    def list_images(self) -> list[dict[str, Any]]:
+        return [images.view(record) for record in self.engine.list_images()]
+
+    def get_image(self, name: str) -> dict[str, Any]:
+        return images.view(self.engine.get_image(name))
+
+    def delete_image(self, name: str) -> None:
+        self.engine.delete_image(name)
+
+    def pull_image(self, reference: str, name: str | None, progress: Callable[[str], None]) -> dict[str, Any]:
+        return images.view(self.engine.pull_image(reference, name, progress=progress))

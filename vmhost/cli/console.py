@@ -1,6 +1,7 @@
 """Interactive serial console: raw terminal in, console stream out, Ctrl-] to leave."""
 
 import os
+import re
 import select
 import sys
 import termios
@@ -10,6 +11,22 @@ import tty
 from vmhost.drivers.base import ConsoleStream
 
 ESCAPE = b"\x1d"
+CONTROL_SEQUENCES = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase
+    rb"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles
+    rb"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    rb"|\r(?!\n)|[\x00-\x08\x0b-\x1f\x7f]"  # carriage returns and other C0 controls (tabs and newlines stay)
+)
+
+
+def plain_text(data: bytes) -> bytes:
+    """A console log as text: what a terminal would interpret (colours, cursor moves, titles) left out."""
+    return CONTROL_SEQUENCES.sub(b"", data.replace(b"\r\n", b"\n"))
+
+
+def last_lines(data: bytes, count: int) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-count:])
 
 
 def attach(stream: ConsoleStream) -> None:

@@ -7,16 +7,20 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from vmhost.engine.states import VmState
 from vmhost.engine.views import FIELDS
 
 DEFAULT_FIELDS = ["name", "uuid", "kind", "driver", "state", "vcpus", "memory"]
+LIVE_FIELDS = ("ip",)
+"""Fields asked of each running VM's driver (the guest's addresses) only when a listing names them."""
 
 
 def parse_fields(option: str | None) -> list[str]:
     fields = option.split(",") if option else DEFAULT_FIELDS
-    unknown = [f for f in fields if f not in FIELDS]
+    known = [*FIELDS, *LIVE_FIELDS]
+    unknown = [f for f in fields if f not in known]
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return fields
 
 
@@ -28,6 +32,20 @@ def parse_filters(expressions: list[str]) -> dict[str, str]:
             raise ValueError(f"filter {expression!r} must be field=value")
         filters[key] = value
     return filters
+
+
+def guest_ip(view: dict[str, Any]) -> str:
+    """The addresses `get` reports for a VM's NICs, comma-separated; empty when stopped or unknown."""
+    runtime = view.get("runtime") or {}
+    return ",".join(address.split("/")[0] for nic in runtime.get("nics", []) for address in nic["addresses"])
+
+
+def check_state_filter(filters: dict[str, str]) -> None:
+    """`state=bogus` is a typo, not a question with an empty answer."""
+    wanted = filters.get("state")
+    states = [state.value for state in VmState]
+    if wanted is not None and wanted not in states:
+        raise ValueError(f"unknown state {wanted!r}; states are {', '.join(states)}")
 
 
 def render(

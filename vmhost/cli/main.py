@@ -4,43 +4,50 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
+from vmhost.cli import changes as change_commands
+from vmhost.cli import explain as explain_command
 from vmhost.cli import host as host_command
-from vmhost.cli import listing, tokens
+from vmhost.cli import images as image_commands
+from vmhost.cli import listing, output, tokens
+from vmhost.cli import snapshots as snapshot_commands
 from vmhost.cli.backend import Backend, LocalBackend
-from vmhost.cli.console import attach
+from vmhost.cli.console import attach, last_lines, plain_text
 from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
 from vmhost.dialects import DIALECTS, to_spec_document, validate_document
-from vmhost.engine.views import select
+from vmhost.engine.states import VmState
+from vmhost.engine.views import FIELDS, select
 from vmhost.errors import Unsupported, VmhostError
 from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
-from vmhost.spec import SpecError, load_spec_file
+from vmhost.spec import SpecError, parse_spec
 from vmhost.spec.load import read_document
 from vmhost.spec.schema import spec_json_schema
 
 app = typer.Typer(
     help="vmhost: declarative VMs on one host (create, start, stop, list, console...).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 512)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
 T = TypeVar("T")
+LIST_FIELDS = ", ".join(FIELDS)
 
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Host config (TOML). Default: $VMHOST_CONFIG or /etc/vmhost/config.toml."),
 ]
-FileOption = Annotated[Path, typer.Option("-f", "--file", help="Spec document (JSON or YAML).")]
+FileOption = Annotated[Path, typer.Option("-f", "--file", help="Spec document (JSON or YAML; - reads standard input).")]
 JsonOption = Annotated[bool, typer.Option("--json", "-j", help="Machine-readable JSON output.")]
 NameArg = Annotated[str, typer.Argument(help="VM name or UUID.")]
 DialectOption = Annotated[
@@ -58,6 +65,12 @@ class State:
 _state = State()
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        out.print(f"vmhost {package_version('vmhost')}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     config: ConfigOption = None,
@@ -67,6 +80,9 @@ def main(
     token: Annotated[
         str | None, typer.Option("--token", envvar="VMHOST_TOKEN", help="Agent token (default: the data dir's).")
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state.config_path, _state.agent, _state.token = config, agent, token
 
@@ -118,6 +134,8 @@ def _backend() -> Iterator[Backend]:
 
 
 def _client(config: HostConfig, url: str) -> AgentClient:
+    if not url.startswith(("http://", "https://")):
+        _fail(f"agent URL {url!r} has no scheme: use http://{url} or https://{url}", code=2)
     token = _state.token or read_token(config.data_dir)
     if not token:
         raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
@@ -125,7 +143,7 @@ def _client(config: HostConfig, url: str) -> AgentClient:
 
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
+    output.print_json(out, value)
 
 
 def _read(path: Path) -> Any:
@@ -141,10 +159,11 @@ def create(
     dialect: DialectOption = "vmhost",
 ) -> None:
     """Create a VM from a spec: validate, make its disks, define it (and start it with --start)."""
-    with _errors():
-        document = to_spec_document(_read(file), dialect)
+    payload = _read(file)
     with _backend() as backend:
-        view = backend.create(document, start=start)
+        # vmadm's image_uuid names an image of the store, except on SmartOS, where imgadm keeps the images
+        images = image_commands.lookup(backend) if _config().vm_driver != "smartos" else None
+        view = backend.create(to_spec_document(payload, dialect, images), start=start)
     if as_json:
         _print_json(view)
     else:
@@ -152,8 +171,15 @@ def create(
 
 
 @app.command()
-def validate(file: FileOption, dialect: DialectOption = "vmhost") -> None:
-    """Check a spec without touching the host; print every problem with its path.
+def validate(
+    file: FileOption,
+    dialect: DialectOption = "vmhost",
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Spec checks only, no host checks (a spec written for another host).")
+    ] = False,
+) -> None:
+    """Check a spec as create would, creating nothing: every problem with its path, the host's included
+    (bridges, images, disk files) unless --offline.
 
     With --dialect vmadm, problems are reported as `vmadm validate` does (bad_values, bad_properties,
     missing_properties) and the exit code is vmadm's: 0 valid, 1 invalid.
@@ -163,33 +189,51 @@ def validate(file: FileOption, dialect: DialectOption = "vmhost") -> None:
             ok, report = validate_document(_read(file), dialect)
         typer.echo(report, err=not ok or dialect == "vmadm")  # vmadm.js prints even its VALID line on stderr
         raise typer.Exit(0 if ok else 1)
-    with _errors():
-        _plugins(_config()).register_spec_extensions()
-        spec = load_spec_file(file)
-    out.print(f"valid spec for {spec.name}", markup=False)
+    document = _read(file)
+    if offline:
+        with _errors():
+            _plugins(_config()).register_spec_extensions()
+            name = parse_spec(document).name
+        out.print(f"valid spec for {name} (host checks skipped)", markup=False)
+        return
+    with _backend() as backend:
+        name = backend.validate(document)
+    out.print(f"valid spec for {name} on this host", markup=False)
 
 
 @app.command("list")
 def list_vms(
-    filters: Annotated[list[str] | None, typer.Argument(help="field=value filters, e.g. state=running.")] = None,
-    output: Annotated[str | None, typer.Option("-o", help="Comma-separated fields.")] = None,
-    sort: Annotated[str | None, typer.Option("-s", help="Sort by field[,field]; prefix '-' for descending.")] = None,
-    no_header: Annotated[bool, typer.Option("-H", help="No header line.")] = False,
-    parsable: Annotated[bool, typer.Option("-p", help="Colon-separated values, no header.")] = False,
+    filters: Annotated[
+        list[str] | None, typer.Argument(help=f"field=value filters, e.g. state=running. Fields: {LIST_FIELDS}.")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help=f"Comma-separated fields, from: {LIST_FIELDS}, ip (the guest's addresses)."
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("-s", "--sort", help="Sort by field[,field]; prefix '-' for descending.")
+    ] = None,
+    no_header: Annotated[bool, typer.Option("-H", "--no-header", help="No header line.")] = False,
+    parsable: Annotated[bool, typer.Option("-p", "--parsable", help="Colon-separated values, no header.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List VMs as a table."""
+    """List VMs as a table (default fields: name, uuid, kind, driver, state, vcpus, memory)."""
     try:
         fields = listing.parse_fields(output)
         selection = listing.parse_filters(filters or [])
+        listing.check_state_filter(selection)
     except ValueError as exc:
         _fail(str(exc), code=2)
     with _backend() as backend:
         rows = backend.list_rows()
-    try:
-        table = select(rows, selection, sort)
-    except ValueError as exc:
-        _fail(str(exc), code=2)
+        try:
+            table = select(rows, selection, sort)
+        except ValueError as exc:
+            _fail(str(exc), code=2)
+        if "ip" in fields:
+            table = [{**row, "ip": listing.guest_ip(backend.get(row["name"]))} for row in table]
     listing.render(table, fields, as_json=as_json, parsable=parsable, header=not no_header, console=out)
 
 
@@ -211,8 +255,9 @@ def info(name: NameArg) -> None:
 def start(name: NameArg) -> None:
     """Start a VM (two-phase: created paused, activation steps, resumed). Starting a running VM succeeds."""
     with _backend() as backend:
+        was_running = backend.get(name)["state"] == VmState.RUNNING
         backend.start(name)
-    out.print(f"started {name}", markup=False)
+    out.print(f"{name} is already running" if was_running else f"started {name}", markup=False)
 
 
 @app.command()
@@ -240,34 +285,66 @@ def reboot(
     """Reboot a running VM (ACPI, or a hard reset with -F)."""
     with _backend() as backend:
         backend.reboot(name, force=force)
-    out.print(f"rebooting {name}", markup=False)
+    out.print(f"reset {name}" if force else f"rebooting {name} (ACPI request sent)", markup=False)
 
 
 @app.command()
 def kill(name: NameArg) -> None:
     """Power a VM off at once (no shutdown request)."""
     with _backend() as backend:
+        was_stopped = backend.get(name)["state"] in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED)
         backend.kill(name)
-    out.print(f"killed {name}", markup=False)
+    out.print(f"{name} was not running" if was_stopped else f"killed {name}", markup=False)
 
 
 @app.command()
-def delete(name: NameArg) -> None:
-    """Delete a VM: stop it, remove its definition and the disks vmhost created (never user-supplied ones)."""
+def pause(name: NameArg) -> None:
+    """Freeze a running VM's vCPUs (its memory stays; `resume` continues it)."""
     with _backend() as backend:
+        was_paused = backend.get(name)["state"] == VmState.PAUSED
+        backend.pause(name)
+    out.print(f"{name} is already paused" if was_paused else f"paused {name}", markup=False)
+
+
+@app.command()
+def resume(name: NameArg) -> None:
+    """Continue a paused VM."""
+    with _backend() as backend:
+        was_running = backend.get(name)["state"] == VmState.RUNNING
+        backend.resume(name)
+    out.print(f"{name} is already running" if was_running else f"resumed {name}", markup=False)
+
+
+@app.command()
+def delete(
+    name: NameArg,
+    force: Annotated[bool, typer.Option("-F", "--force", help="Delete a VM that is running (it is killed).")] = False,
+) -> None:
+    """Delete a VM: remove its definition and the disks vmhost created (never user-supplied ones). A running VM
+    needs --force, or a yes on a terminal."""
+    with _backend() as backend:
+        state = backend.get(name)["state"]
+        if state not in (VmState.STOPPED, VmState.CRASHED, VmState.FAILED) and not force:
+            question = f"{name} is {state}: kill and delete it?"
+            if not (sys.stdin.isatty() and typer.confirm(question, err=True)):
+                _fail(f"{name} is {state}: stop it first, or pass --force to delete it anyway")
         backend.delete(name)
     out.print(f"deleted {name}", markup=False)
 
 
 @app.command()
-def update(name: NameArg, file: FileOption) -> None:
-    """Change a stopped VM with a JSON merge patch (lists such as disks and nics are replaced whole)."""
+def update(
+    name: NameArg,
+    file: FileOption,
+    live: Annotated[bool, typer.Option("--live", help="Apply what the driver can to the running VM now.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan; change nothing.")] = False,
+) -> None:
+    """Change a VM with a JSON merge patch (lists are replaced whole): print the plan, then apply it."""
     patch = _read(file)
     if not isinstance(patch, dict):
         _fail("an update must be a JSON object", code=2)
     with _backend() as backend:
-        view = backend.update(name, patch)
-    out.print(f"updated {view['name']}", markup=False)
+        change_commands.show_and_apply(backend, out, err, name, patch, live=live, dry_run=dry_run)
 
 
 @app.command()
@@ -275,16 +352,23 @@ def console(
     name: NameArg,
     log: Annotated[bool, typer.Option("--log", help="Print what the console said so far and exit.")] = False,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="With --log: keep printing until it stops.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", min=1, help="With --log: only the last N lines.")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="With --log: keep terminal control sequences.")] = False,
 ) -> None:
-    """Attach to the serial console (Ctrl-] leaves), or print its log (a container's stdout and stderr)."""
+    """Attach to the serial console (Ctrl-] leaves), or print its log (a container's stdout and stderr); each
+    boot of a VM starts with a `--- vmhost: boot of NAME at TIME ---` line."""
+    if tail is not None and (follow or not log):
+        _fail("--tail goes with --log, without --follow", code=2)
+    clean = (lambda data: data) if raw else plain_text
     with _backend() as backend:
         if log and follow:
             for chunk in backend.follow_console_log(name):
-                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.write(clean(chunk))
                 sys.stdout.buffer.flush()
             return
         if log:
-            sys.stdout.buffer.write(backend.console_log(name))
+            text = clean(backend.console_log(name))
+            sys.stdout.buffer.write(last_lines(text, tail) if tail else text)
             return
         stream = backend.open_console(name)
     err.print(f"connected to {name}; Ctrl-] to leave", markup=False)
@@ -325,7 +409,7 @@ def events(
         config = _config()
         url = _state.agent or config.agent_url or f"http://{config.listen_host}:{config.listen_port}"
         for event in _client(config, url).events(name, follow):
-            out.print(json.dumps(event), markup=False, highlight=False, soft_wrap=True)
+            out.print(json.dumps(output.with_iso_times(event)), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -373,4 +457,37 @@ def _add_plugin_commands() -> None:
 
 app.add_typer(tokens.app, name="token")
 host_command.register(app, _backend, out)
+explain_command.register(app, out, _fail)
+change_commands.register(app, _backend, out, err)
+snapshot_commands.register(app, _backend, out)
+image_commands.register(app, _backend, out)
 _add_plugin_commands()
+
+
+GLOBAL_OPTIONS = frozenset({"--agent", "--token", "--config", "-c"})
+"""Options of `vmhost` itself, which virsh and incus users also put after the command."""
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`vmhost list --agent URL` means `vmhost --agent URL list`; nothing after `--` is touched."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if rest and arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            width = 1 if "=" in arg else 2
+            hoisted += args[index : index + width]
+            index += width
+            continue
+        rest.append(arg)
+        index += 1
+    return hoisted + rest
+
+
+def run() -> None:
+    """The `vmhost` command."""
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="vmhost")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vmhost.dialects.vmadm import DialectError, payload_to_spec, validate_payload
+from vmhost.dialects.vmadm.convert import ImageLookup
 from vmhost.spec import SpecError, parse_spec
 from vmhost.spec.errors import Problem
 
@@ -18,10 +19,13 @@ def _identity(document: Any) -> Any:
 DIALECTS: dict[str, Callable[[Any], Any]] = {"vmhost": _identity, "vmadm": payload_to_spec}
 
 
-def to_spec_document(document: Any, dialect: str) -> Any:
-    """The vmhost spec document for `document` written in `dialect`; SpecError (DialectError) if it has none."""
+def to_spec_document(document: Any, dialect: str, images: ImageLookup | None = None) -> Any:
+    """The vmhost spec document for `document` written in `dialect`; SpecError (DialectError) if it has none.
+    `images` finds store images by UUID (vmadm's image_uuid)."""
     if dialect not in DIALECTS:
         raise SpecError([Problem("", f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")])
+    if dialect == "vmadm" and images is not None:
+        return payload_to_spec(document, images)
     return DIALECTS[dialect](document)
 
 

@@ -34,6 +34,11 @@ class Capability(StrEnum):
     NIC_HOTPLUG = "nic-hotplug"
     VCPU_HOTPLUG = "vcpu-hotplug"
     MEMORY_HOTPLUG = "memory-hotplug"
+    """Memory changes on a running VM: balloon within the plugged size, DIMMs above it."""
+    DISK_RESIZE = "disk-resize"
+    """Grow a disk of a running VM."""
+    MEDIA_CHANGE = "media-change"
+    """Insert, eject or change the media of a running VM's CD-ROM drive."""
     PCI_PASSTHROUGH = "pci-passthrough"
     SNAPSHOTS = "snapshots"
     LIVE_MIGRATION = "live-migration"
@@ -69,6 +74,10 @@ class Resources:
     disk_paths: Mapping[str, Path] = field(default_factory=dict)
     disk_formats: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    seed_iso: Path | None = None
+    """The VM's NoCloud seed ISO (built by the engine), attached read-only as an extra CD-ROM; None: no seed."""
+    disk_layers: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
+    """target -> the disk-only snapshot overlays on top of its image, oldest first (the last one is the top)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class DomainStats:
 
     name: str
     state: DomainState = DomainState.OTHER
+    uuid: str = ""
+    """The domain's UUID where the driver knows it, so that a same-named VM of another agent is told apart."""
     cpu_seconds: float | None = None
     vcpus: int | None = None
     """vCPUs online."""
@@ -143,6 +154,14 @@ class HostFacts:
     memory_total: int
     versions: Mapping[str, str] = field(default_factory=dict)
     """Component -> version, e.g. {"libvirt": "9.0.0", "qemu": "7.2.0"} or {"xen": "4.17.1"}."""
+
+
+@dataclass(frozen=True)
+class GuestAddresses:
+    """The addresses a guest has on one NIC (CIDR form) and who told: the guest agent, a DHCP lease or ARP."""
+
+    addresses: tuple[str, ...]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,32 @@ class DomainCalls(Protocol):
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None: ...
 
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        """Live-plug the spec's NIC with this MAC into the running domain (the persistent definition is define's)."""
+        ...
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        """`spec` still holds the NIC: unplug it live and wait until the guest released it; HypervisorError naming
+        the NIC when it is not released within `timeout` s."""
+        ...
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        """Live vCPU count, up to the domain's maximum (cpu.max_vcpus)."""
+        ...
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        """Bring the running guest to `size` bytes: balloon within the memory plugged now, hot-plug DIMMs above it
+        (up to spec.memory.max_size with spec.memory.slots)."""
+        ...
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        """Grow a running VM's disk `target` to `size` bytes (block resize)."""
+        ...
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        """Put the spec's cdrom `target` media into the running drive: its iso, or none = eject."""
+        ...
+
     def create_paused(self, name: str) -> None: ...
 
     def pause(self, name: str) -> None: ...
@@ -238,6 +283,10 @@ class DomainCalls(Protocol):
         """Host-side network devices of a created VM's NICs (taps, veths, vifs), in guest order."""
         ...
 
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        """NIC MAC -> the guest's addresses on it, where the hypervisor can know them (nothing where it cannot)."""
+        ...
+
     def open_console(self, name: str) -> ConsoleStream: ...
 
     def graphics_ports(self, name: str) -> dict[str, int]:
@@ -247,6 +296,40 @@ class DomainCalls(Protocol):
     def reserve_pci(self, address: str) -> None: ...
 
     def release_pci(self, address: str) -> None: ...
+
+    def create_snapshot(
+        self,
+        spec: VMSpec,
+        resources: Resources,
+        snapshot: str,
+        *,
+        disk_only: bool,
+        layers: Mapping[str, Path],
+        quiesce: bool,
+    ) -> None:
+        """Take `snapshot`: full (every disk, plus the memory state of a running VM), or disk-only (crash-consistent)
+        into the new external overlays `layers` (target -> file, not there yet; empty for a driver whose storage
+        snapshots natively); `quiesce` freezes the guest's filesystems through its agent meanwhile. The hypervisor
+        keeps it in its metadata."""  # SNAPSHOTS
+        ...
+
+    def snapshot_names(self, name: str) -> list[str]:
+        """The VM's snapshots the hypervisor keeps, oldest first."""
+        ...
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        """Bring a full snapshot back: its disks and, when it has them, its memory and running state."""
+        ...
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        """Forget `snapshot` (nothing to do when it is not there): a full one with its data; of a disk-only one only
+        the metadata (its overlays are merged first, merge_layer)."""
+        ...
+
+    def merge_layer(self, name: str, target: str, overlay: Path) -> None:
+        """Running VM: merge the top overlay `overlay` of disk `target` into the image below it and make that the
+        top (active block commit, then pivot). Nothing to do when `overlay` is not the disk's top any more."""
+        ...
 
 
 class Driver(DomainCalls, Protocol):

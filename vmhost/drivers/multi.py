@@ -7,6 +7,7 @@ VM driver.
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from vmhost.drivers.base import (
     Capability,
@@ -15,6 +16,7 @@ from vmhost.drivers.base import (
     DomainState,
     DomainStats,
     Driver,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     Recorded,
@@ -116,6 +118,18 @@ class DriverSet:
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
         self.for_spec(spec).detach_disk(spec, resources, target)
 
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        self.for_spec(spec).attach_nic(spec, resources, mac)
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        self.for_spec(spec).detach_nic(spec, resources, mac, timeout)
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        self.for_spec(spec).set_memory(spec, resources, size)
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        self.for_spec(spec).change_media(spec, resources, target)
+
     def reserve_pci(self, address: str) -> None:
         self.drivers[self.vm_driver].reserve_pci(address)
 
@@ -148,6 +162,12 @@ class DriverSet:
     def reset(self, name: str) -> None:
         self.for_name(name).reset(name)
 
+    def set_vcpus(self, name: str, count: int) -> None:
+        self.for_name(name).set_vcpus(name, count)
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        self.for_name(name).resize_disk(name, target, size)
+
     def state(self, name: str) -> DomainState:
         return self.for_name(name).state(name)
 
@@ -164,11 +184,39 @@ class DriverSet:
     def interfaces(self, name: str) -> list[str]:
         return self.for_name(name).interfaces(name)
 
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        return self.for_name(name).guest_addresses(name)
+
     def open_console(self, name: str) -> ConsoleStream:
         return self.for_name(name).open_console(name)
 
     def graphics_ports(self, name: str) -> dict[str, int]:
         return self.for_name(name).graphics_ports(name)
+
+    def create_snapshot(
+        self,
+        spec: VMSpec,
+        resources: Resources,
+        snapshot: str,
+        *,
+        disk_only: bool,
+        layers: Mapping[str, Path],
+        quiesce: bool,
+    ) -> None:
+        driver = self.for_name(spec.name)
+        driver.create_snapshot(spec, resources, snapshot, disk_only=disk_only, layers=layers, quiesce=quiesce)
+
+    def snapshot_names(self, name: str) -> list[str]:
+        return self.for_name(name).snapshot_names(name)
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        self.for_name(name).revert_snapshot(name, snapshot)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        self.for_name(name).delete_snapshot(name, snapshot)
+
+    def merge_layer(self, name: str, target: str, overlay: Path) -> None:
+        self.for_name(name).merge_layer(name, target, overlay)
 
     # ---- every driver ----------------------------------------------------------------------
 

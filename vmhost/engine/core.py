@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
-from vmhost.engine import resources
+from vmhost.engine import image_pull, images, resources
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
 from vmhost.engine.locks import VmLocks
@@ -173,7 +173,10 @@ class Core:
 
     def host_problems(self, spec: VMSpec, known: VMSpec | None = None) -> resources.Plan:
         """Host checks of `spec`; `known` is the VM's stored spec, whose recorded image formats are reused."""
+        image_problems = images.resolve_disks(spec, self.store)
+        image_problems += image_pull.resolve_container_image(spec, self.store)
         plan = resources.plan(spec, self.config, known)
+        plan.problems += image_problems
         plan.problems += [Problem(path, message) for path, message in self.driver.host_problems(spec)]
         return plan
 

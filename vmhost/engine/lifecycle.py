@@ -9,7 +9,7 @@ from typing import Any
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, Driver
 from vmhost.drivers.multi import DriverSet
-from vmhost.engine import recovery, steps, views
+from vmhost.engine import image_pull, images, recovery, snapshots, steps, views
 from vmhost.engine.core import GONE, Core, Progress, log, quiet
 from vmhost.engine.events import EventBus
 from vmhost.engine.hooks import Hook
@@ -23,17 +23,21 @@ from vmhost.engine.operations import (
     pause,
     reboot,
     resume,
+    snapshot_create,
+    snapshot_delete,
+    snapshot_revert,
     start,
     stop,
     update,
 )
 from vmhost.engine.operations.stop import StopResult
+from vmhost.engine.plan import UpdateResult
 from vmhost.engine.router import Router
 from vmhost.engine.states import VmState
 from vmhost.engine.supervisor import Supervisor
 from vmhost.host import files
 from vmhost.spec import VMSpec
-from vmhost.store.sqlite import OperationRecord, Store, VmRecord
+from vmhost.store.sqlite import ImageRecord, OperationRecord, Store, VmRecord
 
 __all__ = ["GONE", "Engine", "Progress", "StopResult"]
 
@@ -111,6 +115,10 @@ class Engine:
     def create(self, document: Any, start: bool = False) -> VmRecord:
         return create.create(self.core, document, start)
 
+    def validate(self, document: Any, *, offline: bool = False) -> VMSpec:
+        """What create would refuse, without creating: the same spec and host checks (none with offline)."""
+        return create.checked_spec(self.core, document, offline=offline, host=True)
+
     def start(self, name: str) -> VmRecord:
         return start.start(self.core, name)
 
@@ -126,8 +134,8 @@ class Engine:
     def delete(self, name: str) -> None:
         delete.delete(self.core, name)
 
-    def update(self, name: str, patch: dict[str, Any]) -> VmRecord:
-        return update.update(self.core, name, patch)
+    def update(self, name: str, patch: dict[str, Any], *, live: bool = False, dry_run: bool = False) -> UpdateResult:
+        return update.update(self.core, name, patch, live=live, dry_run=dry_run)
 
     def pause(self, name: str) -> None:
         pause.pause(self.core, name)
@@ -140,6 +148,49 @@ class Engine:
 
     def detach_disk(self, name: str, target: str) -> None:
         detach_disk.detach_disk(self.core, name, target)
+
+    # ---- snapshots (engine/snapshots.py, operations/snapshot_*.py) ------------------------------
+
+    def create_snapshot(
+        self, name: str, snapshot: str, *, disk_only: bool = False, quiesce: bool = False
+    ) -> dict[str, Any]:
+        return snapshot_create.create_snapshot(self.core, name, snapshot, disk_only, quiesce)
+
+    def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        return snapshots.list_snapshots(self.core, name)
+
+    def revert_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
+        return snapshot_revert.revert_snapshot(self.core, name, snapshot)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        snapshot_delete.delete_snapshot(self.core, name, snapshot)
+
+    # ---- image store (engine/images.py) --------------------------------------------------------
+
+    def import_image(
+        self,
+        source: str,
+        name: str,
+        *,
+        sha256: str | None = None,
+        fmt: str = "auto",
+        uuid: str | None = None,
+        progress: images.ImportProgress | None = None,
+    ) -> ImageRecord:
+        return images.import_image(self.core, source, name, sha256=sha256, fmt=fmt, uuid=uuid, progress=progress)
+
+    def list_images(self) -> list[ImageRecord]:
+        return self.core.store.list_images()
+
+    def get_image(self, name_or_uuid: str) -> ImageRecord:
+        return images.get_image(self.core.store, name_or_uuid)
+
+    def delete_image(self, name: str) -> None:
+        images.delete_image(self.core, name)
+
+    def pull_image(self, reference: str, name: str | None = None, progress: Progress | None = None) -> ImageRecord:
+        """An OCI image from a registry into the store (engine/image_pull.py)."""
+        return image_pull.pull(self.core, reference, name, progress)
 
     # ---- supervision and recovery ------------------------------------------------------------
 

@@ -23,6 +23,18 @@ def follow(path: Path, alive: Callable[[], bool], poll: float = POLL_INTERVAL) -
             time.sleep(poll)
 
 
+BOOT_MARK = "--- vmhost: boot of {name} at {time} ---"
+
+
+def mark_boot(path: Path, name: str) -> None:
+    """One line before each boot's output, so that `console --log` tells the boots apart (virtlogd appends)."""
+    if not path.parent.is_dir():
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with path.open("ab") as log:
+        log.write(("\n" + BOOT_MARK.format(name=name, time=stamp) + "\n").encode())
+
+
 def read_from(path: Path, offset: int) -> bytes:
     """Up to one chunk of the log from `offset`; nothing while the log does not exist yet."""
     try:

@@ -106,7 +106,7 @@ def _adopt(core: Core, info: DomainInfo) -> None:
     recorded = core.driver.recorded_by(info)
     if recorded is None or recorded.owner != str(core.config.data_dir):
         return  # not vmhost's, or another vmhost instance's (another data directory) on the same host
-    spec = parse_spec(recorded.spec)
+    spec = parse_spec(resources.with_seed_secrets(recorded.spec, resources.vm_dir(core.config.data_dir, info.uuid)))
     owned = sorted(str(p) for p in resources.plan(spec, core.config).resources.disk_paths.values())
     state = OBSERVED[info.state]
     core.store.insert_vm(

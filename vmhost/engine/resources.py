@@ -6,16 +6,21 @@ import stat
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import Resources
+from vmhost.engine import snapshot_layers
 from vmhost.engine.rollback import Rollback
 from vmhost.errors import HostResourceError
 from vmhost.host import files
+from vmhost.render.cloudinit import Seed, needs_seed, render_seed
 from vmhost.spec import Problem, VMSpec
-from vmhost.spec.disk import BackingImage, BlockDisk, FileDisk, NewDisk, OverlayDisk
+from vmhost.spec.cloud_init import keep_masked_secrets
+from vmhost.spec.disk import BackingImage, BlockDisk, FileDisk, ImageDisk, NewDisk, OverlayDisk
 from vmhost.storage import chains, host_paths, qemu_img
 from vmhost.storage.host_paths import HostPaths
+from vmhost.storage.seed import password_hashes, write_seed
 
 
 @dataclass
@@ -28,14 +33,26 @@ class Plan:
 
     vm_dir: Path
     resources: Resources
-    new_disks: list[tuple[Path, NewDisk | OverlayDisk]] = field(default_factory=list)
+    new_disks: list[tuple[Path, NewDisk | OverlayDisk | ImageDisk]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
+    seed: Seed | None = None
+    """The NoCloud seed to write to resources.seed_iso; None: the VM has no seed (and must keep none)."""
+
+
+SEED_ISO = "seed.iso"
+SEED_DRIVERS = ("libvirt", "xen")
+"""VM drivers that attach the NoCloud seed; SmartOS tells the guest through its metadata service instead."""
 
 
 def vm_dir(data_dir: Path, uuid: str) -> Path:
     """Everything vmhost keeps for one VM (owned disks, console log) lives here, keyed by UUID."""
     return data_dir / "vms" / uuid
+
+
+def console_log(spec: VMSpec, data_dir: Path) -> Path:
+    """Where the serial console (a container's stdout and stderr) is logged."""
+    return spec.console.log_file or vm_dir(data_dir, str(spec.uuid)) / "console.log"
 
 
 def _readable_file(path: Path, where: str, what: str) -> list[Problem]:
@@ -139,11 +156,11 @@ def plan(spec: VMSpec, config: HostConfig, known: VMSpec | None = None) -> Plan:
     problems = host_paths.problems(spec, paths)
     refused = {problem.path for problem in problems}
     disk_paths: dict[str, Path] = {}
-    new_disks: list[tuple[Path, NewDisk | OverlayDisk]] = []
+    new_disks: list[tuple[Path, NewDisk | OverlayDisk | ImageDisk]] = []
     for index, disk in enumerate(spec.disks):
         where, source, target = f"disks.{index}.source", disk.source, disk.target
         assert target is not None, "parse_spec assigns every target"
-        if isinstance(source, NewDisk | OverlayDisk):
+        if isinstance(source, NewDisk | OverlayDisk | ImageDisk):
             fmt = source.format if isinstance(source, NewDisk) else "qcow2"
             disk_paths[target] = directory / "disks" / f"{target}.{fmt}"
             new_disks.append((disk_paths[target], source))
@@ -154,8 +171,17 @@ def plan(spec: VMSpec, config: HostConfig, known: VMSpec | None = None) -> Plan:
             problems += found
             resolved += [target] if read and not found else []
     problems += _other_file_problems(spec, refused)
-    resources = Resources(console_log=directory / "console.log", disk_paths=disk_paths, owner=str(config.data_dir))
-    return Plan(vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems, resolved=resolved)
+    seed = render_seed(spec) if needs_seed(spec) and config.vm_driver in SEED_DRIVERS else None
+    resources = Resources(
+        console_log=directory / "console.log",
+        disk_paths=disk_paths,
+        owner=str(config.data_dir),
+        seed_iso=directory / SEED_ISO if seed else None,
+        disk_layers=snapshot_layers.layers(directory),
+    )
+    return Plan(
+        vm_dir=directory, resources=resources, new_disks=new_disks, problems=problems, resolved=resolved, seed=seed
+    )
 
 
 def allocate(plan: Plan, rollback: Rollback, keep: frozenset[Path] = frozenset()) -> None:
@@ -173,8 +199,25 @@ def allocate(plan: Plan, rollback: Rollback, keep: frozenset[Path] = frozenset()
         if isinstance(source, NewDisk):
             qemu_img.create_image(path, source.format, source.size)
         else:
-            assert source.backing, "plan records the base's format"
-            qemu_img.create_overlay(path, source.base, source.backing[0].format, source.size)
+            assert source.backing, "plan records the base's (the image's) file and format"
+            qemu_img.create_overlay(path, source.backing[0].path, source.backing[0].format, source.size)
+    sync_seed(plan)
+
+
+def with_seed_secrets(document: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A spec the hypervisor recorded (password hashes masked) with the hashes its seed holds put back."""
+    hashes = password_hashes(directory / SEED_ISO)
+    users = [{"name": name, "password_hash": value} for name, value in hashes.items()]
+    return keep_masked_secrets(document, {"cloud_init": {"users": users}})
+
+
+def sync_seed(plan: Plan) -> None:
+    """Make the VM's seed ISO say what its spec says (rebuilt whole: its instance-id follows the content), or
+    remove it when the spec no longer asks for one."""
+    if plan.seed is None:
+        (plan.vm_dir / SEED_ISO).unlink(missing_ok=True)
+    else:
+        write_seed(plan.seed, plan.vm_dir / SEED_ISO)
 
 
 def release(directory: Path, paths: list[Path]) -> None:

@@ -18,13 +18,15 @@ DESTROY_ATTEMPTS = 3
 def wait_gone(core: Core, name: str, seconds: float, what: str) -> bool:
     """Woken by the stop event when an event source runs; checks the hypervisor every 0.1 s regardless."""
     signal = core.timers.gone_signal(name)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if core.driver.state(name) in GONE:
-            return True
+    began = time.monotonic()
+    end = began + seconds
+    while time.monotonic() < end and core.driver.state(name) not in GONE:
         core.progress(f"{what} ({end - time.monotonic():.0f}s left)")
         signal.wait(POLL_INTERVAL)
-    return core.driver.state(name) in GONE
+    gone = core.driver.state(name) in GONE
+    waited = time.monotonic() - began
+    core.progress(f"{name} is off after {waited:.1f}s" if gone else f"{name} still runs after {waited:.1f}s")
+    return gone
 
 
 def request_shutdown(core: Core, name: str) -> bool:
@@ -106,6 +108,8 @@ def define_from_store(core: Core, name: str) -> None:
         return
     spec = core.spec_of(record)
     plan = resources.plan(spec, core.config)
+    if plan.vm_dir.is_dir():
+        resources.sync_seed(plan)
     core.driver.define(spec, plan.resources)
     if plan.resolved:  # stored before image formats were recorded: record them now, once
         core.store.update_vm(record.name, spec=stored(spec))

@@ -11,8 +11,10 @@ from vmhost.drivers import processes
 from vmhost.drivers.base import Capability, ConsoleStream, DomainInfo, DomainState
 from vmhost.engine import logs, resources
 from vmhost.engine.core import GONE, MISSING_DEFINITION, Core
+from vmhost.engine.plan import pending
 from vmhost.engine.states import OBSERVED, TRANSIENT, VmState
-from vmhost.errors import Conflict, NotFound
+from vmhost.errors import Conflict, NotFound, VmhostError
+from vmhost.spec import VMSpec
 from vmhost.spec.units import format_size, parse_size
 from vmhost.store.sqlite import VmRecord
 
@@ -32,8 +34,12 @@ FIELDS: dict[str, Callable[[VmRecord, VmState], Any]] = {
 _SORT_KEYS: dict[str, Callable[[Any], Any]] = {"memory": parse_size}
 
 
-def summary(record: VmRecord, state: VmState) -> dict[str, Any]:
-    return {name: getter(record, state) for name, getter in FIELDS.items()}
+def summary(record: VmRecord, state: VmState, default_accel: str = "") -> dict[str, Any]:
+    """One `list` row; `default_accel` is the host's (config.accel), which libvirt VMs without their own run on."""
+    row = {name: getter(record, state) for name, getter in FIELDS.items()}
+    if not row["accel"] and record.driver == "libvirt":
+        row["accel"] = default_accel
+    return row
 
 
 def _sort_value(field: str, row: dict[str, Any]) -> Any:
@@ -61,15 +67,20 @@ def record_view(core: Core, name: str) -> dict[str, Any]:
     record = core.record(name)
     info = _info_or_none(core, record.name)
     state = _known_state(core, record, info)
-    view = core.spec_of(record).model_dump(mode="json")
+    spec = core.spec_of(record)
+    view = spec.model_dump(mode="json")
+    running = state in (VmState.RUNNING, VmState.PAUSED) and info is not None
     view.update(  # keep in step with operations.update.VIEW_ONLY_KEYS
         state=state.value,
         state_reason=_reason(record, state),
         driver=record.driver,
         created_at=record.created_at,
         updated_at=record.updated_at,
-        runtime=_runtime(info) if state in (VmState.RUNNING, VmState.PAUSED) and info else None,
+        runtime={**_runtime(info), "accel": _accel(core, record, spec), "nics": nic_runtime(core, spec)}
+        if running and info
+        else None,
         restart_status=_restart_status(record),
+        pending=pending(record.since_boot),
     )
     return view
 
@@ -77,11 +88,15 @@ def record_view(core: Core, name: str) -> dict[str, Any]:
 def info_view(core: Core, name: str) -> dict[str, Any]:
     record = core.record(name)
     info = _info_or_none(core, record.name)
+    state = _known_state(core, record, info)
+    running = state in (VmState.RUNNING, VmState.PAUSED) and info is not None
+    spec = core.spec_of(record)
     return {
         "name": record.name,
         "uuid": record.uuid,
-        "state": _known_state(core, record, info).value,
+        "state": state.value,
         "runtime": _runtime(info) if info else None,
+        "nics": nic_runtime(core, spec) if running else [],
         "console_log": str(console_log_path(core, record.name)),
         "owned_paths": record.owned_paths,
         "operations": [
@@ -92,7 +107,7 @@ def info_view(core: Core, name: str) -> dict[str, Any]:
                 "finished_at": op.finished_at,
                 "error": op.error,
             }
-            for op in core.store.operations(record.name, limit=10)
+            for op in core.store.operations(vm_uuid=record.uuid, limit=10)
         ],
     }
 
@@ -118,8 +133,7 @@ def _info_or_none(core: Core, name: str) -> DomainInfo | None:
 
 
 def console_log_path(core: Core, name: str) -> Path:
-    spec = core.spec_of(core.record(name))
-    return spec.console.log_file or resources.vm_dir(core.config.data_dir, str(spec.uuid)) / "console.log"
+    return resources.console_log(core.spec_of(core.record(name)), core.config.data_dir)
 
 
 def follow_console_log(core: Core, name: str) -> Iterator[bytes]:
@@ -153,6 +167,33 @@ def _runtime(info: DomainInfo) -> dict[str, Any]:
         "pid": info.pid,
         "uptime_seconds": _uptime(info.pid),
     }
+
+
+def _accel(core: Core, record: VmRecord, spec: VMSpec) -> str | None:
+    """What runs the VM: its own accel, else the host's default (libvirt); None where the word means nothing."""
+    return spec.accel or (core.config.accel if record.driver == "libvirt" else None)
+
+
+def nic_runtime(core: Core, spec: VMSpec) -> list[dict[str, Any]]:
+    """Each NIC of a created VM with its host device (tap) and the guest's addresses where they can be known, as
+    `virsh domifaddr` shows them; a hypervisor that cannot say leaves them empty rather than failing the view."""
+    try:
+        devices = core.driver.interfaces(spec.name)
+        addresses = core.driver.guest_addresses(spec.name)
+    except VmhostError:
+        devices, addresses = [], {}
+    rows = []
+    for index, nic in enumerate(spec.nics):
+        known = addresses.get(nic.mac)
+        rows.append(
+            {
+                "mac": nic.mac,
+                "device": devices[index] if index < len(devices) else None,
+                "addresses": list(known.addresses) if known else [],
+                "address_source": known.source if known else None,
+            }
+        )
+    return rows
 
 
 def _uptime(pid: int | None) -> float | None:

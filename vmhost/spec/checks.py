@@ -4,9 +4,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
+from vmhost.spec import guest_net
 from vmhost.spec.cdrom import Cdrom
+from vmhost.spec.cloud_init import exclusive_problems
 from vmhost.spec.cpu import parse_cpuset
-from vmhost.spec.disk import Disk, FileDisk, NewDisk, OverlayDisk
+from vmhost.spec.disk import Disk, FileDisk, ImageDisk, NewDisk, OverlayDisk
 from vmhost.spec.errors import Problem
 from vmhost.spec.vm import LABEL_KEY_PATTERN, VMSpec
 
@@ -182,7 +184,18 @@ def _labels(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"labels.{key}", "label keys are letters, digits, '-', '_', '.' (≤63 chars)")
 
 
-VM_ONLY_BLOCKS = ("disks", "cdroms", "nics", "numa", "graphics")
+def _guest_network(spec: VMSpec) -> Iterator[Problem]:
+    """What the guest is told: each interface's rules, addresses unique across all, raw documents exclusive."""
+    owners: list[tuple[str, guest_net.GuestNetwork]] = [(f"nics.{i}", nic) for i, nic in enumerate(spec.nics)]
+    if spec.container is not None:
+        owners.append(("container.network", spec.container.network))
+        yield from guest_net.container_problems(spec.container.network, spec.container.network.mode)
+    yield from guest_net.guest_problems(owners)
+    if spec.cloud_init is not None:
+        yield from exclusive_problems(spec.cloud_init, any(nic.configures_guest() for nic in spec.nics))
+
+
+VM_ONLY_BLOCKS = ("disks", "cdroms", "nics", "numa", "graphics", "cloud_init")
 
 
 def _kind(spec: VMSpec) -> Iterator[Problem]:
@@ -236,6 +249,7 @@ RULES: list[Callable[[VMSpec], Iterator[Problem]]] = [
     _platform,
     _labels,
     _kind,
+    _guest_network,
 ]
 
 
@@ -245,7 +259,7 @@ def cross_check(spec: VMSpec) -> list[Problem]:
 
 def _disk_format(disk: Disk) -> str:
     source = disk.source
-    if isinstance(source, OverlayDisk):
+    if isinstance(source, OverlayDisk | ImageDisk):
         return "qcow2"
     if isinstance(source, NewDisk | FileDisk):
         return source.format

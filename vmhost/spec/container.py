@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from vmhost.spec.base import SpecModel
-from vmhost.spec.disk import absolute_path
+from vmhost.spec.disk import IMAGE_NAME_PATTERN, absolute_path
+from vmhost.spec.guest_net import GuestNetwork
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 INTERFACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
@@ -45,7 +46,20 @@ class OciLayoutRootfs(SpecModel):
     _absolute = field_validator("path")(absolute_path)
 
 
-Rootfs = Annotated[DirectoryRootfs | OciLayoutRootfs, Field(discriminator="type")]
+class ImageRootfs(SpecModel):
+    """An OCI image of vmhost's image store (`vmhost image pull`), unpacked into the VM's directory like a layout."""
+
+    type: Literal["image"]
+    image: str = Field(pattern=IMAGE_NAME_PATTERN, description="Name or UUID of an OCI image in the image store.")
+    layout: Path | None = Field(
+        None, description="The image's OCI layout in the store, as recorded at its pull. Set by vmhost."
+    )
+    digest: str | None = Field(
+        None, pattern=r"^sha256:[0-9a-f]{64}$", description="The image's manifest digest. Set by vmhost."
+    )
+
+
+Rootfs = Annotated[DirectoryRootfs | OciLayoutRootfs | ImageRootfs, Field(discriminator="type")]
 
 
 class Mount(SpecModel):
@@ -63,7 +77,9 @@ class Mount(SpecModel):
         return value
 
 
-class ContainerNetwork(SpecModel):
+class ContainerNetwork(GuestNetwork):
+    """Attachment, and (guest_net fields) the addresses, routes and resolv.conf set inside the container."""
+
     mode: Literal["none", "bridge", "netns"] = Field(
         "none",
         description="none: loopback only; bridge: a veth pair into `bridge`; netns: join the named network namespace.",
@@ -87,7 +103,8 @@ class ContainerNetwork(SpecModel):
 
 
 class Container(SpecModel):
-    """What runs and how; memory and cpu limits come from the spec's memory and cpu blocks."""
+    """What runs and how; memory and cpu limits come from the spec's memory and cpu blocks. `image: NAME` (in place
+    of `rootfs`) is short for `rootfs: {type: image, image: NAME}`: an OCI image of the image store."""
 
     rootfs: Rootfs
     command: list[str] = Field(default_factory=list, description="Entrypoint; default: the image's.")
@@ -102,6 +119,21 @@ class Container(SpecModel):
     read_only: bool = Field(False, description="Mount the root filesystem read-only.")
     mounts: list[Mount] = Field(default_factory=list, description="Bind mounts.")
     network: ContainerNetwork = Field(default_factory=ContainerNetwork, description="Network attachment.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_shorthand(cls, value: object) -> object:
+        """`image: NAME` is short for `rootfs: {type: image, image: NAME}`; it replaces a store image's rootfs (so a
+        merge patch `{container: {image: OTHER}}` on a stored spec switches images)."""
+        if isinstance(value, dict) and "image" in value:
+            rootfs = value.get("rootfs")
+            if rootfs is not None and not (isinstance(rootfs, dict) and rootfs.get("type") == "image"):
+                raise ValueError("give container.image or container.rootfs, not both")
+            if not isinstance(value["image"], str) or not re.match(IMAGE_NAME_PATTERN, value["image"]):
+                raise ValueError(f"image {value['image']!r} is not an image name (letters, digits, '.', '_', '-')")
+            value = dict(value)
+            value["rootfs"] = {"type": "image", "image": value.pop("image")}
+        return value
 
     @field_validator("workdir")
     @classmethod

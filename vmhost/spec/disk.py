@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vmhost.spec.base import SpecModel
 from vmhost.spec.units import ByteSize, MiB
@@ -96,6 +96,23 @@ class OverlayDisk(SpecModel):
     _abs = field_validator("base")(absolute_path)
 
 
+IMAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Names of images in vmhost's image store (`vmhost image import --name`); a UUID is accepted where one is looked up."""
+
+
+class ImageDisk(SpecModel):
+    """A qcow2 overlay vmhost creates on an image of its image store and deletes with the VM; the image stays."""
+
+    type: Literal["image"]
+    image: str = Field(pattern=IMAGE_NAME_PATTERN, description="Name or UUID of a disk image in the image store.")
+    size: ByteSize | None = Field(None, description="Virtual size, at least the image's; default: the image's size.")
+    backing: list[BackingImage] | None = Field(
+        None,
+        max_length=1,
+        description="The image's file and format as the image store recorded them at import. Set by vmhost.",
+    )
+
+
 class FileDisk(SpecModel):
     """An existing image file owned by the user; vmhost never deletes it."""
 
@@ -152,7 +169,9 @@ class RbdDisk(SpecModel):
         return [host_port(m) for m in value]
 
 
-DiskSource = Annotated[NewDisk | OverlayDisk | FileDisk | BlockDisk | IscsiDisk | RbdDisk, Field(discriminator="type")]
+DiskSource = Annotated[
+    NewDisk | OverlayDisk | ImageDisk | FileDisk | BlockDisk | IscsiDisk | RbdDisk, Field(discriminator="type")
+]
 
 
 class IoLimits(SpecModel):
@@ -185,3 +204,15 @@ class Disk(SpecModel):
     )
     boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (1 first).")
     io_limits: IoLimits | None = Field(None, description="Throughput and IOPS limits.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_shorthand(cls, value: object) -> object:
+        """`{image: NAME, size: SIZE}` is short for `{source: {type: image, image: NAME, size: SIZE}}`."""
+        if isinstance(value, dict) and "image" in value and "source" not in value:
+            value = dict(value)
+            source = {"type": "image", "image": value.pop("image")}
+            if "size" in value:
+                source["size"] = value.pop("size")
+            value["source"] = source
+        return value

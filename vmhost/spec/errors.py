@@ -29,14 +29,19 @@ def join_path(parts: Iterable[str | int]) -> str:
 
 
 def _path_through_input(loc: tuple[Any, ...], data: Any) -> str:
-    """Drop the discriminator tags pydantic inserts into locations of tagged unions."""
+    """Drop the discriminator tags pydantic inserts into locations of tagged unions (a tag is never last; it
+    may also be a field's name, as `image` is in an image source). A disk in the `{image: ...}` shorthand stands
+    for its own source."""
     parts: list[str | int] = []
     node = data
-    for element in loc:
-        if isinstance(node, dict) and element not in node and element == node.get("type"):
+    for index, element in enumerate(loc):
+        tag = isinstance(node, dict) and element == node.get("type")
+        if tag and (element not in node or index < len(loc) - 1):
             continue
         parts.append(element)
-        if isinstance(node, dict):
+        if isinstance(node, dict) and element == "source" and "source" not in node and "image" in node:
+            node = {"type": "image", **node}
+        elif isinstance(node, dict):
             node = node.get(element)
         elif isinstance(node, list) and isinstance(element, int) and element < len(node):
             node = node[element]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from vmhost.spec.base import SpecModel
+from vmhost.spec.guest_net import GuestNetwork
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -40,8 +41,8 @@ class Bandwidth(SpecModel):
     outbound: Rate | None = Field(None, description="Traffic from the guest.")
 
 
-class Nic(SpecModel):
-    """One network interface."""
+class Nic(GuestNetwork):
+    """One network interface; the guest_net fields say how the guest configures it (cloud-init)."""
 
     type: Literal["bridge", "network", "direct"] = Field(
         description="bridge: a host bridge; network: a libvirt network; direct: macvtap on a host NIC."

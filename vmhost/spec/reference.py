@@ -81,3 +81,66 @@ def markdown_reference() -> str:
             lines.append(f"| `{field_name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
         lines.append("")
     return "\n".join(lines)
+
+
+EXAMPLES: dict[str, str] = {
+    "Cpu": "cpu:\n  vcpus: 2\n  max_vcpus: 4\n  topology: {sockets: 1, cores: 4, threads: 1}\n  mode: host-model",
+    "Memory": "memory:\n  size: 1GiB\n  max_size: 4GiB\n  slots: 4",
+    "Disk": "disks:\n  - source: {type: new, size: 10GiB}\n    bus: virtio\n"
+    "  - source: {type: file, path: /var/lib/vmhost/images/data.qcow2}",
+    "Nic": "nics:\n  - type: bridge\n    source: br0\n    model: virtio",
+    "Cdrom": "cdroms:\n  - iso: /var/lib/vmhost/images/install.iso\n    boot_order: 1",
+    "Graphics": "graphics:\n  type: vnc\n  listen: 127.0.0.1",
+    "Boot": "boot:\n  firmware: uefi\n  order: [hd, cdrom]",
+}
+"""A short YAML example per block, shown by `vmhost explain`."""
+
+
+class UnknownField(ValueError):
+    """`vmhost explain` was asked about a path the spec does not have."""
+
+
+def explain(path: str) -> str:
+    """A field's type, default and meaning, and the fields of the block(s) it holds, like `kubectl explain`."""
+    models: list[type[BaseModel]] = [VMSpec]
+    field: FieldInfo | None = None
+    walked: list[str] = []
+    for part in [p for p in path.split(".") if p] if path else []:
+        found = [(model, model.model_fields[part]) for model in models if part in model.model_fields]
+        if not found:
+            known = sorted({name for model in models for name in model.model_fields})
+            where = ".".join(walked) or "the spec"
+            raise UnknownField(f"{where} has no field {part!r}; fields: {', '.join(known)}")
+        field = found[0][1]
+        models = [m for _model, f in found for m in _nested(f.annotation)]
+        walked.append(part)
+    lines = []
+    if field is not None:
+        lines += [f"FIELD:   {'.'.join(walked)}", f"TYPE:    {_plain(_type_name(field.annotation))}"]
+        lines += [f"DEFAULT: {_plain(_default(field))}", "", " ".join((field.description or "").split()), ""]
+    for model in models:
+        lines += _block(model)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _block(model: type[BaseModel]) -> list[str]:
+    lines = [f"{model.__name__}: {' '.join((model.__doc__ or '').split())}"]
+    width = max(len(name) for name in model.model_fields)
+    for name, field in model.model_fields.items():
+        kind, default = _plain(_type_name(field.annotation)), _plain(_default(field))
+        lines.append(f"  {name:<{width}}  {kind} ({default if field.is_required() else 'default ' + default})")
+        if field.description:
+            lines.append(f"  {'':<{width}}    {' '.join(field.description.split())}")
+    example = EXAMPLES.get(model.__name__)
+    if example:
+        lines += ["", "Example:", *(f"  {line}" for line in example.splitlines())]
+    return [*lines, ""]
+
+
+def _plain(markdown: str) -> str:
+    """The reference's Markdown cells as terminal text."""
+    text = markdown.replace("\\|", "|").replace("`", "").replace("**", "")
+    while "](#" in text:
+        start, middle = text.index("["), text.index("](#")
+        text = text[:start] + text[start + 1 : middle] + text[text.index(")", middle) + 1 :]
+    return text

@@ -61,7 +61,8 @@ ByteSize = Annotated[
                 {"type": "integer", "minimum": 0},
                 {"type": "string", "pattern": _SIZE_PATTERN},
             ],
-            "description": "Size in bytes, or a string with a unit: KiB, MiB, GiB, TiB (binary) or KB, MB, GB, TB.",
+            "description": "Size in bytes, or a string with a unit: KiB, MiB, GiB, TiB (binary) or KB, MB, GB, TB "
+            "(decimal); a bare K, M, G or T is binary, as QEMU and libvirt read it (256M = 256MiB). Case is ignored.",
         }
     ),
 ]

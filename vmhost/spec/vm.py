@@ -9,6 +9,7 @@ from vmhost.spec.base import SpecModel
 from vmhost.spec.boot import Boot
 from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.clock import Clock
+from vmhost.spec.cloud_init import CloudInit
 from vmhost.spec.console import Console
 from vmhost.spec.container import Container
 from vmhost.spec.cpu import Cpu
@@ -64,6 +65,9 @@ class VMSpec(SpecModel):
     cdroms: list[Cdrom] = Field(default_factory=list, description="CD-ROM drives.")
     nics: list[Nic] = Field(default_factory=list, description="Network interfaces in guest order.")
     graphics: Graphics | None = Field(None, description="Omit for a headless VM.")
+    cloud_init: CloudInit | None = Field(
+        None, description="A NoCloud seed (attached as a read-only CD-ROM) for the guest's cloud-init."
+    )
     console: Console = Field(default_factory=Console, description="Serial console settings.")
     passthrough: Passthrough = Field(default_factory=Passthrough, description="Host PCI/USB devices.")
     usb: Usb = Field(default_factory=Usb, description="USB controller and SPICE redirection.")

@@ -24,21 +24,25 @@ Kind = Literal["file", "block", "backing"]
 @dataclass(frozen=True)
 class HostPaths:
     """roots: directories files may sit under; block_devices: exact device paths or '*'-ended prefixes;
-    data_dir: vmhost's own state, reachable only through a root inside it (state.db, api-token, VM disks)."""
+    data_dir: vmhost's own state, reachable only through a root inside it (state.db, api-token, VM disks);
+    image_store: the image store, allowed only as a backing file (overlays on its images), never as a disk."""
 
     roots: tuple[Path, ...]
     block_devices: tuple[str, ...]
     data_dir: Path
+    image_store: Path | None = None
 
     @classmethod
     def of(cls, config: HostConfig) -> "HostPaths":
-        return cls(config.path_roots, config.allowed_block_devices, config.data_dir)
+        return cls(config.path_roots, config.allowed_block_devices, config.data_dir, config.image_store_dir)
 
     def refusal(self, path: Path, kind: Kind) -> str | None:
         """Why a spec may not name `path`, or None when it may."""
         real = Path(os.path.realpath(path))
         if kind == "block" or (kind == "backing" and _is_block_device(real)):
             return self._block_refusal(path, real)
+        if kind == "backing" and self.image_store and real.is_relative_to(os.path.realpath(self.image_store)):
+            return None
         return self._file_refusal(path, real)
 
     def _file_refusal(self, path: Path, real: Path) -> str | None:

@@ -21,6 +21,8 @@ class ImageInfo:
     """As resolved by qemu-img (full-backing-filename): a path, or a protocol string such as json:{...}."""
     backing_format: str | None = None
     """The backing file's format as the header records it; None when the header does not say."""
+    data_file: str | None = None
+    """A qcow2 external data file (where the guest's bytes really are), named in the header; None: none."""
 
 
 def _run(argv: list[str]) -> str:
@@ -44,6 +46,7 @@ def image_info(path: Path, fmt: str | None = None) -> ImageInfo:
         virtual_size=int(data["virtual-size"]),
         backing_file=data.get("full-backing-filename") or data.get("backing-filename"),
         backing_format=data.get("backing-filename-format"),
+        data_file=data.get("format-specific", {}).get("data", {}).get("data-file"),
     )
 
 
@@ -60,3 +63,14 @@ def create_overlay(path: Path, base: Path, base_format: str, size: int | None) -
         argv.append(str(size))
     _run(argv)
     path.chmod(files.PRIVATE_FILE)
+
+
+def resize_image(path: Path, fmt: str, size: int, *, shrink: bool = False) -> None:
+    """Set a stopped VM's image to `size` bytes; `shrink` only to undo a growth nobody has written to yet."""
+    _run([QEMU_IMG, "resize", "-q", "-f", fmt, *(["--shrink"] if shrink else []), "--", str(path), str(size)])
+
+
+def commit_overlay(path: Path) -> None:
+    """Write a stopped VM's qcow2 overlay down into the image below it (named in its header, with its format: the
+    overlays vmhost has libvirt make record both); the overlay may then go."""
+    _run([QEMU_IMG, "commit", "-q", "-d", "-f", "qcow2", "--", str(path)])

@@ -42,7 +42,29 @@ CREATE TABLE IF NOT EXISTS operations (
     error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS operations_vm ON operations(vm_name, id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    vm_uuid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    disk_only INTEGER NOT NULL,
+    vm_state TEXT NOT NULL,
+    layers TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    spec_digest TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (vm_uuid, name)
+);
+CREATE TABLE IF NOT EXISTS images (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    format TEXT NOT NULL,
+    virtual_size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    imported_at REAL NOT NULL
+);
 """
+# Tables added after the first release (snapshots, images) are created on open by SCHEMA's IF NOT EXISTS.
 # Columns added after the first release, with their definitions: added to older databases on open.
 ADDED_COLUMNS = {
     "vms": {
@@ -51,12 +73,14 @@ ADDED_COLUMNS = {
         "last_exit_reason": "TEXT NOT NULL DEFAULT ''",
         "next_retry_at": "REAL",
         "started_at": "REAL",
+        "since_boot": "TEXT NOT NULL DEFAULT '{}'",
     },
     "operations": {
         "steps": "TEXT NOT NULL DEFAULT '[]'",
         "data": "TEXT NOT NULL DEFAULT '{}'",
         "request": "TEXT",
     },
+    "snapshots": {"spec_digest": "TEXT NOT NULL DEFAULT ''"},
 }
 
 
@@ -76,6 +100,24 @@ class VmRecord:
     last_exit_reason: str = ""
     next_retry_at: float | None = None
     started_at: float | None = None
+    since_boot: dict[str, Any] = field(default_factory=dict)
+    """Path -> {booted, pending} of each change made to the running VM since it booted (engine/plan.py)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the image store (table `images`, created on open: older databases gain it then)."""
+
+    name: str
+    uuid: str
+    kind: str
+    """"disk" (a qcow2 or raw file) or "oci" (an OCI layout directory)."""
+    format: str
+    virtual_size: int
+    sha256: str
+    source: str
+    path: str
+    imported_at: float
 
 
 @dataclass(frozen=True)
@@ -118,6 +160,8 @@ class Store:
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
         self._db.execute("CREATE INDEX IF NOT EXISTS operations_request ON operations(request)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS operations_uuid ON operations(vm_uuid, id)")
+        self.snapshots = SnapshotTable(self)
 
     def _add_missing_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
@@ -154,7 +198,7 @@ class Store:
 
     def update_vm(self, name: str, **changes: Any) -> None:
         """Update columns by name; spec and owned_paths are JSON-encoded here."""
-        for column in ("spec", "owned_paths"):
+        for column in ("spec", "owned_paths", "since_boot"):
             if column in changes:
                 changes[column] = json.dumps(changes[column])
         changes["updated_at"] = time.time()
@@ -194,6 +238,30 @@ class Store:
                 rows = self._db.execute("SELECT * FROM vms ORDER BY name").fetchall()
                 self._listing = (version, [_vm(row) for row in rows])
             return list(self._listing[1])
+
+    def insert_image(self, image: ImageRecord) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(f"INSERT INTO images VALUES ({', '.join('?' * 9)})", tuple(vars(image).values()))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an image named {image.name} or with uuid {image.uuid} already exists") from None
+
+    def find_image(self, name_or_uuid: str) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM images WHERE name = ? OR uuid = ? ORDER BY name = ? DESC LIMIT 1",
+                (name_or_uuid, name_or_uuid.lower(), name_or_uuid),
+            ).fetchone()
+        return ImageRecord(**dict(row)) if row else None
+
+    def list_images(self) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM images ORDER BY name").fetchall()
+        return [ImageRecord(**dict(row)) for row in rows]
+
+    def delete_image(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM images WHERE name = ?", (name,))
 
     def begin_operation(self, vm_name: str, vm_uuid: str | None, kind: str, request: str | None = None) -> int:
         with self._transaction() as db:
@@ -256,15 +324,91 @@ class Store:
             ).fetchall()
         return [row["request"] for row in rows]
 
-    def operations(self, vm_name: str | None = None, limit: int = 50) -> list[OperationRecord]:
+    def operations(
+        self, vm_name: str | None = None, limit: int = 50, *, vm_uuid: str | None = None
+    ) -> list[OperationRecord]:
+        """Newest first; by UUID to see one VM's history only, not that of an earlier VM of the same name."""
         query = "SELECT * FROM operations"
         params: tuple[Any, ...] = ()
-        if vm_name is not None:
+        if vm_uuid is not None:
+            query += " WHERE vm_uuid = ?"
+            params = (vm_uuid,)
+        elif vm_name is not None:
             query += " WHERE vm_name = ?"
             params = (vm_name,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [_operation(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A snapshot vmhost took: full (disks and, for a running VM, memory) or disk-only (external overlays:
+    `layers` maps each disk's target to the overlay file that holds what was written after it)."""
+
+    vm_uuid: str
+    name: str
+    disk_only: bool
+    vm_state: str
+    """The VM's state when it was taken (running or stopped)."""
+    layers: dict[str, str]
+    created_at: float
+    spec_digest: str = ""
+    """The VM's stored spec when it was taken (a revert redefines the VM only when the spec changed since)."""
+
+
+class SnapshotTable:
+    """The snapshots table, on the store's connection (Store.snapshots)."""
+
+    def __init__(self, store: "Store"):
+        self._store = store
+
+    def insert(self, record: SnapshotRecord) -> None:
+        with self._store._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshots"
+                " (vm_uuid, name, disk_only, vm_state, layers, created_at, spec_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.vm_uuid,
+                    record.name,
+                    int(record.disk_only),
+                    record.vm_state,
+                    json.dumps(record.layers),
+                    record.created_at,
+                    record.spec_digest,
+                ),
+            )
+
+    def of_vm(self, vm_uuid: str) -> list[SnapshotRecord]:
+        """Oldest first."""
+        with self._store._lock:
+            rows = self._store._db.execute(
+                "SELECT * FROM snapshots WHERE vm_uuid = ? ORDER BY created_at, rowid", (vm_uuid,)
+            ).fetchall()
+        return [_snapshot(row) for row in rows]
+
+    def get(self, vm_uuid: str, name: str) -> SnapshotRecord | None:
+        return next((s for s in self.of_vm(vm_uuid) if s.name == name), None)
+
+    def delete(self, vm_uuid: str, name: str | None = None) -> None:
+        """One snapshot's row, or (name None) every row of the VM."""
+        with self._store._transaction() as db:
+            if name is None:
+                db.execute("DELETE FROM snapshots WHERE vm_uuid = ?", (vm_uuid,))
+            else:
+                db.execute("DELETE FROM snapshots WHERE vm_uuid = ? AND name = ?", (vm_uuid, name))
+
+
+def _snapshot(row: sqlite3.Row) -> SnapshotRecord:
+    return SnapshotRecord(
+        vm_uuid=row["vm_uuid"],
+        name=row["name"],
+        disk_only=bool(row["disk_only"]),
+        vm_state=row["vm_state"],
+        layers=json.loads(row["layers"]),
+        created_at=row["created_at"],
+        spec_digest=row["spec_digest"],
+    )
 
 
 @contextmanager
@@ -309,4 +453,5 @@ def _vm(row: sqlite3.Row) -> VmRecord:
         last_exit_reason=row["last_exit_reason"],
         next_retry_at=row["next_retry_at"],
         started_at=row["started_at"],
+        since_boot=json.loads(row["since_boot"]),
     )

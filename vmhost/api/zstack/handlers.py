@@ -94,7 +94,8 @@ class ZStackHost:
 
     # ---- lookups ---------------------------------------------------------------------------------
 
-    def _find(self, value: object, path: str) -> VmRecord | None:
+    def find(self, value: object, path: str) -> VmRecord | None:
+        """The dialect's VM for the ZStack uuid field at `path`; None when this host has none (for ZStack)."""
         return self._owned(dialect.vm_uuid(value, path))
 
     def _owned(self, canonical_uuid: str) -> VmRecord | None:
@@ -110,8 +111,9 @@ class ZStackHost:
         except NotFound:
             return None
 
-    def _existing(self, value: object, path: str) -> VmRecord:
-        record = self._find(value, path)
+    def existing(self, value: object, path: str) -> VmRecord:
+        """Like find; a VM this host does not have is an error ("no VM"), as in ZStack's agent."""
+        record = self.find(value, path)
         if record is None:
             raise NotFound(f"no VM with uuid {value} on this host")
         return record
@@ -188,14 +190,14 @@ class ZStackHost:
         if stop_type not in STOP_TYPES:
             raise dialect.Unmappable("type", f"must be one of {', '.join(STOP_TYPES)}; got {stop_type!r}")
         timeout = stop_timeout(cmd, self.max_stop_timeout)
-        record = self._find(cmd.get("uuid"), "uuid")
+        record = self.find(cmd.get("uuid"), "uuid")
         if record is None:
             return Job("zstack-stop", None, None, _already_done)
         stop = partial(self.engine.stop, record.name, force=stop_type != "grace", timeout=timeout)
         return Job("zstack-stop", record.name, record.uuid, _reply_only(stop))
 
     def destroy(self, cmd: Command) -> Job:
-        record = self._find(cmd.get("uuid"), "uuid")
+        record = self.find(cmd.get("uuid"), "uuid")
         if record is None:
             return Job("zstack-destroy", None, None, _already_done)
         return Job("zstack-destroy", record.name, record.uuid, _reply_only(partial(self.engine.kill, record.name)))
@@ -203,7 +205,7 @@ class ZStackHost:
     def reboot(self, cmd: Command) -> Job:
         """Like ZStack's agent: stop (gracefully, forced at the timeout), then start again."""
         timeout = stop_timeout(cmd, self.max_stop_timeout)
-        record = self._existing(cmd.get("uuid"), "uuid")
+        record = self.existing(cmd.get("uuid"), "uuid")
         return Job("zstack-reboot", record.name, record.uuid, _reply_only(lambda: self._reboot(record.name, timeout)))
 
     def _reboot(self, name: str, timeout: float | None) -> None:
@@ -211,11 +213,11 @@ class ZStackHost:
         self.engine.start(name)
 
     def pause(self, cmd: Command) -> Job:
-        record = self._existing(cmd.get("uuid"), "uuid")
+        record = self.existing(cmd.get("uuid"), "uuid")
         return Job("zstack-pause", record.name, record.uuid, _reply_only(partial(self.engine.pause, record.name)))
 
     def resume(self, cmd: Command) -> Job:
-        record = self._existing(cmd.get("uuid"), "uuid")
+        record = self.existing(cmd.get("uuid"), "uuid")
         return Job("zstack-resume", record.name, record.uuid, _reply_only(partial(self.engine.resume, record.name)))
 
     # ---- states ----------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ class ZStackHost:
         return {"states": states}
 
     def getvncport(self, cmd: Command) -> Job:
-        record = self._existing(cmd.get("vmUuid"), "vmUuid")
+        record = self.existing(cmd.get("vmUuid"), "vmUuid")
         return Job("zstack-getvncport", None, record.uuid, lambda: self._console_port(record))
 
     def _console_port(self, record: VmRecord) -> Reply:
@@ -271,7 +273,7 @@ class ZStackHost:
     # ---- volumes ---------------------------------------------------------------------------------
 
     def attach_volume(self, cmd: Command) -> Job:
-        record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
+        record = self.existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
         disk = dialect.data_volume_disk(cmd, record.spec.get("boot", {}).get("machine"))
         return Job("zstack-attach-volume", record.name, record.uuid, lambda: self._attached(record, disk))
 
@@ -282,7 +284,7 @@ class ZStackHost:
         return {}
 
     def detach_volume(self, cmd: Command) -> Job:
-        record = self._existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
+        record = self.existing(cmd.get("vmInstanceUuid"), "vmInstanceUuid")
         volume = dialect.json_object(cmd.get("volume"), "volume")
         source = dialect.volume_source(volume, "volume")
         return Job("zstack-detach-volume", record.name, record.uuid, lambda: self._detached(record, source))

@@ -7,12 +7,12 @@ path, never silently dropped. Host bookkeeping with no effect on the guest (IGNO
 import ipaddress
 import re
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from vmhost.dialects.vmadm import values
+from vmhost.dialects.vmadm import guest, values
 from vmhost.dialects.vmadm.errors import DialectError
-from vmhost.dialects.vmadm.validate import DYNAMIC_IPS, validate_payload
+from vmhost.dialects.vmadm.validate import validate_payload
 from vmhost.dialects.vmadm.validation import VmadmValidation
 from vmhost.formats.vmadm import OWNER_KEY, SPEC_KEY, image_zvol
 from vmhost.spec import parse_spec
@@ -50,19 +50,23 @@ DISK_BUSES = {"virtio": "virtio", "ide": "ide", "scsi": "scsi", "ahci": "sata"}
 CDROM_BUSES = {"ide": "ide", "scsi": "scsi", "ahci": "sata"}
 BOOT_STRINGS = ("order=cd", "order=dc")
 """The two kvm boot strings that say no more than the disks' boot flags do."""
-NIC_KEYS = frozenset({"nic_tag", "mac", "model", "mtu", "primary", "vlan_id", "ips", "ip", "allowed_ips"})
+NIC_KEYS = frozenset({"nic_tag", "mac", "model", "mtu", "primary", "vlan_id", "allowed_ips", *guest.NIC_GUEST_KEYS})
 DISK_KEYS = frozenset({"boot", "model", "media", "size", "image_uuid", "image_size", "image_name", "zpool"})
 DISK_KEYS |= {"nocreate", "path"}
 VNC_PORTS = (5900, 65535)
 
 Document = dict[str, Any]
+ImageLookup = Callable[[str], Mapping[str, Any] | None]
+"""An image of vmhost's image store by UUID: its `name` and `virtual_size` (bytes), or None."""
+MIB = 1 << 20
 
 
 class _Conversion:
     """Collects the spec document and every problem on the way."""
 
-    def __init__(self, payload: dict[str, Any]):
+    def __init__(self, payload: dict[str, Any], images: ImageLookup | None = None):
         self.payload = payload
+        self.images = images
         self.problems: list[Problem] = []
         self.doc: Document = {}
 
@@ -70,21 +74,25 @@ class _Conversion:
         self.problems.append(Problem(path, message))
 
 
-def payload_to_spec(payload: Any) -> Document:
-    """The spec document for a payload `vmadm validate create` accepts; DialectError lists what stops it."""
+def payload_to_spec(payload: Any, images: ImageLookup | None = None) -> Document:
+    """The spec document for a payload `vmadm validate create` accepts; DialectError lists what stops it.
+
+    `images` finds an image of vmhost's image store by the UUID recorded at import: with it, `image_uuid`
+    disks start from that image; without it (no store at hand, or a SmartOS host, whose images imgadm keeps)
+    they are overlays on the image's zvol, as vmadm clones them."""
     if not isinstance(payload, dict):
         validation = VmadmValidation(action="create", brand=None, bad_values=[""])
         raise DialectError([Problem("", f"a vmadm payload is a JSON object, not {type(payload).__name__}")], validation)
     validation = validate_payload(payload)
-    problems = validation.problems() + _alias_problems(payload.get("alias"), validation)
     if not validation.ok:
-        raise DialectError(problems, validation)
-    conversion = _Conversion(payload)
+        raise DialectError(validation.problems(), validation)
+    conversion = _Conversion(payload, images)
     for key in payload:
         CONVERTERS.get(key, _unsupported)(conversion, key)
     conversion.doc.setdefault("memory", f"{DEFAULT_RAM_MIB}MiB")
-    conversion.doc["name"] = str(payload["alias"])
+    _name(conversion)
     _graphics(conversion)
+    _guest(conversion)
     if conversion.problems:
         raise DialectError(sorted(conversion.problems), validation)
     try:
@@ -94,15 +102,29 @@ def payload_to_spec(payload: Any) -> Document:
     return conversion.doc
 
 
-def _alias_problems(alias: Any, validation: VmadmValidation) -> list[Problem]:
-    """alias becomes the VM name, so vmhost requires one that is a name (vmadm itself allows any string)."""
+def _name(conversion: _Conversion) -> None:
+    """alias becomes the VM name, so it must be one (vmadm itself allows any string); without an alias, as vmadm
+    allows, the name is derived from the uuid."""
+    alias = conversion.payload.get("alias")
     if alias is None:
-        validation.add("missing_properties", "alias")
-        return [Problem("alias", "vmhost names every VM by its alias: give one")]
-    if not _is_name(str(alias)):
-        validation.add("bad_values", "alias")
-        return [Problem("alias", f"must be a vmhost VM name ({NAME_PATTERN}, not a UUID); got {alias!r}")]
-    return []
+        conversion.doc["name"] = guest.derived_name(conversion.doc)
+    elif _is_name(str(alias)):
+        conversion.doc["name"] = str(alias)
+    else:
+        conversion.problem("alias", f"must be a vmhost VM name ({NAME_PATTERN}, not a UUID); got {alias!r}")
+
+
+def _guest(conversion: _Conversion) -> None:
+    """What the payload tells the guest, once the NICs are converted (resolvers go to the first one)."""
+    payload, doc = conversion.payload, conversion.doc
+    if "resolvers" in payload:
+        guest.resolvers(doc, payload["resolvers"], conversion.problem)
+    if payload.get("hostname"):
+        guest.hostname(doc, payload["hostname"], conversion.problem)
+    if payload.get("routes"):
+        guest.routes(doc, payload["routes"], conversion.problem)
+    metadata = payload.get("customer_metadata") or {}
+    guest.metadata(doc, {k: v for k, v in metadata.items() if guest.is_guest_key(k)}, conversion.problem)
 
 
 def _is_name(text: str) -> bool:
@@ -203,7 +225,9 @@ def _graphics(conversion: _Conversion) -> None:
 
 
 def _customer_metadata(conversion: _Conversion, key: str) -> None:
-    conversion.doc["labels"] = {name: _text(value) for name, value in conversion.payload[key].items()}
+    labels = {name: _text(value) for name, value in conversion.payload[key].items() if not guest.is_guest_key(name)}
+    if labels:
+        conversion.doc["labels"] = labels
 
 
 def _internal_metadata(conversion: _Conversion, key: str) -> None:
@@ -247,21 +271,48 @@ def _bus(conversion: _Conversion, path: str, model: Any, buses: dict[str, str]) 
 
 
 def _disk(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) -> Document:
-    entry: Document = {"bus": _bus(conversion, path, model, DISK_BUSES), "source": _source(disk)}
+    entry: Document = {"bus": _bus(conversion, path, model, DISK_BUSES), "source": _source(conversion, path, disk)}
     if values.as_boolean(disk.get("boot", False)):
         entry["boot_order"] = 1
     return entry
 
 
-def _source(disk: dict[str, Any]) -> Document:
+def _source(conversion: _Conversion, path: str, disk: dict[str, Any]) -> Document:
+    if "image_uuid" in disk and conversion.images is not None:
+        return _store_image(conversion, path, disk, conversion.images)
     if "image_uuid" in disk:
         base = image_zvol(disk.get("zpool", DEFAULT_ZPOOL), disk["image_uuid"])
+        if "image_size" not in disk:
+            conversion.problem(f"{path}.image_size", "without vmhost's image store at hand, give the image's size")
+            return {"type": "overlay", "base": base}
         return {"type": "overlay", "base": base, "size": f"{values.as_integer(disk['image_size'])}MiB"}
     if values.as_boolean(disk.get("nocreate", False)) and "path" in disk:
         if str(disk["path"]).startswith("/dev/"):
             return {"type": "block", "path": disk["path"]}
         return {"type": "file", "path": disk["path"], "format": "raw"}
     return {"type": "new", "size": f"{values.as_integer(disk.get('size'))}MiB"}
+
+
+def _store_image(conversion: _Conversion, path: str, disk: dict[str, Any], images: ImageLookup) -> Document:
+    """An image disk on the store's image with that UUID; image_size, when given, sizes the disk (at least the
+    image's size), else the disk is the image's size, as vmadm takes it from the installed image."""
+    uuid = str(disk["image_uuid"])
+    image = images(uuid)
+    if image is None:
+        conversion.problem(
+            f"{path}.image_uuid", f"no image with uuid {uuid} in vmhost's image store (vmhost image import --uuid)"
+        )
+        return {"type": "image", "image": uuid}
+    source: Document = {"type": "image", "image": image["name"]}
+    if "image_size" in disk:
+        size = (values.as_integer(disk["image_size"]) or 0) * MIB  # validated as an integer
+        if size < image["virtual_size"]:
+            conversion.problem(
+                f"{path}.image_size",
+                f"{size // MIB} MiB is smaller than image {image['name']} ({-(-image['virtual_size'] // MIB)} MiB)",
+            )
+        source["size"] = size
+    return source
 
 
 def _cdrom(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) -> Document:
@@ -297,9 +348,7 @@ def _nic(conversion: _Conversion, path: str, nic: dict[str, Any], index: int) ->
         conversion.problem(f"{path}.vlan_id", "vmhost specs have no VLAN tagging")
     if values.as_boolean(nic.get("primary", False)) and index:
         conversion.problem(f"{path}.primary", "vmhost makes the first NIC primary; put this NIC first")
-    addresses = (values.list_items(nic.get("ips", [])) or []) + ([str(nic["ip"])] if "ip" in nic else [])
-    if any(address not in DYNAMIC_IPS for address in addresses):
-        conversion.problem(f"{path}.ips", "vmhost hands out no guest addresses; only dhcp or addrconf fit")
+    entry.update(guest.nic_guest(path, nic, conversion.problem))
     allowed = values.list_items(nic.get("allowed_ips", [])) or []
     if not all(_is_ipv4(address) for address in allowed):
         conversion.problem(f"{path}.allowed_ips", "vmhost filters by single IPv4 addresses only")
@@ -332,6 +381,9 @@ CONVERTERS: dict[str, Callable[[_Conversion, str], None]] = {
     "vnc_password": _converted_after,
     "vga": _converted_after,
     "customer_metadata": _customer_metadata,
+    "resolvers": _converted_after,
+    "hostname": _converted_after,
+    "routes": _converted_after,
     "internal_metadata": _internal_metadata,
     "disks": _disks,
     "nics": _nics,

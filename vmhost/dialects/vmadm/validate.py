@@ -101,16 +101,15 @@ def _check_disk(scope: _Scope, key: str, index: int, disk: dict[str, Any], sub_a
 
 
 def _check_disk_source(scope: _Scope, path: str, disk: dict[str, Any]) -> None:
-    """image_uuid needs image_size and forbids block_size (and size, unless flexible_disk_size); without an
-    image, size is required, image_name/image_size are not allowed, and path needs nocreate.
+    """image_uuid forbids block_size (and size, unless flexible_disk_size); its image_size may be left out (vmadm
+    takes it from the installed image; vmhost from its image store). Without an image, size is required,
+    image_name/image_size are not allowed, and path needs nocreate.
 
     A nocreate disk is not required to give a size: nothing is created, so there is nothing to size (an
     inference; the notes state the size rule without this case)."""
     result = scope.result
     nocreate = values.as_boolean(disk.get("nocreate", False))
     if "image_uuid" in disk:
-        if "image_size" not in disk:
-            result.add("missing_properties", f"{path}.image_size")
         if "block_size" in disk:
             result.add("bad_properties", f"{path}.block_size")
         if "size" in disk and "flexible_disk_size" not in scope.payload:

@@ -203,6 +203,11 @@ def nics_of(cmd: Command) -> Document:
     return {"nics": [_nic(nic, path, qos) for path, nic in _by_device_id(cmd, "nics")]}
 
 
+def nic_from_to(nic: Mapping[str, Any], path: str, qos: Mapping[str, Any]) -> Document:
+    """One NicTO as a vmhost NIC, as at start (also used for /vm/attachnic); `qos` is the NicQos addon."""
+    return _nic(nic, path, qos)
+
+
 def _nic(nic: Mapping[str, Any], path: str, qos: Mapping[str, Any]) -> Document:
     """A NicTO on a host bridge; nicInternalName (vnicN.M) becomes the tap so ZStack's host-side rules find it."""
     if nic.get("pciDeviceAddress"):

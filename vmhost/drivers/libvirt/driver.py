@@ -3,7 +3,7 @@
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,11 +17,13 @@ from vmhost.drivers.base import (
     DomainInfo,
     DomainState,
     DomainStats,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     Recorded,
     Resources,
 )
+from vmhost.drivers.libvirt import live, snapshots
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
 from vmhost.drivers.libvirt.stats import typed_stats
@@ -79,9 +81,21 @@ libvirt.registerErrorHandler(_ignore_libvirt_error, None)
 class LibvirtDriver:
     kind = "libvirt"
     capabilities = frozenset(
-        {Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.DISK_HOTPLUG, Capability.PCI_PASSTHROUGH}
+        {
+            Capability.PAUSE,
+            Capability.REBOOT,
+            Capability.CONSOLE,
+            Capability.DISK_HOTPLUG,
+            Capability.PCI_PASSTHROUGH,
+            Capability.NIC_HOTPLUG,
+            Capability.VCPU_HOTPLUG,
+            Capability.MEMORY_HOTPLUG,
+            Capability.DISK_RESIZE,
+            Capability.MEDIA_CHANGE,
+            Capability.SNAPSHOTS,
+        }
     )
-    """What vmhost implements on libvirt today (NIC/vCPU/memory hot-plug, snapshots, migration: not yet)."""
+    """What vmhost implements on libvirt today (migration: not yet)."""
 
     def __init__(self, uri: str, accel: str, render_hooks: tuple[RenderHook, ...] = ()):
         self.uri = uri
@@ -176,8 +190,10 @@ class LibvirtDriver:
             console_log=resources.console_log,
             disk_paths=resources.disk_paths,
             disk_formats=resources.disk_formats,
+            disk_layers=resources.disk_layers,
             owner=resources.owner,
             hooks=self.render_hooks,
+            seed_iso=resources.seed_iso,
         )
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
@@ -200,6 +216,48 @@ class LibvirtDriver:
             if time.monotonic() > deadline:
                 raise HypervisorError(f"the guest of {spec.name} did not release disk {target} in {DETACH_WAIT:.0f}s")
             time.sleep(0.1)
+
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        live.attach_nic(self._domain(spec.name), render_domain(spec, self._context(spec, resources)), mac)
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        live.detach_nic(self._domain(spec.name), render_domain(spec, self._context(spec, resources)), mac, timeout)
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        live.set_vcpus(self._domain(name), count)
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        live.set_memory(self._domain(spec.name), size)
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        live.resize_disk(self._domain(name), target, size)
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        live.change_media(self._domain(spec.name), render_domain(spec, self._context(spec, resources)), target)
+
+    def create_snapshot(
+        self,
+        spec: VMSpec,
+        resources: Resources,
+        snapshot: str,
+        *,
+        disk_only: bool,
+        layers: Mapping[str, Path],
+        quiesce: bool,
+    ) -> None:
+        snapshots.create(self._domain(spec.name), snapshot, layers, quiesce)
+
+    def snapshot_names(self, name: str) -> list[str]:
+        return snapshots.names(self._domain(name))
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        snapshots.revert(self._domain(name), snapshot)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        snapshots.delete(self._domain(name), snapshot)
+
+    def merge_layer(self, name: str, target: str, overlay: Path) -> None:
+        snapshots.merge(self._domain(name), target, overlay)
 
     def undefine(self, name: str) -> None:
         try:
@@ -310,7 +368,12 @@ class LibvirtDriver:
             lambda: conn.getAllDomainStats(_STATS_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT),
         )
         return [
-            typed_stats(dom.name(), _mapped(stats.get("state.state", -1), stats.get("state.reason", -1)), stats)
+            typed_stats(
+                dom.name(),
+                _mapped(stats.get("state.state", -1), stats.get("state.reason", -1)),
+                stats,
+                uuid=dom.UUIDString(),
+            )
             for dom, stats in records
             if _is_owned(dom)
         ]
@@ -343,6 +406,23 @@ class LibvirtDriver:
         targets = etree.fromstring(xml.encode()).iterfind("devices/interface/target")
         return [str(target.get("dev")) for target in targets if target.get("dev")]
 
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        """Like `virsh domifaddr`: the guest agent where it answers, else libvirt's DHCP leases, else the host's
+        ARP table; the first source that knows a NIC wins."""
+        dom = self._domain(name)
+        found: dict[str, GuestAddresses] = {}
+        for source, flag in ADDRESS_SOURCES:
+            try:
+                interfaces = dom.interfaceAddresses(flag)
+            except libvirt.libvirtError:
+                continue  # no agent channel or no answer, no lease database: the next source may know
+            for interface in interfaces.values():
+                mac = str(interface.get("hwaddr") or "").lower()
+                addresses = tuple(f"{a['addr']}/{a['prefix']}" for a in interface.get("addrs") or [])
+                if mac and addresses and mac not in found:
+                    found[mac] = GuestAddresses(addresses, source)
+        return found
+
     def open_console(self, name: str) -> ConsoleStream:
         dom = self._domain(name)
         return self._call(name, "open the console of", lambda: LibvirtConsole(self.conn, dom))
@@ -360,6 +440,13 @@ class LibvirtDriver:
     def release_pci(self, address: str) -> None:
         device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))
         self._call(address, "reattach PCI device", device.reAttach)
+
+
+ADDRESS_SOURCES = (
+    ("agent", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT),
+    ("lease", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE),
+    ("arp", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP),
+)
 
 
 def _is_owned(dom: libvirt.virDomain) -> bool:

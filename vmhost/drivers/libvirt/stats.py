@@ -23,10 +23,11 @@ NIC_KEYS = {
 }
 
 
-def typed_stats(name: str, state: DomainState, record: Mapping[str, Any]) -> DomainStats:
+def typed_stats(name: str, state: DomainState, record: Mapping[str, Any], *, uuid: str = "") -> DomainStats:
     return DomainStats(
         name=name,
         state=state,
+        uuid=uuid,
         cpu_seconds=record["cpu.time"] / 1e9 if "cpu.time" in record else None,
         vcpus=record.get("vcpu.current"),
         memory_bytes=_kib(record.get("balloon.current")),

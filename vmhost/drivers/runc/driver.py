@@ -28,6 +28,7 @@ from vmhost.drivers.base import (
     DomainInfo,
     DomainState,
     DomainStats,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     NicIO,
@@ -36,15 +37,17 @@ from vmhost.drivers.base import (
 )
 from vmhost.drivers.cpuinfo import os_host_facts
 from vmhost.drivers.netstats import host_end_io
+from vmhost.drivers.no_snapshots import NoSnapshots
 from vmhost.drivers.runc import host, image, launch, network, shim
 from vmhost.drivers.runc import state as runc_state
-from vmhost.errors import Conflict, HypervisorError, NotFound, Unsupported, VmhostError
+from vmhost.drivers.runc.network import write_resolv_conf
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unsupported, VmhostError
 from vmhost.host import commands
 from vmhost.host.files import atomic_write, fsync_dir, private_dir
 from vmhost.render.hooks import DocumentHook
 from vmhost.render.oci import ImageConfig, render_config
 from vmhost.spec import VMSpec
-from vmhost.spec.container import OciLayoutRootfs
+from vmhost.spec.container import ContainerNetwork, DirectoryRootfs
 from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.spec.units import parse_size
 
@@ -55,8 +58,9 @@ IMAGE = "image.json"
 DEFAULT_OCI_VERSION = "1.0.2"
 
 
-class RuncDriver:
+class RuncDriver(NoSnapshots):
     kind = "runc"
+    snapshot_hint = "containers have no disk images to snapshot; keep state in container.mounts and back those up"
     capabilities = frozenset({Capability.PAUSE})
     """runc pause/resume freeze the cgroup; a container has no reboot, console stream, disks or PCI devices."""
 
@@ -130,12 +134,12 @@ class RuncDriver:
     def _unpacked(self, spec: VMSpec) -> ImageConfig | None:
         """The image config of the layout this container already unpacked, if it is still the spec's."""
         files = self._files(spec.name)
-        rootfs = spec.container.rootfs if spec.container else None
-        if files is None or not isinstance(rootfs, OciLayoutRootfs):
+        layout = image.source(spec.container.rootfs) if spec.container else None
+        if files is None or layout is None:
             return None
         with contextlib.suppress(OSError, ValueError, KeyError):
             unpacked = json.loads((files / IMAGE).read_text())
-            if (unpacked["path"], unpacked["ref"]) == (str(rootfs.path), rootfs.ref):
+            if (unpacked["path"], unpacked["ref"]) == (str(layout[0]), layout[1]):
                 return ImageConfig(**unpacked["config"])
         return None
 
@@ -150,7 +154,8 @@ class RuncDriver:
         private_dir(files)  # root only: the env in config.json, and the image's setuid files in the rootfs
         private_dir(bundle)
         rootfs, config = self._rootfs(spec, files)
-        document = render_config(spec, rootfs, config, self.oci_version(), hooks=self.render_hooks)
+        resolv = write_resolv_conf(spec.container, bundle)
+        document = render_config(spec, rootfs, config, self.oci_version(), hooks=self.render_hooks, resolv_conf=resolv)
         atomic_write(bundle / "config.json", json.dumps(document, indent=2))
         definition = {
             "spec": spec.model_dump(mode="json", context={REVEAL_SECRETS: True}),
@@ -169,20 +174,23 @@ class RuncDriver:
     def _rootfs(self, spec: VMSpec, files: Path) -> tuple[Path, ImageConfig]:
         assert spec.container is not None
         source = spec.container.rootfs
-        if not isinstance(source, OciLayoutRootfs):
+        layout = image.source(source)
+        if isinstance(source, DirectoryRootfs):
             shutil.rmtree(files / "bundle" / "rootfs", ignore_errors=True)
             (files / IMAGE).unlink(missing_ok=True)
             return source.path, ImageConfig()
+        if layout is None:
+            raise HostResourceError(f"container.rootfs.image: {spec.name}'s image was not resolved in the image store")
         rootfs = files / "bundle" / "rootfs"
         unpacked = self._unpacked(spec)
         if unpacked is not None and rootfs.is_dir():
             return rootfs, unpacked
         shutil.rmtree(rootfs, ignore_errors=True)
         (files / IMAGE).unlink(missing_ok=True)
-        unpacked_image = image.unpack(source.path, source.ref, rootfs)
+        unpacked_image = image.unpack(*layout, rootfs)
         record = {
-            "path": str(source.path),
-            "ref": source.ref,
+            "path": str(layout[0]),
+            "ref": layout[1],
             "digest": unpacked_image.manifest_digest,
             "config": vars(unpacked_image.config),
         }
@@ -236,7 +244,7 @@ class RuncDriver:
         if container["network"]["mode"] == "bridge":
             try:
                 host_end = network.veth_name(definition["spec"]["uuid"].replace("-", ""))
-                network.plug(host_end, container["network"]["bridge"], pid)
+                network.plug(host_end, container["network"]["bridge"], pid, ContainerNetwork(**container["network"]))
             except VmhostError:
                 with contextlib.suppress(VmhostError):
                     self._remove_from_runc(name, files)
@@ -295,6 +303,10 @@ class RuncDriver:
         if spec["container"]["network"]["mode"] != "bridge" or runc_state.live(self.runc_root, name) is None:
             return []
         return [network.veth_name(spec["uuid"].replace("-", ""))]
+
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        """A container's addresses are what its spec configures; nothing here observes them."""
+        return {}
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -366,6 +378,24 @@ class RuncDriver:
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
         raise Unsupported(self.kind, Capability.DISK_HOTPLUG, "containers have no disks")
+
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to add NIC {mac}")
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to remove NIC {mac}")
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        raise Unsupported(self.kind, Capability.VCPU_HOTPLUG, f"stop {name} to change its CPU limit")
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        raise Unsupported(self.kind, Capability.MEMORY_HOTPLUG, f"stop {spec.name} to change its memory limit")
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        raise Unsupported(self.kind, Capability.DISK_RESIZE, "containers have no disks; use container.mounts")
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        raise Unsupported(self.kind, Capability.MEDIA_CHANGE, "containers have no CD-ROM drives")
 
     def reserve_pci(self, address: str) -> None:
         raise Unsupported(self.kind, Capability.PCI_PASSTHROUGH, f"{address} cannot be given to a container")

@@ -7,7 +7,7 @@ from vmhost.drivers.runc import image
 from vmhost.render.oci import ImageConfig, process_args
 from vmhost.render.oci.config import NETNS_DIR
 from vmhost.spec import VMSpec
-from vmhost.spec.container import Container, OciLayoutRootfs
+from vmhost.spec.container import Container, DirectoryRootfs, ImageRootfs
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SYS_NET = Path("/sys/class/net")
@@ -37,13 +37,17 @@ def limit_problems(controllers: set[str]) -> list[tuple[str, str]]:
 def rootfs_problems(container: Container, unpacked: ImageConfig | None) -> list[tuple[str, str]]:
     """`unpacked` is the image config of a layout define already unpacked: it is not read again."""
     rootfs = container.rootfs
-    if isinstance(rootfs, OciLayoutRootfs):
+    layout = image.source(rootfs)
+    if isinstance(rootfs, ImageRootfs) and layout is None:
+        return []  # not in the image store: the engine's resolution says so (engine/image_pull.py)
+    if layout is not None:
         if unpacked is None:
             try:
-                unpacked = image.inspect(rootfs.path, rootfs.ref).config
+                unpacked = image.inspect(*layout).config
             except image.ImageError as exc:
-                return [("container.rootfs.path", exc.message)]
-    elif not rootfs.path.is_dir():
+                where = "image" if isinstance(rootfs, ImageRootfs) else "path"
+                return [(f"container.rootfs.{where}", exc.message)]
+    elif isinstance(rootfs, DirectoryRootfs) and not rootfs.path.is_dir():
         return [("container.rootfs.path", f"{rootfs.path} is not a directory on this host")]
     if not process_args(container, unpacked or ImageConfig()):
         return [("container.command", "no command is given and the image defines none")]

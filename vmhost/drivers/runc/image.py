@@ -1,8 +1,9 @@
 """Local OCI image layouts (a directory, or a tarball of one): find the image, read its config, unpack its layers.
 
-No registry is ever contacted. Layers are applied in order with their whiteouts honoured (`.wh.NAME` removes NAME,
-`.wh..wh..opq` empties the directory of what lower layers put there). Every path a layer writes is resolved
-inside the root filesystem, symlinks included, so a layer cannot write outside it.
+No registry is ever contacted here: images pulled from one (vmhost/storage/registry.py) arrive as layouts too.
+Layers are applied in order with their whiteouts honoured (`.wh.NAME` removes NAME, `.wh..wh..opq` empties the
+directory of what lower layers put there). Every path a layer writes is resolved inside the root filesystem,
+symlinks included, so a layer cannot write outside it.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ from typing import IO, Any
 
 from vmhost.errors import HostResourceError
 from vmhost.render.oci import ImageConfig
+from vmhost.spec.container import ImageRootfs, OciLayoutRootfs, Rootfs
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -32,6 +34,8 @@ LAYER_TYPES = {
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_LINK_HOPS = 40
+STORE_REF = "latest"
+"""What a layout of the image store is asked for: it holds one image without a ref name, which any ref finds."""
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -138,6 +142,16 @@ def _read(layout: _Layout, ref: str) -> Image:
         ),
         layers=list(manifest.get("layers", [])),
     )
+
+
+def source(rootfs: Rootfs) -> tuple[Path, str] | None:
+    """The layout (and the image's ref in it) a rootfs is unpacked from; None for a directory used in place, or an
+    image of the store the engine did not resolve. A pulled layout holds one image, found without a ref name."""
+    if isinstance(rootfs, OciLayoutRootfs):
+        return rootfs.path, rootfs.ref
+    if isinstance(rootfs, ImageRootfs) and rootfs.layout is not None:
+        return rootfs.layout, STORE_REF
+    return None
 
 
 def inspect(path: Path, ref: str) -> Image:

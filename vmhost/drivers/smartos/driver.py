@@ -18,7 +18,9 @@ import logging
 import os
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vmhost.drivers.base import (
@@ -27,6 +29,7 @@ from vmhost.drivers.base import (
     DomainInfo,
     DomainState,
     DomainStats,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     Recorded,
@@ -77,7 +80,8 @@ def parse_list(text: str) -> list[Listed]:
 class VmadmDriver:
     kind = "smartos"
     capabilities = frozenset({Capability.REBOOT, Capability.CONSOLE})
-    """vmadm has no paused state, no live disk changes, and bhyve passthrough is not rendered."""
+    """vmadm has no paused state, no live disk changes, and bhyve passthrough is not rendered; bhyve adds
+    snapshots (ZFS, through vmadm; kvm VMs have none)."""
 
     def __init__(
         self,
@@ -96,6 +100,8 @@ class VmadmDriver:
             raise VmhostError(f"the smartos driver runs brands {', '.join(BRANDS)}, not {brand!r}")
         self.vmadm = Vmadm(command, timeout)
         self.brand: Brand = brand
+        if brand == "bhyve":
+            self.capabilities = VmadmDriver.capabilities | {Capability.SNAPSHOTS}
         self.stop_grace = stop_grace
         self.reboot_timeout = reboot_timeout
         self._stops: dict[str, subprocess.Popen[str]] = {}
@@ -177,6 +183,61 @@ class VmadmDriver:
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
         raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
+
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to add NIC {mac}")
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to remove NIC {mac}")
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        raise Unsupported(self.kind, Capability.VCPU_HOTPLUG, f"stop {name} to change its vCPUs")
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        raise Unsupported(self.kind, Capability.MEMORY_HOTPLUG, f"stop {spec.name} to change its memory")
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        raise Unsupported(self.kind, Capability.DISK_RESIZE, f"stop {name} to grow disk {target}")
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        raise Unsupported(self.kind, Capability.MEDIA_CHANGE, f"stop {spec.name} to change the media in {target}")
+
+    # ---- snapshots (ZFS snapshots of the VM's datasets: crash-consistent, no memory state) ---------
+
+    def create_snapshot(
+        self,
+        spec: VMSpec,
+        resources: Resources,
+        snapshot: str,
+        *,
+        disk_only: bool,
+        layers: Mapping[str, Path],
+        quiesce: bool,
+    ) -> None:
+        if quiesce:
+            raise Unsupported(self.kind, Capability.SNAPSHOTS, "vmadm cannot quiesce a guest's filesystems")
+        if not disk_only and self.state(spec.name) != DomainState.SHUTOFF:
+            raise Unsupported(
+                self.kind,
+                Capability.SNAPSHOTS,
+                f"vmadm snapshots hold no memory state: snapshot {spec.name} with --disk-only, or stop it first",
+            )
+        self.vmadm.run("create-snapshot", self._uuid(spec.name), snapshot, what=spec.name)
+
+    def snapshot_names(self, name: str) -> list[str]:
+        snapshots = sorted(self._get(name).get("snapshots", []), key=lambda s: s.get("created_timestamp", ""))
+        return [str(s["name"]) for s in snapshots]
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        """vmadm stops a running VM, deletes every newer snapshot, rolls back and boots it again."""
+        self.vmadm.run("rollback-snapshot", self._uuid(name), snapshot, what=name)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        if snapshot in self.snapshot_names(name):
+            self.vmadm.run("delete-snapshot", self._uuid(name), snapshot, what=name)
+
+    def merge_layer(self, name: str, target: str, overlay: Path) -> None:
+        raise Unsupported(self.kind, Capability.SNAPSHOTS, "vmadm snapshots are ZFS snapshots, not overlays")
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -291,6 +352,10 @@ class VmadmDriver:
         if isinstance(spec.get("graphics"), dict):
             spec["graphics"]["password"] = vm.get("vnc_password") or None
         return Recorded(spec=spec, owner=str(metadata.get(OWNER_KEY, "")))
+
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        """vmadm reports the addresses a payload assigned, not what the guest has."""
+        return {}
 
     def interfaces(self, name: str) -> list[str]:
         """The zone's VNICs (net0, net1, ...) in guest order."""

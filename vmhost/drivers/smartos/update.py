@@ -13,9 +13,11 @@ from vmhost.errors import VmhostError
 from vmhost.render.vmadm import OWNER_KEY, SPEC_KEY
 
 UPDATABLE = ("alias", "ram", "vcpus", "cpu_shares", "cpu_type", "bootrom", "vga", "vnc_port", "vnc_password", "boot")
+GUEST_RESET: dict[str, Any] = {"hostname": None, "resolvers": []}
+"""What the guest is told, updatable in place too, and how it is cleared once vmhost no longer sets it."""
 RESET = {"cpu_shares": 100}
 """What a property falls back to when vmhost no longer sets it (vmadm's default); others are cleared (null)."""
-NIC_UPDATABLE = ("nic_tag", "model", "mtu", "primary")
+NIC_UPDATABLE = ("nic_tag", "model", "mtu", "primary", "ips", "gateways")
 DISK_UPDATABLE = ("boot", "model")
 Payload = dict[str, Any]
 
@@ -23,11 +25,15 @@ Payload = dict[str, Any]
 def update_payload(current: Payload, wanted: Payload) -> Payload:
     """Empty when nothing differs."""
     changes: Payload = {}
+    for key, cleared in GUEST_RESET.items():
+        if current.get(key) != wanted.get(key) and (key in wanted or current.get(key)):
+            changes[key] = wanted.get(key, cleared)
     for key in UPDATABLE:
         target = wanted.get(key, RESET.get(key))
         if current.get(key) != target:
             changes[key] = target
     changes.update(_metadata(current, wanted))
+    changes.update(_routes(current.get("routes", {}), wanted.get("routes", {})))
     changes.update(_nics(current.get("nics", []), wanted.get("nics", [])))
     changes.update(_disks(current.get("disks", []), wanted.get("disks", [])))
     return changes
@@ -46,6 +52,16 @@ def _metadata(current: Payload, wanted: Payload) -> Payload:
         changes["set_internal_metadata"] = setting
     if removing := sorted(key for key in (OWNER_KEY, SPEC_KEY) if key in now and key not in want):
         changes["remove_internal_metadata"] = removing
+    return changes
+
+
+def _routes(now: dict[str, str], want: dict[str, str]) -> Payload:
+    """routes is create-only too: set_routes / remove_routes."""
+    changes: Payload = {}
+    if setting := {destination: gateway for destination, gateway in want.items() if now.get(destination) != gateway}:
+        changes["set_routes"] = setting
+    if removing := sorted(set(now) - set(want)):
+        changes["remove_routes"] = removing
     return changes
 
 
@@ -72,6 +88,9 @@ def _nic_update(now: Payload, want: Payload) -> Payload:
     update = {key: want.get(key) for key in NIC_UPDATABLE if key in want and now.get(key) != want[key]}
     if "mtu" in now and "mtu" not in want:
         update["mtu"] = None
+    for key in ("ips", "gateways"):  # the guest is no longer told any
+        if now.get(key) and key not in want:
+            update[key] = []
     return {"mac": want["mac"], **update} if update else {}
 
 

@@ -27,11 +27,13 @@ from vmhost.drivers.base import (
     DomainInfo,
     DomainState,
     DomainStats,
+    GuestAddresses,
     HostFacts,
     HostInfo,
     Recorded,
     Resources,
 )
+from vmhost.drivers.no_snapshots import NoSnapshots
 from vmhost.drivers.xen import facts, host
 from vmhost.drivers.xen.console import XlConsole
 from vmhost.drivers.xen.records import Record, Records, write_private
@@ -54,8 +56,9 @@ DIGIT_NAME = "xl reads an all-digit argument as a domain id, so a Xen VM's name 
 log = logging.getLogger("vmhost.xen")
 
 
-class XlDriver:
+class XlDriver(NoSnapshots):
     kind = "xen"
+    snapshot_hint = "xl has no snapshots; snapshot the disk images or volumes with the storage that holds them"
     capabilities = frozenset({Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.PCI_PASSTHROUGH})
     """No disk hot-plug: a disk change waits for the next start."""
 
@@ -111,7 +114,12 @@ class XlDriver:
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
         """Write <vm dir>/xl.cfg and the record; a running domain keeps its config until its next start."""
-        ctx = XenContext(disk_paths=resources.disk_paths, disk_formats=resources.disk_formats, hooks=self.render_hooks)
+        ctx = XenContext(
+            disk_paths=resources.disk_paths,
+            disk_formats=resources.disk_formats,
+            hooks=self.render_hooks,
+            seed_iso=resources.seed_iso,
+        )
         try:
             text = render_xl_cfg(spec, ctx)
         except ValueError as exc:
@@ -134,6 +142,24 @@ class XlDriver:
 
     def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
         raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
+
+    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to add NIC {mac}")
+
+    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
+        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to remove NIC {mac}")
+
+    def set_vcpus(self, name: str, count: int) -> None:
+        raise Unsupported(self.kind, Capability.VCPU_HOTPLUG, f"stop {name} to change its vCPUs")
+
+    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
+        raise Unsupported(self.kind, Capability.MEMORY_HOTPLUG, f"stop {spec.name} to change its memory")
+
+    def resize_disk(self, name: str, target: str, size: int) -> None:
+        raise Unsupported(self.kind, Capability.DISK_RESIZE, f"stop {name} to grow disk {target}")
+
+    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
+        raise Unsupported(self.kind, Capability.MEDIA_CHANGE, f"stop {spec.name} to change the media in {target}")
 
     def recorded(self, name: str) -> Recorded | None:
         record = self.records.read(name)
@@ -358,6 +384,10 @@ class XlDriver:
         domain = self._domain(name)
         pid = host.device_model_pid(domain.domid) if domain else None
         return pid is not None and processes.sigkill(pid)
+
+    def guest_addresses(self, name: str) -> dict[str, GuestAddresses]:
+        """xl has no guest agent or lease query."""
+        return {}
 
     def interfaces(self, name: str) -> list[str]:
         """The host devices of a created domain's NICs, in guest order: libxl names the backend vif

@@ -9,6 +9,9 @@ from vmhost.engine.operations.kill import Kill
 from vmhost.engine.operations.pause import Pause
 from vmhost.engine.operations.reboot import Reboot
 from vmhost.engine.operations.resume import Resume
+from vmhost.engine.operations.snapshot_create import CreateSnapshot
+from vmhost.engine.operations.snapshot_delete import DeleteSnapshot
+from vmhost.engine.operations.snapshot_revert import RevertSnapshot
 from vmhost.engine.operations.start import Start
 from vmhost.engine.operations.stop import Stop
 from vmhost.engine.operations.update import Update
@@ -16,5 +19,20 @@ from vmhost.engine.steps import Declared
 
 OPERATIONS: dict[str, type[Declared]] = {
     kind.kind: kind
-    for kind in (Create, Start, Stop, Kill, Reboot, Pause, Resume, Update, Delete, AttachDisk, DetachDisk)
+    for kind in (
+        Create,
+        Start,
+        Stop,
+        Kill,
+        Reboot,
+        Pause,
+        Resume,
+        Update,
+        Delete,
+        AttachDisk,
+        DetachDisk,
+        CreateSnapshot,
+        RevertSnapshot,
+        DeleteSnapshot,
+    )
 }

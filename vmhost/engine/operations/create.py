@@ -12,7 +12,8 @@ from vmhost.engine.states import VmState
 from vmhost.engine.steps import Declared, Step, run
 from vmhost.engine.stopping import remove_domain_if_its
 from vmhost.errors import Conflict
-from vmhost.spec import SpecError, VMSpec, parse_spec
+from vmhost.spec import SpecError, VMSpec
+from vmhost.spec.load import check_spec
 from vmhost.store.sqlite import OperationRecord, VmRecord
 
 
@@ -86,9 +87,22 @@ class Create(Declared):
         """A rolled-back create leaves nothing to settle."""
 
 
+def checked_spec(core: Core, document: Any, *, offline: bool = False, host: bool = False) -> VMSpec:
+    """Every problem of a document in one answer: schema, cross-field and host checks together (host checks
+    skip the fields the schema refused). A spec with no other problem is host-checked only when `host` is asked
+    for (create checks it later, with the plan it keeps); `offline` skips host checks altogether."""
+    check = check_spec(document)
+    problems = list(check.problems)
+    if check.spec is not None and not offline and (problems or host):
+        problems += check.without_invalid(core.host_problems(check.spec).problems)
+    if problems or check.spec is None:
+        raise SpecError(sorted(set(problems)))
+    return check.spec
+
+
 def create(core: Core, document: Any, start: bool = False) -> VmRecord:
     """Validate, allocate disks, define. With start, a failed start undoes the create too."""
-    spec = parse_spec(document)
+    spec = checked_spec(core, document)
     with core.locks.hold(spec.name):
         try:
             record = _create_locked(core, spec, start)

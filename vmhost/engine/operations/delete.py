@@ -72,6 +72,7 @@ class Delete(Declared):
         record = self.core.store.get_vm(self.name)
         if record is not None and record.uuid == self.uuid:
             self.core.store.delete_vm(self.name)
+            self.core.store.snapshots.delete(self.uuid)
             self.core.locks.discard(self.name)
             self.core.events.publish(VmEvent(vm=self.name, uuid=self.uuid, type="deleted", state="deleted"))
 

@@ -5,6 +5,7 @@ import time
 from collections.abc import Set
 
 from vmhost.drivers.base import DomainState
+from vmhost.engine import logs, resources
 from vmhost.engine.core import Core, stored
 from vmhost.engine.hooks import Phase
 from vmhost.engine.rollback import Rollback
@@ -52,6 +53,8 @@ class Start(Declared):
                         f"release {device.address}", functools.partial(self.core.driver.release_pci, device.address)
                     )
             self.core.progress(f"creating {self.name} paused")
+            if self.spec.kind == "vm":
+                logs.mark_boot(resources.console_log(self.spec, self.core.config.data_dir), self.name)
             self.core.driver.create_paused(self.name)
 
     def destroy(self) -> None:
@@ -62,7 +65,8 @@ class Start(Declared):
             self.core.release_unmanaged_pci(record)
 
     def running(self) -> None:
-        self.core.set_state(self.name, VmState.RUNNING, desired_state="running", started_at=time.time())
+        """A fresh boot runs the stored spec: no change is pending any more (engine/plan.py)."""
+        self.core.set_state(self.name, VmState.RUNNING, desired_state="running", started_at=time.time(), since_boot={})
 
     def settle(self) -> None:
         record = self.core.store.get_vm(self.name)

@@ -6,6 +6,7 @@ the order libvirt itself writes them, so `virsh dumpxml` and our output are easy
 
 from lxml import etree
 
+from vmhost.render.cloudinit import seed_cdrom
 from vmhost.render.libvirt.cdrom import cdrom_element
 from vmhost.render.libvirt.channel import guest_agent_channel
 from vmhost.render.libvirt.console import console_elements
@@ -56,6 +57,8 @@ def devices_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
     devices = etree.Element("devices")
     devices.extend(disk_element(disk, ctx, layout) for disk in spec.disks)
     devices.extend(cdrom_element(cdrom, layout) for cdrom in spec.cdroms)
+    if ctx.seed_iso is not None:
+        devices.append(cdrom_element(seed_cdrom(spec, ctx.seed_iso), layout))
     devices.extend(controller_elements(spec, layout))
     devices.extend(nic_element(nic, accel) for nic in spec.nics)
     devices.extend(console_elements(spec, ctx))

@@ -1,11 +1,13 @@
 """Disks: source (file, block device, iSCSI or Ceph RBD), guest bus and target, caching and throttling."""
 
+from pathlib import Path
+
 from lxml import etree
 
 from vmhost.render.libvirt.context import RenderContext
 from vmhost.render.libvirt.controllers import ScsiLayout, drive_address
 from vmhost.render.libvirt.nodes import element, sub
-from vmhost.spec.disk import BlockDisk, Disk, FileDisk, IscsiDisk, NewDisk, OverlayDisk, SecretRef
+from vmhost.spec.disk import BlockDisk, Disk, FileDisk, ImageDisk, IscsiDisk, NewDisk, OverlayDisk, SecretRef
 
 TARGET_BUS = {"virtio": "virtio", "virtio-scsi": "scsi", "scsi": "scsi", "sata": "sata", "ide": "ide"}
 ISCSI_PORT = 3260
@@ -27,12 +29,18 @@ IOTUNE_FIELDS = (
 def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._Element:
     """One <disk device='disk'>; raises ValueError when the context lacks a path or format the disk needs."""
     kind, fmt = _kind_and_format(disk, ctx)
-    node = element("disk", type=kind, device="disk")
-    sub(node, "driver", name="qemu", type=fmt, cache=None if disk.cache == "default" else disk.cache)
-    node.append(_source(disk, ctx))
-    backing = _backing_store(disk)
-    if backing is not None:
-        node.append(backing)
+    layers = ctx.disk_layers.get(str(disk.target), ())
+    node = element("disk", type="file" if layers else kind, device="disk")
+    driver_format = "qcow2" if layers else fmt
+    sub(node, "driver", name="qemu", type=driver_format, cache=None if disk.cache == "default" else disk.cache)
+    if layers:
+        node.append(element("source", file=str(layers[-1])))
+        node.append(_layered_backing(disk, ctx, layers[:-1], kind, fmt))
+    else:
+        node.append(_source(disk, ctx))
+        backing = _backing_store(disk)
+        if backing is not None:
+            node.append(backing)
     sub(node, "target", dev=disk.target, bus=TARGET_BUS[disk.bus])
     _iotune(node, disk)
     if disk.boot_order is not None:
@@ -65,7 +73,7 @@ def _kind_and_format(disk: Disk, ctx: RenderContext) -> tuple[str, str]:
     source = disk.source
     if isinstance(source, NewDisk):
         return "file", source.format
-    if isinstance(source, OverlayDisk):
+    if isinstance(source, OverlayDisk | ImageDisk):
         return "file", "qcow2"
     if isinstance(source, FileDisk):
         fmt = ctx.disk_formats.get(str(disk.target)) if source.format == "auto" else source.format
@@ -84,7 +92,7 @@ def _backing_store(disk: Disk) -> etree._Element | None:
     neither libvirt nor QEMU reads a backing file name or format from an image header. None: not recorded (raw
     images, network disks, renderings outside the engine), and libvirt reads the header as before."""
     source = disk.source
-    if not isinstance(source, FileDisk | OverlayDisk) or source.backing is None:
+    if not isinstance(source, FileDisk | OverlayDisk | ImageDisk) or source.backing is None:
         return None
     if isinstance(source, FileDisk) and source.format == "raw":
         return None
@@ -92,14 +100,38 @@ def _backing_store(disk: Disk) -> etree._Element | None:
     for image in source.backing:
         node.set("type", image.type)
         sub(node, "format", type=image.format)
-        sub(node, "source", **{"dev" if image.type == "block" else "file": str(image.path)})
+        origin = sub(node, "source", **{"dev" if image.type == "block" else "file": str(image.path)})
+        if isinstance(source, ImageDisk):
+            # A store image is shared by every VM made from it: libvirt must not chown it to QEMU's user (and
+            # never give it back); QEMU reads it through its group (0640 root:hypervisor_group).
+            sub(origin, "seclabel", model="dac", relabel="no")
         node = sub(node, "backingStore")
+    return top
+
+
+def _layered_backing(disk: Disk, ctx: RenderContext, below: tuple[Path, ...], kind: str, fmt: str) -> etree._Element:
+    """Under the top disk-only snapshot overlay: the older overlays (qcow2, newest first), then the disk's own
+    image with its recorded chain; ended by an empty <backingStore/> where vmhost knows the chain ends."""
+    top = node = element("backingStore")
+    for overlay in reversed(below):
+        node.set("type", "file")
+        sub(node, "format", type="qcow2")
+        sub(node, "source", file=str(overlay))
+        node = sub(node, "backingStore")
+    node.set("type", kind)
+    sub(node, "format", type=fmt)
+    node.append(_source(disk, ctx))
+    chain = _backing_store(disk)
+    if chain is not None:
+        node.append(chain)
+    elif isinstance(disk.source, NewDisk) or fmt == "raw":
+        sub(node, "backingStore")
     return top
 
 
 def _source(disk: Disk, ctx: RenderContext) -> etree._Element:
     source = disk.source
-    if isinstance(source, NewDisk | OverlayDisk):
+    if isinstance(source, NewDisk | OverlayDisk | ImageDisk):
         path = ctx.disk_paths.get(str(disk.target))
         if path is None:
             raise ValueError(f"disk {disk.target} ({source.type}): the engine gave no image path for it")

@@ -32,3 +32,12 @@ def balloon_element(spec: VMSpec) -> etree._Element:
     if spec.memory.balloon_stats_period:
         sub(balloon, "stats", period=spec.memory.balloon_stats_period)
     return balloon
+
+
+def dimm_element(size: int, node: int) -> etree._Element:
+    """A memory module of `size` bytes in guest NUMA cell `node`, for hot-plugging into a running VM."""
+    dimm = element("memory", model="dimm")
+    target = sub(dimm, "target")
+    sub(target, "size", kib(size, "memory module size"), unit="KiB")
+    sub(target, "node", node)
+    return dimm

@@ -9,6 +9,7 @@ from typing import Any
 
 from vmhost.render.hooks import DocumentHook, apply_document_hooks
 from vmhost.render.oci import defaults
+from vmhost.render.oci.resolv import resolv_mount
 from vmhost.spec import VMSpec
 from vmhost.spec.container import Container
 
@@ -97,9 +98,12 @@ def render_config(
     image: ImageConfig | None = None,
     oci_version: str = "1.0.2-dev",
     hooks: Sequence[DocumentHook] = (),
+    *,
+    resolv_conf: Path | None = None,
 ) -> dict[str, Any]:
     """The bundle's config.json for a `kind: container` spec whose root filesystem is at `rootfs`, after the
-    plugins' render_oci hooks (the result must still be JSON)."""
+    plugins' render_oci hooks (the result must still be JSON). `resolv_conf`: the bundle's resolv.conf (see
+    vmhost.render.oci.resolv), bind-mounted read-only over /etc/resolv.conf."""
     container = spec.container
     if container is None:
         raise ValueError(f"{spec.name} is not a container spec")
@@ -109,7 +113,7 @@ def render_config(
         "process": _process(container, image),
         "root": {"path": str(rootfs), "readonly": container.read_only},
         "hostname": container.hostname or spec.name,
-        "mounts": _mounts(container),
+        "mounts": _mounts(container) + ([resolv_mount(resolv_conf)] if resolv_conf else []),
         "annotations": {f"{ANNOTATION_PREFIX}name": spec.name, f"{ANNOTATION_PREFIX}uuid": str(spec.uuid)},
         "linux": {
             "cgroupsPath": f"vmhost/{spec.uuid}",

@@ -14,6 +14,7 @@ from vmhost.render.hooks import DocumentHook, apply_document_hooks
 from vmhost.render.vmadm.brands import BRANDS, Brand
 from vmhost.render.vmadm.disks import disk_problems, render_disks
 from vmhost.render.vmadm.graphics import graphics_problems, render_graphics
+from vmhost.render.vmadm.guest import guest_problems, render_guest
 from vmhost.render.vmadm.identity import identity_problems, render_identity
 from vmhost.render.vmadm.metadata import metadata_problems, render_metadata
 from vmhost.render.vmadm.nics import nic_problems, render_nics
@@ -33,6 +34,7 @@ def render_payload(spec: VMSpec, brand: Brand, owner: str = "", hooks: Sequence[
     payload["disks"] = render_disks(spec, brand)
     payload["nics"] = render_nics(spec)
     payload.update(render_metadata(spec, owner))
+    payload.update(render_guest(spec, payload.get("customer_metadata", {})))
     if brand == "kvm" and _boots_from_cdrom(payload["disks"]):
         payload["boot"] = "order=dc"
     record = {key: value for key, value in payload.get("internal_metadata", {}).items() if key in (SPEC_KEY, OWNER_KEY)}
@@ -61,6 +63,7 @@ def problems(spec: VMSpec, brand: Brand) -> list[tuple[str, str]]:
         *nic_problems(spec, brand),
         *graphics_problems(spec, brand),
         *metadata_problems(spec),
+        *guest_problems(spec),
     ]
     return sorted(found)
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vmhost.render.vmadm.brands import Brand
+from vmhost.render.vmadm.guest import nic_guest
 from vmhost.spec import VMSpec
 from vmhost.spec.nic import Nic
 
@@ -23,6 +24,7 @@ def _nic(nic: Nic, primary: bool) -> dict[str, Any]:
         entry["mtu"] = nic.mtu
     if nic.allowed_ips:
         entry["allowed_ips"] = [str(ip) for ip in nic.allowed_ips]
+    entry.update(nic_guest(nic))
     if primary:
         entry["primary"] = True
     return entry

@@ -6,11 +6,12 @@ a path may hold commas or '=' without being misread.
 
 from pathlib import Path
 
+from vmhost.render.cloudinit import seed_cdrom
 from vmhost.render.xen.context import Problems, XenContext
 from vmhost.render.xen.values import Settings, strings
 from vmhost.spec import VMSpec
 from vmhost.spec.cdrom import Cdrom
-from vmhost.spec.disk import BlockDisk, Disk, FileDisk, NewDisk, OverlayDisk
+from vmhost.spec.disk import BlockDisk, Disk, FileDisk, ImageDisk, NewDisk, OverlayDisk
 
 XL_FORMATS = frozenset({"raw", "qcow", "qcow2", "vhd", "qed"})
 """libxl_disk_format: what xl's disk parser accepts as format=."""
@@ -18,6 +19,8 @@ XL_FORMATS = frozenset({"raw", "qcow", "qcow2", "vhd", "qed"})
 
 def disk_settings(spec: VMSpec, ctx: XenContext) -> Settings:
     specs = [disk_spec(disk, ctx) for disk in spec.disks] + [cdrom_spec(cdrom) for cdrom in spec.cdroms]
+    if ctx.seed_iso is not None:
+        specs.append(cdrom_spec(seed_cdrom(spec, ctx.seed_iso)))
     return {"disk": strings(specs)} if specs else {}
 
 
@@ -45,7 +48,7 @@ def cdrom_spec(cdrom: Cdrom) -> str:
 def _path_and_format(disk: Disk, ctx: XenContext) -> tuple[Path, str]:
     """Raises ValueError for what xl cannot open (network disks, formats outside libxl_disk_format)."""
     source, where = disk.source, f"disk {disk.target}"
-    if isinstance(source, NewDisk | OverlayDisk):
+    if isinstance(source, NewDisk | OverlayDisk | ImageDisk):
         path = ctx.disk_paths.get(str(disk.target))
         if path is None:
             raise ValueError(f"{where} ({source.type}): the engine gave no image path for it")
