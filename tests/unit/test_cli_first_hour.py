@@ -173,3 +173,14 @@ def test_sizes_read_as_documented_bare_units_binary_decimal_units_decimal():
 def test_a_spec_can_come_from_standard_input():
     result = CliRunner().invoke(app, ["validate", "--offline", "-f", "-"], input="name: piped\nmemory: 64MiB\n")
     assert (result.exit_code, result.stdout.strip()) == (0, "valid spec for piped (host checks skipped)")
+
+
+def test_shell_completion_is_offered_for_bash():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "vmhost"), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "_vmhost_completion()" in result.stdout and "complete " in result.stdout
