@@ -40,6 +40,7 @@ from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.smartos.command import Vmadm, failure
 from vmhost.drivers.smartos.states import mapped
 from vmhost.drivers.smartos.update import update_payload
+from vmhost.drivers.stop_to_change import StopToChange
 from vmhost.errors import Conflict, HypervisorError, NotFound, Unsupported, VmhostError
 from vmhost.render.hooks import DocumentHook
 from vmhost.render.vmadm import BRANDS, OWNER_KEY, SPEC_KEY, Brand, payload_json, problems, render_payload
@@ -77,7 +78,7 @@ def parse_list(text: str) -> list[Listed]:
     return rows
 
 
-class VmadmDriver:
+class VmadmDriver(StopToChange):
     kind = "smartos"
     capabilities = frozenset({Capability.REBOOT, Capability.CONSOLE})
     """vmadm has no paused state, no live disk changes, and bhyve passthrough is not rendered; bhyve adds
@@ -177,30 +178,6 @@ class VmadmDriver:
         listed = self._find(name)
         if listed is not None:
             self.vmadm.run("delete", listed.uuid, what=name)
-
-    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to add disk {target}")
-
-    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
-
-    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
-        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to add NIC {mac}")
-
-    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
-        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to remove NIC {mac}")
-
-    def set_vcpus(self, name: str, count: int) -> None:
-        raise Unsupported(self.kind, Capability.VCPU_HOTPLUG, f"stop {name} to change its vCPUs")
-
-    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
-        raise Unsupported(self.kind, Capability.MEMORY_HOTPLUG, f"stop {spec.name} to change its memory")
-
-    def resize_disk(self, name: str, target: str, size: int) -> None:
-        raise Unsupported(self.kind, Capability.DISK_RESIZE, f"stop {name} to grow disk {target}")
-
-    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.MEDIA_CHANGE, f"stop {spec.name} to change the media in {target}")
 
     # ---- snapshots (ZFS snapshots of the VM's datasets: crash-consistent, no memory state) ---------
 

@@ -34,11 +34,12 @@ from vmhost.drivers.base import (
     Resources,
 )
 from vmhost.drivers.no_snapshots import NoSnapshots
+from vmhost.drivers.stop_to_change import StopToChange
 from vmhost.drivers.xen import facts, host
 from vmhost.drivers.xen.console import XlConsole
 from vmhost.drivers.xen.records import Record, Records, write_private
 from vmhost.drivers.xen.xl import Xl, XlDomain, XlTimeout, parse_info, parse_list, translate
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, Unsupported, VmhostError
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, NotFound, VmhostError
 from vmhost.render.hooks import DocumentHook
 from vmhost.render.xen import XenContext, domain_type, problems, render_xl_cfg
 from vmhost.spec import VMSpec
@@ -56,7 +57,7 @@ DIGIT_NAME = "xl reads an all-digit argument as a domain id, so a Xen VM's name 
 log = logging.getLogger("vmhost.xen")
 
 
-class XlDriver(NoSnapshots):
+class XlDriver(StopToChange, NoSnapshots):
     kind = "xen"
     snapshot_hint = "xl has no snapshots; snapshot the disk images or volumes with the storage that holds them"
     capabilities = frozenset({Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.PCI_PASSTHROUGH})
@@ -136,30 +137,6 @@ class XlDriver(NoSnapshots):
         if record is not None:
             record.config.unlink(missing_ok=True)
             self.records.remove(name)
-
-    def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to add disk {target}")
-
-    def detach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.DISK_HOTPLUG, f"stop {spec.name} to remove disk {target}")
-
-    def attach_nic(self, spec: VMSpec, resources: Resources, mac: str) -> None:
-        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to add NIC {mac}")
-
-    def detach_nic(self, spec: VMSpec, resources: Resources, mac: str, timeout: float) -> None:
-        raise Unsupported(self.kind, Capability.NIC_HOTPLUG, f"stop {spec.name} to remove NIC {mac}")
-
-    def set_vcpus(self, name: str, count: int) -> None:
-        raise Unsupported(self.kind, Capability.VCPU_HOTPLUG, f"stop {name} to change its vCPUs")
-
-    def set_memory(self, spec: VMSpec, resources: Resources, size: int) -> None:
-        raise Unsupported(self.kind, Capability.MEMORY_HOTPLUG, f"stop {spec.name} to change its memory")
-
-    def resize_disk(self, name: str, target: str, size: int) -> None:
-        raise Unsupported(self.kind, Capability.DISK_RESIZE, f"stop {name} to grow disk {target}")
-
-    def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
-        raise Unsupported(self.kind, Capability.MEDIA_CHANGE, f"stop {spec.name} to change the media in {target}")
 
     def recorded(self, name: str) -> Recorded | None:
         record = self.records.read(name)
