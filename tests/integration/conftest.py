@@ -259,3 +259,26 @@ def live_domain_xml(name: str) -> etree._Element:
         return etree.fromstring(conn.lookupByName(name).XMLDesc(0).encode())
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def scratch_bridge(prefix: str) -> Iterator[str]:
+    """A bridge of the test's own, `prefix` and random hex (at most 15 characters), up; removed afterwards."""
+    name = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def media_iso(directory: Path, name: str, text: str) -> Path:
+    """An ISO (volume `name`) holding vmhost.txt with `text`, readable by QEMU."""
+    content = directory / name
+    content.mkdir()
+    (content / "vmhost.txt").write_text(text + "\n")
+    iso = directory / f"{name}.iso"
+    subprocess.run(["genisoimage", "-quiet", "-R", "-V", name, "-o", str(iso), str(content)], check=True)
+    iso.chmod(0o644)
+    return iso

@@ -6,9 +6,7 @@ and each one leaves the guest as the next expects.
 """
 
 import contextlib
-import secrets
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,8 @@ from tests.integration.conftest import (
     guest_fact,
     guest_facts,
     live_domain_xml,
+    media_iso,
+    scratch_bridge,
     wait_for_console,
 )
 from vmhost.config import HostConfig
@@ -69,23 +69,10 @@ class LiveVm:
         return live_domain_xml(self.name)
 
 
-def _iso(directory: Path, name: str, text: str) -> Path:
-    content = directory / name
-    content.mkdir()
-    (content / "vmhost.txt").write_text(text + "\n")
-    iso = directory / f"{name}.iso"
-    subprocess.run(["genisoimage", "-quiet", "-R", "-V", name, "-o", str(iso), str(content)], check=True)
-    iso.chmod(0o644)
-    return iso
-
-
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[str]:
-    name = f"vmhlv{secrets.token_hex(3)}"
-    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield name
-    subprocess.run(["ip", "link", "del", name], check=True)
+    with scratch_bridge("vmhlv") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +87,7 @@ def live_vm(bridge: str, guest: dict[str, Path], _no_leftovers: None) -> Iterato
     root.chmod(0o711)
     data_dir = root / "data"
     data_dir.mkdir(mode=0o711)
-    isos = {text: _iso(root, text, f"media-{text}") for text in ("one", "two")}
+    isos = {text: media_iso(root, text, f"media-{text}") for text in ("one", "two")}
     config = HostConfig(libvirt_uri=URI, data_dir=data_dir, accel="tcg", allowed_paths=allowed_test_roots(data_dir))
     engine = Engine(config, build_drivers(config))
     name = f"{PREFIX}live"

@@ -22,7 +22,15 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import PREFIX, REPO, URI, allowed_test_roots, make_data_dir, wait_for_console
+from tests.integration.conftest import (
+    PREFIX,
+    REPO,
+    URI,
+    allowed_test_roots,
+    make_data_dir,
+    scratch_bridge,
+    wait_for_console,
+)
 from tests.integration.test_recovery import AgentProcess
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_drivers
@@ -70,11 +78,8 @@ class Running:
 
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[str]:
-    name = f"vmhpa{secrets.token_hex(3)}"
-    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield name
-    subprocess.run(["ip", "link", "del", name], check=True)
+    with scratch_bridge("vmhpa") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import VOLUMES_DIR
+from tests.integration.conftest import VOLUMES_DIR, scratch_bridge
 from tests.integration.running_agent import RunningAgent
 from tests.unit.test_zstack_convert import example
 
@@ -124,11 +124,8 @@ def agent(config, engine, receiver) -> Iterator[ZStackAgent]:
 
 @pytest.fixture
 def bridge() -> Iterator[str]:
-    name = f"vmhzs{secrets.token_hex(3)}"
-    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield name
-    subprocess.run(["ip", "link", "del", name], check=True)
+    with scratch_bridge("vmhzs") as name:
+        yield name
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ order; each leaves the VM as the next expects.
 
 import secrets
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from tests.integration.conftest import (
     guest_facts,
     live_domain_xml,
     make_data_dir,
+    media_iso,
+    scratch_bridge,
     wait_for_console,
 )
 from tests.integration.test_zstack import CallbackReceiver, ZStackAgent, image, start_command
@@ -80,23 +81,10 @@ class DialectVm:
         return str(reply["error"])
 
 
-def _iso(directory: Path, text: str) -> Path:
-    content = directory / text
-    content.mkdir()
-    (content / "vmhost.txt").write_text(text + "\n")
-    iso = directory / f"{text}.iso"
-    subprocess.run(["genisoimage", "-quiet", "-R", "-V", text, "-o", str(iso), str(content)], check=True)
-    iso.chmod(0o644)
-    return iso
-
-
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[str]:
-    name = f"vmhzd{secrets.token_hex(3)}"
-    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield name
-    subprocess.run(["ip", "link", "del", name], check=True)
+    with scratch_bridge("vmhzd") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +121,7 @@ def dialect_vm(
         agent.agent.engine.create(document, start=True)
         wait_for_console(agent.agent.engine, name, "VMHOST-GUEST-DEVICES-DONE", timeout=BOOT_WAIT)
         console = agent.agent.engine.open_console(name)
-        yield DialectVm(agent, name, cmd["vmInstanceUuid"], cmd, console, _iso(volumes, "media-one"))
+        yield DialectVm(agent, name, cmd["vmInstanceUuid"], cmd, console, media_iso(volumes, "media-one", "media-one"))
     finally:
         if console is not None:
             console.close()
