@@ -52,6 +52,7 @@ class RunningAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(30)
         self._listeners.close()
-        self.agent.engine.store.close()
+        if not self.thread.is_alive():  # its shutdown (lifespan: reconcile thread, operations) still uses the store
+            self.agent.engine.store.close()
