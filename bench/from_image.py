@@ -22,11 +22,11 @@ from harness import (
     FULL,
     PREFIX,
     QUICK,
-    AgentProcess,
     Api,
     BenchError,
     Made,
     Series,
+    Session,
     Settings,
     Workspace,
     fmt,
@@ -216,20 +216,20 @@ def main() -> int:
     from run import cleanup, host_activity, machine, preflight, render_table  # noqa: PLC0415 - run imports us
 
     settings = QUICK if "--quick" in sys.argv[1:] else FULL
-    made, workspace = Made(), make_workspace()
-    agent, api = AgentProcess(workspace), None
+    session = Session(workspace=make_workspace())
     try:
-        preflight()
-        agent.start()
-        api = Api(agent.url, agent.token())
+        preflight(scale=False)
+        session.start_agent()
+        assert session.api is not None and session.workspace is not None
         before = host_activity("before")
-        result = bench_from_image(api, workspace, made, settings)
+        result = bench_from_image(session.api, session.workspace, session.made, settings)
         activity = [before, host_activity("after")]
     except BenchError as exc:
-        print(f"error: {exc}\nagent log (last lines):\n{agent.log_tail()}", file=sys.stderr)
+        tail = session.agent.log_tail() if session.agent is not None else ""
+        print(f"error: {exc}\nagent log (last lines):\n{tail}", file=sys.stderr)
         return 1
     finally:
-        cleanup(api, agent, made, workspace)
+        cleanup(session)
     header = ["#", "measurement", "vmhost", "baseline", "result", "target", "verdict"]
     lines = [*machine(), "host activity: " + "; ".join(activity), "", render_table([header, result.table_row()])]
     print("\n".join([*lines, "", *(f"  {label}  {text}" for label, text in result.raw_lines())]))

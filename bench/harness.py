@@ -1,4 +1,5 @@
-"""What every measurement needs: settings, statistics, the agent subprocess, its HTTP API, and the VMs made."""
+"""What every measurement needs: settings, statistics, the agent subprocess, its HTTP API, the VMs made, and their raw
+copies (the same domains started with virsh)."""
 
 import os
 import secrets
@@ -9,6 +10,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -176,15 +179,18 @@ class AgentProcess:
         self.workspace = workspace
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.spawned_at = self.ready_at = 0.0
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    def start(self) -> None:
+    def start(self, poll: float = 0.1) -> None:
+        """Spawn and wait for /healthz; `spawned_at` and `ready_at` (time.time()) say when, `poll` how finely."""
         env = {**os.environ, "VMHOST_CONFIG": str(self.workspace.config)}
-        with self.workspace.agent_log.open("wb") as log:
+        self.spawned_at = time.time()
+        with self.workspace.agent_log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603
                 [str(VMHOST), "serve", "--port", str(self.port)],
                 env=env,
@@ -193,19 +199,20 @@ class AgentProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self._wait_ready()
+        self._wait_ready(poll)
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:
+    def _wait_ready(self, poll: float, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.process is not None and self.process.poll() is not None:
                 raise BenchError(f"the agent exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    self.ready_at = time.time()
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(poll)
         raise BenchError(f"the agent did not answer /healthz within {timeout:.0f}s:\n{self.log_tail()}")
 
     @property
@@ -305,6 +312,36 @@ class Made:
     agent_vms: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Session:
+    """The run's temp dir, its agent and API client, and what it made: what the cleanup needs. A measurement
+    that restarts the agent replaces `agent` and `api` here, so the cleanup always reaches the live one."""
+
+    made: Made = field(default_factory=Made)
+    workspace: Workspace | None = None
+    agent: AgentProcess | None = None
+    api: Api | None = None
+
+    def start_agent(self, poll: float = 0.1) -> AgentProcess:
+        """A new agent on the same data dir (and a fresh port); `agent` is set before it is up, for the cleanup."""
+        assert self.workspace is not None
+        if self.api is not None:
+            self.api.client.close()
+            self.api = None
+        self.agent = AgentProcess(self.workspace)
+        self.agent.start(poll)
+        self.api = Api(self.agent.url, self.agent.token())
+        return self.agent
+
+    def stop_agent(self) -> float:
+        """SIGTERM and wait for the exit; seconds it took. The VMs stay as they are (no shutdown_on_sigterm)."""
+        if self.api is not None:
+            self.api.client.close()
+            self.api = None
+        assert self.agent is not None
+        return timed(self.agent.stop)
+
+
 def guest_spec(name: str, memory: str, **fields: Any) -> dict[str, Any]:
     """The tiny guest, as tests/integration/conftest.py builds it; no disks, no NICs."""
     return {
@@ -314,7 +351,8 @@ def guest_spec(name: str, memory: str, **fields: Any) -> dict[str, Any]:
             "kernel": {
                 "kernel": str(GUEST_DIR / "vmlinuz"),
                 "initrd": str(GUEST_DIR / "initrd.img"),
-                "cmdline": "console=ttyS0 quiet",
+                # no_timer_check: on a loaded TCG host the kernel's IO-APIC timer check can fail and panic
+                "cmdline": "console=ttyS0 quiet no_timer_check",
             }
         },
         "guest_agent": False,
@@ -325,6 +363,63 @@ def guest_spec(name: str, memory: str, **fields: Any) -> dict[str, Any]:
 def create_agent_vms(api: Api, made: Made, names: list[str], memory: str, **fields: Any) -> None:
     made.agent_vms.extend(names)
     each_parallel([partial(api.create, guest_spec(name, memory, **fields)) for name in names], workers=4)
+
+
+# ---- raw copies: the same domains, started with virsh ----------------------------------------------
+
+
+def raw_copy(xml: str, name: str, log_file: Path) -> str:
+    """The agent-defined domain under a new name and uuid, with its own console log and without vmhost's
+    metadata (so the agent never mistakes it for one of its VMs)."""
+    root = ET.fromstring(xml)
+    _child(root, "name").text = name
+    _child(root, "uuid").text = str(uuid.uuid4())
+    metadata = root.find("metadata")
+    if metadata is not None:
+        root.remove(metadata)
+    for log in root.iter("log"):
+        log.set("file", str(log_file))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _child(root: ET.Element, tag: str) -> ET.Element:
+    element = root.find(tag)
+    if element is None:
+        raise BenchError(f"domain XML has no <{tag}>")
+    return element
+
+
+def write_raw_copies(workspace: Workspace, pairs: list[tuple[str, str]]) -> dict[str, Path]:
+    """For each (agent VM, raw name): the raw domain's XML file."""
+    files = {}
+    for source, name in pairs:
+        path = workspace.raw_dir / f"{name}.xml"
+        path.write_text(raw_copy(virsh("dumpxml", source), name, workspace.raw_dir / f"{name}.log"))
+        files[name] = path
+    return files
+
+
+def raw_create(path: Path) -> None:
+    virsh("create", str(path))
+
+
+def raw_destroy(name: str) -> None:
+    virsh("destroy", name)
+
+
+def settle(destroy: Callable[[], object]) -> None:
+    destroy()
+    time.sleep(SETTLE)
+
+
+def parallel_starts(api: Api, names: list[str], raw_files: dict[str, Path]) -> tuple[float, float]:
+    """One round: every VM started at once through the API, then every raw copy `virsh create`d at once; the
+    wall time of each, and each side killed (and settled) before the other begins."""
+    agent = wall_parallel([partial(api.start, name) for name in names])
+    settle(lambda: each_parallel([partial(api.kill, name) for name in names]))
+    raw = wall_parallel([partial(raw_create, path) for path in raw_files.values()])
+    settle(lambda: each_parallel([partial(raw_destroy, name) for name in raw_files]))
+    return agent, raw
 
 
 def progress(message: str) -> None:

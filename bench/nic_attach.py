@@ -33,6 +33,7 @@ from harness import (
     guest_spec,
     make_workspace,
     progress,
+    raw_copy,
     run,
     timed,
     virsh,
@@ -50,8 +51,6 @@ MAC = "52:54:00:be:0c:01"
 BOOT_WAIT = 180.0
 UNPLUG_WAIT = 60.0
 TARGET = 1.10
-RawCopy = Callable[[str, str, Path], str]
-"""(agent domain XML, new name, console log) -> the same domain without vmhost's metadata (run.raw_copy)."""
 
 
 @dataclass
@@ -91,7 +90,7 @@ class NicAttachResult:
 class _Pair:
     """The vmhost guest and its raw twin, on one test bridge; `close` removes all three."""
 
-    def __init__(self, workspace: Workspace, raw_copy: RawCopy):
+    def __init__(self, workspace: Workspace):
         self.bridge = f"vmhbn{PREFIX.split('-')[1]}"
         self.name, self.raw_name = PREFIX + "nic", PREFIX + "raw-nic"
         self.raw_log = workspace.raw_dir / f"{self.raw_name}.log"
@@ -161,9 +160,9 @@ class _Pair:
                 progress(f"nic bench cleanup step failed: {exc}")
 
 
-def bench_nic_attach(workspace: Workspace, raw_copy: RawCopy, rounds: int) -> NicAttachResult:
+def bench_nic_attach(workspace: Workspace, rounds: int) -> NicAttachResult:
     """`rounds` timed attach/detach cycles on each side after one warm-up, interleaved."""
-    pair = _Pair(workspace, raw_copy)
+    pair = _Pair(workspace)
     try:
         pair.wait_booted()
         path, attach, detach = pair.vmhost_calls()
@@ -217,14 +216,12 @@ def _ip(*args: str) -> None:
 
 
 def main() -> int:
-    from run import raw_copy  # noqa: PLC0415 (run.py imports this module)
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     rounds = parser.parse_args().rounds
     workspace = make_workspace()
     try:
-        result = bench_nic_attach(workspace, raw_copy, rounds)
+        result = bench_nic_attach(workspace, rounds)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """vmhost benchmarks: the HTTP agent against raw `virsh`, measured side by side in one run.
 
 Run as root from the repository root:  .venv/bin/python bench/run.py [--quick]
+The scale bench instead (rows 11-15, scale.py):  .venv/bin/python bench/run.py --scale [--scale-n N] [--quick]
 
 It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under a fresh temp dir), measures
 
@@ -16,7 +17,8 @@ It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under
 10. a full snapshot create and revert through vmhost vs `virsh snapshot-create-as` / `snapshot-revert` (snapshots.py),
 
 prints a table against the targets and deletes everything it made (also on Ctrl-C). It reports; it never fails
-because a target is missed.
+because a target is missed. `--scale` runs scale.py's measurements 11-15 (many VMs: parallel starts, the restore
+at agent start, listings and memory at 1000 VMs, agent restart) instead; they take long, so never by default.
 """
 
 import argparse
@@ -28,8 +30,6 @@ import signal
 import statistics
 import sys
 import time
-import uuid
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,13 +46,13 @@ from harness import (
     GUEST_DIR,
     PREFIX,
     QUICK,
-    SETTLE,
     VMHOST,
     AgentProcess,
     Api,
     BenchError,
     Made,
     Series,
+    Session,
     Settings,
     Workspace,
     create_agent_vms,
@@ -60,55 +60,22 @@ from harness import (
     fmt,
     make_workspace,
     minus,
+    parallel_starts,
     percentile,
     progress,
+    raw_create,
+    raw_destroy,
+    settle,
     timed,
     virsh,
-    wall_parallel,
+    write_raw_copies,
 )
 from journal import JournalResult, bench_journal
 from nic_attach import NicAttachResult, bench_nic_attach
+from scale import ScaleResults, ScaleSettings, bench_scale, preflight_scale
+from scale import raw_lines as scale_raw_lines
+from scale import table_rows as scale_table_rows
 from snapshots import SnapshotResult, bench_snapshots
-
-
-def raw_copy(xml: str, name: str, log_file: Path) -> str:
-    """The agent-defined domain under a new name and uuid, with its own console log and without vmhost's
-    metadata (so the agent never mistakes it for one of its VMs)."""
-    root = ET.fromstring(xml)
-    _child(root, "name").text = name
-    _child(root, "uuid").text = str(uuid.uuid4())
-    metadata = root.find("metadata")
-    if metadata is not None:
-        root.remove(metadata)
-    for log in root.iter("log"):
-        log.set("file", str(log_file))
-    return ET.tostring(root, encoding="unicode")
-
-
-def _child(root: ET.Element, tag: str) -> ET.Element:
-    element = root.find(tag)
-    if element is None:
-        raise BenchError(f"domain XML has no <{tag}>")
-    return element
-
-
-def write_raw_copies(workspace: Workspace, pairs: list[tuple[str, str]]) -> dict[str, Path]:
-    """For each (agent VM, raw name): the raw domain's XML file."""
-    files = {}
-    for source, name in pairs:
-        path = workspace.raw_dir / f"{name}.xml"
-        path.write_text(raw_copy(virsh("dumpxml", source), name, workspace.raw_dir / f"{name}.log"))
-        files[name] = path
-    return files
-
-
-def raw_create(path: Path) -> None:
-    virsh("create", str(path))
-
-
-def raw_destroy(name: str) -> None:
-    virsh("destroy", name)
-
 
 # ---- the measurements ------------------------------------------------------------------------------
 
@@ -131,19 +98,14 @@ def bench_single(api: Api, workspace: Workspace, made: Made, settings: Settings)
         began = time.perf_counter()
         server_seconds = api.start(name)
         agent_seconds = time.perf_counter() - began
-        _settle(partial(api.kill, name))
+        settle(partial(api.kill, name))
         raw_seconds = timed(partial(raw_create, xml_file))
-        _settle(partial(raw_destroy, raw_name))
+        settle(partial(raw_destroy, raw_name))
         if index > 0:  # run 0 warms connections and caches on both sides
             result.agent.values.append(agent_seconds)
             result.agent_server.values.append(server_seconds)
             result.raw.values.append(raw_seconds)
     return result
-
-
-def _settle(destroy: Callable[[], object]) -> None:
-    destroy()
-    time.sleep(SETTLE)
 
 
 @dataclass
@@ -160,16 +122,14 @@ def bench_parallel(api: Api, workspace: Workspace, made: Made, settings: Setting
     raw_names = [f"{PREFIX}raw-par-{i}" for i in range(count)]
     create_agent_vms(api, made, names, settings.memory)
     files = write_raw_copies(workspace, list(zip(names, raw_names, strict=True)))
-    kill_agent = [partial(api.kill, name) for name in names]
     result = ParallelResult(Series(), Series(), Series())
     for index in range(settings.parallel_rounds):
         progress(f"parallel round {index + 1}/{settings.parallel_rounds}")
-        result.agent.values.append(wall_parallel([partial(api.start, name) for name in names]))
-        _settle(lambda: each_parallel(kill_agent))
-        result.raw.values.append(wall_parallel([partial(raw_create, files[name]) for name in raw_names]))
-        _settle(lambda: each_parallel([partial(raw_destroy, name) for name in raw_names]))
+        agent_seconds, raw_seconds = parallel_starts(api, names, files)
+        result.agent.values.append(agent_seconds)
+        result.raw.values.append(raw_seconds)
         result.serial.values.append(timed(lambda: [api.start(name) for name in names]))
-        _settle(lambda: each_parallel(kill_agent))
+        settle(lambda: each_parallel([partial(api.kill, name) for name in names]))
     return result
 
 
@@ -274,6 +234,9 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+TABLE_HEADER = ["#", "measurement", "vmhost", "baseline", "result", "target", "verdict"]
+
+
 def table_rows(results: Results, settings: Settings) -> list[list[str]]:
     single, parallel, listing = results.single, results.parallel, results.listing
     crash, stop = results.crash, results.stop
@@ -283,7 +246,7 @@ def table_rows(results: Results, settings: Settings) -> list[list[str]]:
     rss_mb = results.rss_kib["VmRSS"] * 1024 / 1e6
     n = settings.parallel_vms
     return [
-        ["#", "measurement", "vmhost", "baseline", "result", "target", "verdict"],
+        TABLE_HEADER,
         [
             "1",
             f"single start, median of {len(single.agent.values)}",
@@ -399,6 +362,10 @@ def raw_numbers(results: Results) -> list[str]:
         *results.nic_attach.raw_lines("9"),
         *results.snapshots.raw_lines("10"),
     ]
+    return aligned(rows)
+
+
+def aligned(rows: list[tuple[str, str]]) -> list[str]:
     width = max(len(label) for label, _ in rows)
     return [f"{label.ljust(width)}  {text}" for label, text in rows]
 
@@ -426,10 +393,26 @@ def report(results: Results, settings: Settings) -> str:
     )
 
 
+def scale_report(results: ScaleResults, settings: ScaleSettings, activity: list[str], minutes: float) -> str:
+    return "\n".join(
+        [
+            "vmhost scale benchmarks",
+            *machine(),
+            f"mode: {settings.describe()}; measured in {minutes:.1f} min (before the cleanup)",
+            "host activity: " + "; ".join(activity),
+            "",
+            render_table([TABLE_HEADER, *scale_table_rows(results)]),
+            "",
+            "raw numbers:",
+            *("  " + line for line in aligned(scale_raw_lines(results))),
+        ]
+    )
+
+
 # ---- setup and cleanup -----------------------------------------------------------------------------
 
 
-def preflight() -> None:
+def preflight(scale: bool) -> None:
     if os.geteuid() != 0:
         raise BenchError("run as root (it talks to qemu:///system)")
     if not VMHOST.exists():
@@ -437,21 +420,24 @@ def preflight() -> None:
     for file in ("vmlinuz", "initrd.img"):
         if not (GUEST_DIR / file).is_file():
             raise BenchError(f"{GUEST_DIR / file} is missing: run guest/build.sh")
-    preflight_image()
+    if not scale:
+        preflight_image()  # the Debian image only the default run's row 8 uses
     virsh("version")
 
 
-def cleanup(api: Api | None, agent: AgentProcess | None, made: Made, workspace: Workspace | None) -> None:
+def cleanup(session: Session) -> None:
     """Best effort, every step on its own: API deletes, a virsh sweep of this run's prefix, agent, temp dir."""
     progress("cleaning up")
+    api, agent = session.api, session.agent
     if api is not None:
-        _quietly(lambda: each_parallel([partial(_quietly, partial(api.delete, name)) for name in made.agent_vms]))
+        names = session.made.agent_vms
+        _quietly(lambda: each_parallel([partial(_quietly, partial(api.delete, name)) for name in names]))
         api.client.close()
     _quietly(_sweep_domains)
     if agent is not None:
         _quietly(agent.stop)
-    if workspace is not None:
-        shutil.rmtree(workspace.root, ignore_errors=True)
+    if session.workspace is not None:
+        shutil.rmtree(session.workspace.root, ignore_errors=True)
 
 
 def _sweep_domains() -> None:
@@ -494,7 +480,7 @@ def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, set
     listing = bench_list(api, made, settings)
     rss_kib = agent.rss_kib()
     from_image = bench_from_image(api, workspace, made, settings)
-    nic_attach = bench_nic_attach(workspace, raw_copy, settings.single_runs)
+    nic_attach = bench_nic_attach(workspace, settings.single_runs)
     snapshots = bench_snapshots(workspace, settings.single_runs)
     activity.append(host_activity("after"))
     journal = bench_journal(workspace.root)
@@ -506,33 +492,53 @@ def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, set
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions: a smoke run, not a measurement")
-    settings = QUICK if parser.parse_args().quick else FULL
+    parser.add_argument(
+        "--scale", action="store_true", help="the scale bench (bench/scale.py, rows 11-15) instead of rows 1-10"
+    )
+    parser.add_argument(
+        "--scale-n",
+        type=int,
+        default=ScaleSettings.n,
+        help="with --scale: N VMs restored (N/2 parallel starts, 10*N defined for the listing); default %(default)s",
+    )
+    parser.add_argument(
+        "--scale-memory", default=ScaleSettings.memory, help="with --scale: each guest's memory; default %(default)s"
+    )
+    args = parser.parse_args()
+    if not args.scale and (args.scale_n != ScaleSettings.n or args.scale_memory != ScaleSettings.memory):
+        parser.error("--scale-n and --scale-memory go with --scale")
+    settings = QUICK if args.quick else FULL
+    scale = ScaleSettings.of(args.scale_n, args.scale_memory, quick=args.quick) if args.scale else None
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _terminate)
-    made = Made()
-    workspace: Workspace | None = None
-    agent: AgentProcess | None = None
-    api: Api | None = None
+    session = Session()
     try:
-        preflight()
-        workspace = make_workspace()
-        agent = AgentProcess(workspace)
-        progress(f"starting the agent on port {agent.port} (data in {workspace.data_dir}, names {PREFIX}*)")
-        agent.start()
-        api = Api(agent.url, agent.token())
-        results = measure(api, agent, workspace, made, settings)
+        preflight(scale is not None)
+        if scale is not None:
+            preflight_scale(scale)
+        session.workspace = make_workspace()
+        progress(f"starting the agent (data in {session.workspace.data_dir}, names {PREFIX}*)")
+        session.start_agent()
+        if scale is not None:
+            activity, began = [host_activity("before")], time.monotonic()
+            scale_results = bench_scale(session, scale)
+            activity.append(host_activity("after"))
+            minutes = (time.monotonic() - began) / 60
+        else:
+            assert session.api is not None and session.agent is not None
+            results = measure(session.api, session.agent, session.workspace, session.made, settings)
     except KeyboardInterrupt:
         progress("interrupted")
         return 130
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if agent is not None:
-            print(f"agent log (last lines):\n{agent.log_tail()}", file=sys.stderr)
+        if session.agent is not None:
+            print(f"agent log (last lines):\n{session.agent.log_tail()}", file=sys.stderr)
         return 1
     finally:
         with interrupts_deferred():
-            cleanup(api, agent, made, workspace)
-    print(report(results, settings))
+            cleanup(session)
+    print(scale_report(scale_results, scale, activity, minutes) if scale is not None else report(results, settings))
     return 0
 
 

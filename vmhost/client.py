@@ -72,8 +72,10 @@ class AgentClient:
         result: dict[str, Any] = self._call("POST", "/v1/validate", json=document)
         return str(result["name"])
 
-    def list_rows(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._call("GET", "/v1/vms")
+    def list_rows(self, filters: dict[str, str], sort: str | None, fields: list[str]) -> list[dict[str, Any]]:
+        """One request: the agent filters, sorts and picks the fields (from its cached listing)."""
+        params = {**filters, **({"sort": sort} if sort else {}), **({"fields": ",".join(fields)} if fields else {})}
+        rows: list[dict[str, Any]] = self._call("GET", "/v1/vms", params=params)
         return rows
 
     def get(self, name: str) -> dict[str, Any]:
@@ -83,6 +85,14 @@ class AgentClient:
     def host(self) -> dict[str, Any]:
         report: dict[str, Any] = self._call("GET", "/v1/host")
         return report
+
+    def shutdown_host(self, timeout: float | None) -> dict[str, Any]:
+        result: dict[str, Any] = self._operation("POST", "/v1/host/shutdown", json={"timeout": timeout})
+        return result
+
+    def restore_progress(self) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("GET", "/v1/host/restore")
+        return view
 
     def info(self, name: str) -> dict[str, Any]:
         view: dict[str, Any] = self._call("GET", f"/v1/vms/{name}/info")

@@ -1,15 +1,22 @@
 """Engines on the fake hypervisor, and a simulated SIGKILL at a journaled point (without killing pytest)."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.fakes.driver import FakeDriver, FakeHypervisor
+from vmhost.api.agent import Agent
+from vmhost.api.app import create_app
+from vmhost.api.auth import TokenAuth
+from vmhost.api.operations import Operations
 from vmhost.config import HostConfig
+from vmhost.drivers.base import DomainEvent
 from vmhost.engine import Engine, steps
+from vmhost.host.tokens import ensure_token, read_token
 from vmhost.store.sqlite import Store
 
 
@@ -24,6 +31,33 @@ def engine_on(hypervisor: FakeHypervisor, data_dir: Path, **driver_options: Any)
     engine = Engine(config, FakeDriver(hypervisor, **driver_options), store=store)
     hypervisor.sink = engine.on_domain_event
     return engine
+
+
+class NoEvents:
+    def start(
+        self, sink: Callable[[DomainEvent], None], on_connected: Callable[[], None], on_lost: Callable[[str], None]
+    ) -> None:
+        """The fake hypervisor calls the engine itself."""
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+
+@contextmanager
+def agent_http(engine: Engine) -> Iterator[TestClient]:
+    """The agent's app on this engine, in this process, as a client that sends the token."""
+    config = engine.config
+    ensure_token(config.data_dir)
+    agent = Agent(
+        config=config,
+        engine=engine,
+        operations=Operations(journal=engine),
+        auth=TokenAuth(config.data_dir, ()),
+        monitor=NoEvents(),
+    )
+    with TestClient(create_app(agent)) as client:
+        client.headers["Authorization"] = f"Bearer {read_token(config.data_dir)}"
+        yield client
 
 
 def restarted(engine: Engine, hypervisor: FakeHypervisor, **driver_options: Any) -> Engine:

@@ -228,7 +228,8 @@ def test_host_reboot_restores_vms_that_were_running(config, engine, guest_spec, 
         start_vm(http, guest_spec(running))
         assert http.post("/v1/vms", json=guest_spec(stopped), params={"wait": "true"}).status_code == 200
     libvirt_conn.lookupByName(running).destroy()
-    with RunningAgent(config):
+    with RunningAgent(config) as second, second.http() as http:
+        eventually(lambda: http.get("/v1/host/restore").json()["state"] == "done", 60, what="the restore")
         assert engine.driver.state(running).value == "running"
         assert engine.driver.state(stopped).value == "shutoff"
 

@@ -164,8 +164,14 @@ def graphics(draw: Draw) -> dict[str, Any]:
         "video": st.sampled_from(["virtio", "qxl", "vga", "cirrus", "bochs"]),
     }
     if kind == "spice":
-        optional["sound"] = st.booleans()
-    return {"type": kind, **draw(st.fixed_dictionaries({}, optional=optional))}
+        optional["sound"] = st.booleans() | st.sampled_from(["ich9", "ich6", "ac97", "usb"])
+        optional["streaming"] = st.sampled_from(["off", "all", "filter"])
+    drawn = {"type": kind, **draw(st.fixed_dictionaries({}, optional=optional))}
+    if drawn.get("video") == "qxl":
+        sizes = st.sampled_from([16384, 65536])
+        qxl = st.fixed_dictionaries({f"{bar}_kib": sizes for bar in ("ram", "vram", "vgamem")})
+        drawn |= draw(st.fixed_dictionaries({}, optional={"monitors": st.integers(1, 4), "qxl": qxl}))
+    return drawn
 
 
 @st.composite
@@ -176,9 +182,15 @@ def cpus_and_numa(draw: Draw, memory_mib: int) -> tuple[dict[str, Any], list[dic
     cpu: dict[str, Any] = {
         "vcpus": vcpus,
         "mode": draw(
-            st.sampled_from(["auto", "host-model", "host-passthrough", "qemu64", "Skylake-Client-IBRS", "EPYC-v4"])
+            st.sampled_from(
+                ["auto", "default", "host-model", "host-passthrough", "qemu64", "Skylake-Client-IBRS", "EPYC-v4"]
+            )
         ),
     }
+    if cpu["mode"] not in ("auto", "default") and draw(st.booleans()):
+        cpu["features"] = {"x2apic": draw(st.sampled_from(["disable", "require"]))}
+    if draw(st.booleans()):
+        cpu["emulator_pinning"] = draw(cpusets())
     if ceiling:
         cpu["max_vcpus"] = ceiling
     if draw(st.booleans()):
@@ -229,6 +241,8 @@ def memories(draw: Draw, size_mib: int) -> Any:
         "size": f"{size_mib}MiB",
         "balloon": draw(st.booleans()),
         "hugepages": draw(st.booleans()),
+        "access": draw(st.sampled_from(["private", "shared"])),
+        "merge_pages": draw(st.booleans()),
     }
     if memory["balloon"]:
         memory["balloon_stats_period"] = draw(st.integers(0, 3600))

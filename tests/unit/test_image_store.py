@@ -98,17 +98,27 @@ def test_vmadm_image_uuid_starts_from_the_store_image_with_that_uuid_at_its_size
     assert doc["disks"] == [{"bus": "virtio", "source": {"type": "image", "image": "deb"}, "boot_order": 1}]
 
 
-def test_vmadm_image_size_sizes_the_disk() -> None:
-    doc = payload_to_spec(
-        vmadm({"model": "virtio", "image_uuid": IMAGE_UUID, "image_size": 20}), store_of(deb=10 * MiB)
-    )
+def test_vmadm_size_with_flexible_disk_size_grows_the_image_disk() -> None:
+    payload = {**vmadm({"model": "virtio", "image_uuid": IMAGE_UUID, "size": 20}), "flexible_disk_size": 20}
+    doc = payload_to_spec(payload, store_of(deb=10 * MiB))
     assert doc["disks"][0]["source"] == {"type": "image", "image": "deb", "size": 20 * MiB}
 
 
-def test_vmadm_image_size_below_the_image_is_a_vmhost_problem_at_image_size() -> None:
+@pytest.mark.parametrize("image_size", [5, 20])
+def test_vmadm_image_size_other_than_the_images_is_refused_at_image_size_as_vmadm_does(image_size: int) -> None:
     with pytest.raises(DialectError) as caught:
-        payload_to_spec(vmadm({"model": "virtio", "image_uuid": IMAGE_UUID, "image_size": 5}), store_of(deb=10 * MiB))
+        payload_to_spec(
+            vmadm({"model": "virtio", "image_uuid": IMAGE_UUID, "image_size": image_size}), store_of(deb=10 * MiB)
+        )
     assert [p.path for p in caught.value.problems] == ["disks.0.image_size"]
+    assert "is the size of image deb (10 MiB)" in caught.value.problems[0].message
+
+
+def test_vmadm_size_below_the_image_is_a_vmhost_problem_at_size() -> None:
+    payload = {**vmadm({"model": "virtio", "image_uuid": IMAGE_UUID, "size": 5}), "flexible_disk_size": 20}
+    with pytest.raises(DialectError) as caught:
+        payload_to_spec(payload, store_of(deb=10 * MiB))
+    assert [p.path for p in caught.value.problems] == ["disks.0.size"]
     assert "smaller than image deb (10 MiB)" in caught.value.problems[0].message
 
 
@@ -121,11 +131,9 @@ def test_vmadm_unknown_image_uuid_is_a_vmhost_message_not_a_vmadm_finding() -> N
     assert caught.value.validation.ok and caught.value.validation.missing_properties == []
 
 
-def test_vmadm_without_a_store_needs_image_size_in_vmhosts_words() -> None:
-    with pytest.raises(DialectError) as caught:
-        payload_to_spec(vmadm({"model": "virtio", "image_uuid": IMAGE_UUID}))
-    assert [p.path for p in caught.value.problems] == ["disks.0.image_size"]
-    assert caught.value.validation.missing_properties == []
+def test_vmadm_without_a_store_leaves_the_image_size_to_imgadm_as_vmadm_does() -> None:
+    doc = payload_to_spec(vmadm({"model": "virtio", "image_uuid": IMAGE_UUID}))
+    assert doc["disks"][0]["source"] == {"type": "overlay", "base": f"/dev/zvol/rdsk/zones/{IMAGE_UUID}"}
 
 
 def test_an_image_disk_renders_as_an_overlay_whose_image_libvirt_must_not_relabel() -> None:

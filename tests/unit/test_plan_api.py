@@ -2,35 +2,19 @@
 422 with every reason at its path, nothing to change 200), only real work is a 202 operation, and the convenience
 routes are patches through the same plan."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.fakes.driver import FakeHypervisor
-from tests.fakes.engines import engine_on, spec
-from vmhost.api.agent import Agent
-from vmhost.api.app import create_app
-from vmhost.api.auth import TokenAuth
-from vmhost.api.operations import Operations
+from tests.fakes.engines import agent_http, engine_on, spec
 from vmhost.client import AgentClient
-from vmhost.drivers.base import DomainEvent
 from vmhost.engine import Engine
-from vmhost.host.tokens import ensure_token, read_token
 
 MAC = "52:54:00:00:00:09"
 HOTPLUG = {"cpu": {"vcpus": 1, "max_vcpus": 2}}
-
-
-class NoEvents:
-    def start(
-        self, sink: Callable[[DomainEvent], None], on_connected: Callable[[], None], on_lost: Callable[[str], None]
-    ) -> None:
-        """The fake hypervisor calls the engine itself."""
-
-    def stop(self) -> None:
-        """Nothing runs."""
 
 
 @pytest.fixture
@@ -47,17 +31,7 @@ def engine(hypervisor: FakeHypervisor, tmp_path: Path) -> Engine:
 
 @pytest.fixture
 def http(engine: Engine) -> Iterator[TestClient]:
-    config = engine.config
-    ensure_token(config.data_dir)
-    agent = Agent(
-        config=config,
-        engine=engine,
-        operations=Operations(journal=engine),
-        auth=TokenAuth(config.data_dir, ()),
-        monitor=NoEvents(),
-    )
-    with TestClient(create_app(agent)) as client:
-        client.headers["Authorization"] = f"Bearer {read_token(config.data_dir)}"
+    with agent_http(engine) as client:
         yield client
 
 

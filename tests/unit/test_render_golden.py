@@ -282,6 +282,52 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         ctx("tcg-custom-cpu", accel="tcg"),
     ),
+    "vdi-platform": (
+        {
+            "name": "vdi-platform",
+            "uuid": "00000000-0000-4000-8000-00000000000f",
+            "memory": {"size": "1GiB", "access": "shared", "merge_pages": False},
+            "cpu": {"vcpus": 2, "mode": "qemu64", "features": {"x2apic": "disable"}, "emulator_pinning": "0"},
+            "boot": {"menu": True, "menu_timeout": 2500},
+            "features": {
+                "hyperv": True,
+                "hyperv_synic": True,
+                "hyperv_vendor_id": "vmhost",
+                "vmport": False,
+                "suspend_to_mem": False,
+                "suspend_to_disk": False,
+            },
+            "clock": {
+                "offset": "localtime",
+                "timers": [{"name": "rtc", "tickpolicy": "catchup", "track": "guest"}, {"name": "hypervclock"}],
+            },
+            "lifecycle": {"on_crash": "preserve"},
+            "smbios": {"serial": "VMH-0001", "chassis_asset_tag": "rack-1", "oem_strings": ["vmhost:test"]},
+            "graphics": {
+                "type": "spice",
+                "video": "qxl",
+                "monitors": 2,
+                "qxl": {"ram_kib": 65536, "vram_kib": 65536, "vgamem_kib": 16384},
+                "streaming": "filter",
+                "sound": "ac97",
+                "tablet": True,
+            },
+            "usb": {"redirection": 2},
+        },
+        ctx("vdi-platform", accel="tcg"),
+    ),
+    "sriov-vf": (
+        {
+            "name": "sriov-vf",
+            "uuid": "00000000-0000-4000-8000-000000000010",
+            "memory": "512MiB",
+            "nics": [
+                {"type": "hostdev", "source": "0000:3b:02.1", "mac": "52:54:00:00:00:10", "vlan": 200},
+                {"type": "hostdev", "source": "3b:02.2", "mac": "52:54:00:00:00:11", "boot_order": 1},
+            ],
+        },
+        ctx("sriov-vf", accel="tcg"),
+    ),
 }
 
 

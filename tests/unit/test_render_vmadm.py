@@ -154,8 +154,17 @@ def test_an_overlay_on_a_plain_file_cannot_be_an_image_clone() -> None:
     assert problem_paths("bhyve", disks=[disk]) == ["disks.0.source.base"]
 
 
-def test_an_image_overlay_without_a_size_has_no_image_size() -> None:
-    assert problem_paths("bhyve", disks=[{"source": {"type": "overlay", "base": IMAGE}}]) == ["disks.0.source.size"]
+def test_an_image_overlay_without_a_size_leaves_image_size_to_vmadm_which_reads_it_from_the_image() -> None:
+    disks = [{"source": {"type": "overlay", "base": IMAGE}}]
+    assert problem_paths("bhyve", disks=disks) == []
+    assert "image_size" not in render("bhyve", disks=disks)["disks"][0]
+
+
+def test_a_grown_image_overlay_is_size_with_flexible_disk_size_on_bhyve_else_image_size() -> None:
+    disks = [{"source": {"type": "overlay", "base": IMAGE, "size": "20GiB"}}]
+    flexible = render("bhyve", disks=disks, smartos={"flexible_disk_size": 20480})["disks"][0]
+    assert (flexible["size"], "image_size" in flexible) == (20480, False)
+    assert render("kvm", disks=disks)["disks"][0]["image_size"] == 20480
 
 
 def test_a_qcow2_file_disk_is_a_problem_because_vmadm_reads_raw_devices() -> None:

@@ -16,6 +16,7 @@ from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState, DomainStats, Resources
 from vmhost.drivers.smartos import VmadmDriver
 from vmhost.drivers.smartos.driver import parse_list
+from vmhost.drivers.smartos.update import update_payload
 from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, HookContext, Phase
 from vmhost.errors import HypervisorError, NotFound, Unsupported, VmhostError
@@ -266,3 +267,47 @@ def test_the_console_is_vmadm_console_under_a_pty(engine: Engine, driver: VmadmD
 
 def test_list_output_with_colons_in_an_alias_parses() -> None:
     assert parse_list(f"{UUID}:a:b:running\n") == [type(parse_list(f"{UUID}:x:stopped")[0])(UUID, "a:b", "running")]
+
+
+def test_smartos_only_settings_of_a_vmadm_payload_reach_vmadm(engine: Engine, standin: Standin) -> None:
+    """tags, flexible_disk_size and pci_devices mean nothing to libvirt; the smartos block carries them to vmadm."""
+    device = {"path": "/devices/pci@0,0/pci8086,6f0a@3,2/pci15d9,1528@9,1", "pci_slot": "4:0:0"}
+    block = {"tags": {"smartdc_role": "zapi"}, "flexible_disk_size": 20480, "pci_devices": [device]}
+    engine.create(spec(smartos=block))
+    vm = standin.vm("web")
+    assert (vm["tags"], vm["flexible_disk_size"], vm["pci_devices"]) == ({"smartdc_role": "zapi"}, 20480, [device])
+
+
+def test_a_kvm_boot_string_and_dhcp_client_ids_reach_vmadm(tmp_path: Path, standin: Standin) -> None:
+    driver = VmadmDriver(command=str(EXECUTABLE), brand="kvm")
+    engine = Engine(HostConfig(data_dir=tmp_path / "data", vm_driver="smartos"), driver)
+    nic = {"type": "bridge", "source": "admin", "smartos": {"allowed_dhcp_cids": ["0x01020304"]}}
+    engine.create(spec(nics=[nic], boot={"order": ["hd", "cdrom"]}, smartos={"boot_once": ["cdrom"]}))
+    vm = standin.vm("web")
+    assert (vm["boot"], vm["nics"][0]["allowed_dhcp_cids"]) == ("order=cd,once=d", ["0x01020304"])
+
+
+def test_an_update_sets_and_removes_tags_and_leaves_what_vmadm_filled_in_alone() -> None:
+    """vmadm get shows every disk's refreservation (its size) and bhyve pci_slot: not a change unless vmhost sets it."""
+    have: dict[str, Any] = {
+        "cpu_shares": 100,
+        "tags": {"a": "1", "b": "2"},
+        "disks": [
+            {
+                "path": "/dev/zvol/rdsk/zones/x-disk0",
+                "media": "disk",
+                "model": "virtio",
+                "boot": True,
+                "size": 1024,
+                "refreservation": 1024,
+                "pci_slot": "0:4:0",
+            }
+        ],
+    }
+    want: dict[str, Any] = {"tags": {"a": "3"}, "disks": [{"media": "disk", "model": "virtio", "boot": True}]}
+    want["disks"][0]["size"] = 1024
+    assert update_payload(have, want) == {"set_tags": {"a": "3"}, "remove_tags": ["b"]}
+    want["disks"][0]["compression"] = "lz4"
+    assert update_payload(have, want)["update_disks"] == [
+        {"path": "/dev/zvol/rdsk/zones/x-disk0", "compression": "lz4"}
+    ]

@@ -36,8 +36,21 @@ def test_payload_without_brand_is_missing_brand() -> None:
     assert validate_payload({}).missing_properties == ["brand"]
 
 
-def test_an_os_brand_is_a_bad_brand_here() -> None:
-    assert validate_payload({"brand": "joyent"}).as_vmadm() == {"bad_brand": "joyent"}
+def test_a_zone_brand_is_refused_in_vmhost_words_not_as_a_bad_brand() -> None:
+    result = validate_payload({"brand": "joyent"})
+    assert result.as_vmadm() == {"bad_values": [], "bad_properties": [], "missing_properties": []}
+    assert not result.ok
+    assert [p.path for p in result.problems()] == ["brand"]
+    assert "SmartOS zone brand" in result.report()
+
+
+def test_an_invalid_zone_payload_still_names_its_bad_property() -> None:
+    result = validate_payload({"brand": "lx", "dataset_name": "x", "nics": [{"nic_tag": "admin", "mtu": 500}]})
+    assert (result.bad_properties, result.bad_values) == (["dataset_name"], ["nics.*.mtu"])
+
+
+def test_an_unknown_brand_is_a_bad_brand() -> None:
+    assert validate_payload({"brand": "gorilla"}).as_vmadm() == {"bad_brand": "gorilla"}
 
 
 def test_unknown_property_is_a_bad_property() -> None:
@@ -228,9 +241,9 @@ def test_ips_need_a_routing_prefix_or_dhcp() -> None:
     assert validate_payload(payload(nics=[{**NIC, "ips": ["10.0.0.5/24", "addrconf"]}])).ok
 
 
-def test_allowed_ips_is_not_updatable() -> None:
+def test_allowed_ips_is_not_updatable_and_is_named_as_vmjs_checks_update_nics() -> None:
     update = {"update_nics": [{"mac": "52:54:00:00:00:01", "allowed_ips": ["10.0.0.1"]}]}
-    assert validate_payload(update, "update", "bhyve").bad_properties == ["update_nics.*.allowed_ips"]
+    assert validate_payload(update, "update", "bhyve").bad_properties == ["nics.*.allowed_ips"]
 
 
 def test_update_nics_needs_the_mac_that_finds_the_nic() -> None:

@@ -404,6 +404,10 @@ def xen_compatible(data: dict[str, Any]) -> dict[str, Any]:
     data["clock"]["timers"] = []
     data["passthrough"]["usb"] = []
     data["usb"]["redirection"] = 0
+    data["cpu"].pop("features", None)
+    data["cpu"].pop("emulator_pinning", None)
+    if isinstance(data["memory"], dict):
+        data["memory"]["access"] = "private"
     if data["boot"]["machine"] and "q35" in data["boot"]["machine"]:
         data["boot"]["machine"] = None
     if data["boot"].get("kernel"):
@@ -436,6 +440,10 @@ def xen_compatible(data: dict[str, Any]) -> dict[str, Any]:
             graphics.setdefault("port", 5999)
         if graphics.get("video") in ("virtio", "bochs"):
             del graphics["video"]
+        for key in ("streaming", "monitors", "qxl", "tablet"):
+            graphics.pop(key, None)
+        if isinstance(graphics.get("sound"), str):
+            graphics["sound"] = True
     return data
 
 
@@ -482,3 +490,23 @@ def test_a_disk_or_iso_path_ending_in_a_comma_is_a_problem_xl_cannot_carry() -> 
         }
     )
     assert sorted(path for path, _ in problems(spec)) == ["cdroms.0.iso", "disks.0.source.path"]
+
+
+@pytest.mark.parametrize(
+    ("block", "path"),
+    [
+        ({"smbios": {"serial": "S-1"}}, "smbios"),
+        ({"cpu": {"mode": "host-model", "features": {"x2apic": "disable"}}}, "cpu.features"),
+        ({"memory": {"size": "64MiB", "access": "shared"}}, "memory.access"),
+        ({"features": {"hyperv": True, "hyperv_vendor_id": "vmhost"}}, "features.hyperv"),
+        ({"graphics": {"type": "spice", "port": 5930, "streaming": "all"}}, "graphics.streaming"),
+        ({"graphics": {"type": "spice", "port": 5930, "sound": "ac97"}}, "graphics.sound"),
+        ({"graphics": {"type": "vnc", "video": "qxl", "monitors": 2}}, "graphics.monitors"),
+        ({"cpu": {"emulator_pinning": "0"}}, "cpu.emulator_pinning"),
+        ({"graphics": {"type": "vnc", "tablet": True}}, "graphics.tablet"),
+        ({"features": {"suspend_to_mem": False}}, "features.suspend_to_mem"),
+    ],
+)
+def test_platform_settings_xl_cannot_carry_are_problems_not_dropped(block: dict[str, Any], path: str) -> None:
+    spec = parse_spec({"name": "platform", "memory": "64MiB", **block})
+    assert path in [found for found, _ in problems(spec)]

@@ -207,7 +207,7 @@ def test_non_text_name_is_refused():
 
 def test_hotplug_ceilings_apply_when_use_numa_is_on():
     document = start_vm_spec(example())
-    assert document["cpu"] == {"vcpus": 1, "max_vcpus": 128, "shares": 512}
+    assert document["cpu"] == {"vcpus": 1, "max_vcpus": 128, "mode": "default", "shares": 512}
     assert document["memory"] == {"size": 2 * 2**30, "max_size": 4 * 2**30, "slots": 16}
 
 
@@ -261,8 +261,9 @@ def test_nested_virtualization_sets_the_cpu_mode(nested, mode):
     assert start_vm_spec(variant(nestedVirtualization=nested))["cpu"]["mode"] == mode
 
 
-def test_nested_virtualization_none_leaves_the_mode_to_vmhost():
-    assert "mode" not in start_vm_spec(example())["cpu"]
+def test_nested_virtualization_none_is_the_emulators_default_model_as_in_zstack():
+    assert start_vm_spec(example())["cpu"]["mode"] == "default"
+    assert start_vm_spec(variant(nestedVirtualization=None))["cpu"]["mode"] == "default"
 
 
 def test_custom_cpu_model():
@@ -369,7 +370,11 @@ def test_non_virtio_disks_use_the_machines_legacy_bus(machine, bus):
 
 def test_block_volume():
     root = {**example()["rootVolume"], "deviceType": "block", "installPath": "/dev/vg0/root"}
-    assert start_vm_spec(variant(rootVolume=root))["disks"][0]["source"] == {"type": "block", "path": "/dev/vg0/root"}
+    assert start_vm_spec(variant(rootVolume=root))["disks"][0]["source"] == {
+        "type": "block",
+        "path": "/dev/vg0/root",
+        "format": "raw",
+    }
 
 
 @pytest.mark.parametrize("install_path", ["ceph://pool-a/image-1", "rbd:pool-a/image-1", "rbd:pool-a/image-1:conf=/x"])
@@ -435,19 +440,19 @@ def test_missing_root_volume_or_install_path():
 
 
 def test_volume_qos_becomes_io_limits():
-    qos = {ROOT_UUID: {"totalBandwidth": 2000, "totalIops": 10000, "readBandwidth": -1}}
+    qos = {ROOT_UUID: {"totalBandwidth": 2000, "totalIOPS": 10000, "readBandwidth": -1}}
     disk = start_vm_spec(variant(addons={"VolumeQos": qos}))["disks"][0]
     assert disk["io_limits"] == {"total_bytes_sec": 2000, "total_iops_sec": 10000}
 
 
 def test_volume_qos_read_write_limits():
-    qos = {ROOT_UUID: {"readBandwidth": 100, "writeBandwidth": 200, "readIops": 3, "writeIops": 4}}
+    qos = {ROOT_UUID: {"readBandwidth": 100, "writeBandwidth": 200, "readIOPS": 3, "writeIOPS": 4}}
     disk = start_vm_spec(variant(addons={"VolumeQos": qos}))["disks"][0]
     assert disk["io_limits"] == {"read_bytes_sec": 100, "write_bytes_sec": 200, "read_iops_sec": 3, "write_iops_sec": 4}
 
 
 def test_attach_data_volume_command_becomes_one_disk():
-    cmd = {"vmInstanceUuid": UUID, "volume": data_volume(1), "addons": {"VolumeQos": {f"{1:032x}": {"totalIops": 5}}}}
+    cmd = {"vmInstanceUuid": UUID, "volume": data_volume(1), "addons": {"VolumeQos": {f"{1:032x}": {"totalIOPS": 5}}}}
     disk = data_volume_disk(cmd, "pc")
     assert disk["source"] == {"type": "file", "path": "/var/lib/zstack/data-1.qcow2", "format": "qcow2"}
     assert disk["io_limits"] == {"total_iops_sec": 5}
@@ -487,8 +492,9 @@ def test_boot_iso_of_old_management_nodes():
     assert document["cdroms"] == [{"bus": "ide", "iso": "/iso/old.iso"}]
 
 
-def test_iso_not_on_a_host_path_is_refused():
-    assert "cdRoms.0.path" in problems(variant(cdRoms=[{"deviceId": 0, "path": "ceph://pool/iso"}]))
+def test_iso_neither_on_a_host_path_nor_in_ceph_is_refused():
+    assert "cdRoms.0.path" in problems(variant(cdRoms=[{"deviceId": 0, "path": "nfs://server/iso"}]))
+    assert "cdRoms.0.monInfo" in problems(variant(cdRoms=[{"deviceId": 0, "path": "ceph://pool/iso"}]))
 
 
 # ---- nics ----------------------------------------------------------------------------------------
@@ -543,8 +549,8 @@ def test_nic_qos_below_one_kib_per_second_is_refused():
 
 def test_nic_errors():
     assert "nics.0.bridgeName" in problems(variant(nics=[{**example()["nics"][0], "bridgeName": None}]))
-    vf = {**example()["nics"][0], "pciDeviceAddress": "0000:3b:02.1"}
-    assert "nics.0.pciDeviceAddress" in problems(variant(nics=[vf]))
+    vf = {**example()["nics"][0], "pciDeviceAddress": "3b:02.1", "vlanId": "abc"}
+    assert "nics.0.vlanId" in problems(variant(nics=[vf]))
 
 
 # ---- display -------------------------------------------------------------------------------------
@@ -552,16 +558,16 @@ def test_nic_errors():
 
 def test_vnc_on_loopback_with_password_and_video():
     graphics = start_vm_spec(example())["graphics"]
-    assert graphics == {"type": "vnc", "listen": "127.0.0.1", "password": "s3cret", "video": "cirrus"}
+    assert graphics == {"type": "vnc", "listen": "127.0.0.1", "tablet": True, "password": "s3cret", "video": "cirrus"}
 
 
 def test_console_listen_is_the_callers_choice():
     assert start_vm_spec(example(), console_listen="0.0.0.0")["graphics"]["listen"] == "0.0.0.0"
 
 
-def test_spice_gets_a_sound_card_as_in_zstack():
-    graphics = start_vm_spec(variant(consoleMode="spice", videoType="qxl", VDIMonitorNumber=2))["graphics"]
-    assert (graphics["type"], graphics["video"], graphics["sound"]) == ("spice", "qxl", True)
+def test_spice_gets_zstacks_default_sound_card():
+    graphics = start_vm_spec(variant(consoleMode="spice", videoType="qxl"))["graphics"]
+    assert (graphics["type"], graphics["video"], graphics["sound"]) == ("spice", "qxl", "ich6")
     parse_spec(start_vm_spec(variant(consoleMode="spice", videoType="qxl")))
 
 
@@ -625,7 +631,14 @@ def test_clock_utc_and_localtime_with_zstacks_timers():
 
 def test_features():
     features = start_vm_spec(variant(emulateHyperV=True, kvmHiddenState="true", acpi=False))["features"]
-    assert features == {"acpi": False, "hyperv": True, "hide_kvm": True}
+    assert features == {
+        "acpi": False,
+        "hyperv": True,
+        "hide_kvm": True,
+        "hyperv_vendor_id": "zstack.io",
+        "suspend_to_mem": False,
+        "suspend_to_disk": False,
+    }
 
 
 # ---- redefining a stopped VM ---------------------------------------------------------------------

@@ -42,7 +42,14 @@ class OperationView(BaseModel):
     finished_at: float | None
 
 
+def _no_required(schema: dict[str, Any]) -> None:
+    schema.pop("required", None)
+
+
 class VmSummary(BaseModel):
+    """A row of GET /v1/vms: every field, or those `fields` names (so none is required)."""
+
+    model_config = ConfigDict(json_schema_extra=_no_required)
     name: str
     uuid: str
     kind: str
@@ -54,6 +61,7 @@ class VmSummary(BaseModel):
     disks: int
     nics: int
     description: str
+    labels: dict[str, str]
 
 
 class HostView(BaseModel):

@@ -198,7 +198,8 @@ def _address(host: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
 
 
 class Operations:
-    """At most one operation per VM at a time (a second gets 409); different VMs run in parallel."""
+    """At most one operation per VM at a time (a second gets 409); different VMs run in parallel, `workers` at
+    once (the agent's `operation_workers`), the rest waiting in submission order."""
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class Operations:
         journal: Journal | None = None,
     ):
         self._journal = journal
+        self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op")
         self._callbacks = BoundedPool(4, callback_limit, "callback")
         self._lock = threading.Lock()

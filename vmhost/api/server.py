@@ -63,7 +63,8 @@ def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
     ensure_token(config.data_dir)
     auth = TokenAuth(config.data_dir, tuple(config.zstack_trusted_sources))
     monitor = build_event_source(config, engine.driver.drivers)
-    return Agent(config=config, engine=engine, operations=Operations(journal=engine), auth=auth, monitor=monitor)
+    operations = Operations(workers=config.operation_workers, journal=engine)
+    return Agent(config=config, engine=engine, operations=operations, auth=auth, monitor=monitor)
 
 
 def serve(config: HostConfig, listen: Listen) -> None:

@@ -5,6 +5,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import yaml
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
@@ -21,7 +22,8 @@ from vmhost.drivers.report import host_report
 from vmhost.engine import Engine
 from vmhost.engine.events import VmEvent
 from vmhost.engine.lifecycle import GONE
-from vmhost.engine.views import select, summary
+from vmhost.engine.states import VmState
+from vmhost.engine.views import Listing, ListQuery
 from vmhost.errors import VmhostError
 from vmhost.spec import Problem, SpecError
 from vmhost.spec.graphics import REVEAL_SECRETS
@@ -29,7 +31,7 @@ from vmhost.spec.graphics import REVEAL_SECRETS
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": meaning}
     for status, meaning in (
-        (400, "malformed request (unknown filter or sort field, body not JSON)"),
+        (400, "malformed request (unknown filter, sort or field, a cursor not of this listing, body not JSON)"),
         (401, "no or wrong token"),
         (404, "no such VM"),
         (409, "busy or conflicting"),
@@ -52,6 +54,11 @@ SPEC_BODY = {
     }
 }
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+LIST_PARAMS = ("state", "sort", "fields", "limit", "after")
+"""GET /v1/vms's declared query params; any other is a field=value or label.KEY=value filter."""
+NEXT_PAGE = {
+    "Link": {"description": '`<URL>; rel="next"` while more rows follow the page', "schema": {"type": "string"}}
+}
 PATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
@@ -99,15 +106,31 @@ def router(agent: Agent) -> APIRouter:
         spec = await asyncio.to_thread(engine.validate, await _spec_document(request), offline=offline)
         return {"valid": True, "name": spec.name, "host_checked": not offline}
 
-    @api.get("/vms", response_model=list[VmSummary], tags=["vms"])
-    def list_vms(request: Request, sort: str | None = None) -> list[dict[str, Any]]:
-        """Every VM from the agent's store (kept fresh in the background); `field=value` query params filter."""
-        filters = {k: v for k, v in request.query_params.items() if k != "sort"}
-        rows = [summary(record, state, engine.config.accel) for record, state in engine.list_vms_cached()]
+    listing = Listing(engine.store, engine.config.accel)
+
+    @api.get("/vms", response_model=list[VmSummary], tags=["vms"], responses={200: {"headers": NEXT_PAGE}})
+    def list_vms(
+        request: Request,
+        *,
+        state: Annotated[VmState | None, Query(description="Only VMs in this state.")] = None,
+        sort: Annotated[str | None, Query(description="field[,field]; '-field' descending; names break ties.")] = None,
+        fields: Annotated[str | None, Query(description="Comma-separated fields to answer (default: all).")] = None,
+        limit: Annotated[int | None, Query(ge=1, le=1000, description="At most this many rows (a page).")] = None,
+        after: Annotated[str | None, Query(description="The cursor of the previous page's Link rel=next.")] = None,
+    ) -> Response:
+        """The VMs in the agent's store (kept fresh in the background), answered from memory until the store
+        changes. Any other `field=value` or `label.KEY=value` query param filters; with `limit`, a Link header
+        (rel="next") names the next page while there is one."""
+        filters = [(k, v) for k, v in request.query_params.multi_items() if k not in LIST_PARAMS]
+        if state is not None:
+            filters.append(("state", state.value))
         try:
-            return select(rows, filters, sort)
+            query = ListQuery.of(filters, sort, fields, limit, after)
+            page = listing.page(query)
         except ValueError as exc:
             raise VmhostError(str(exc)) from None
+        headers = {"Link": f'<{_next_page(request, page.after)}>; rel="next"'} if page.after else None
+        return Response(page.body, media_type="application/json", headers=headers)
 
     @api.get("/vms/{vm}", tags=["vms"])
     def get_vm(vm: str) -> dict[str, Any]:
@@ -320,6 +343,12 @@ async def _event_stream(
                 yield f"data: {json.dumps(event.view())}\n\n"
     finally:
         unsubscribe()
+
+
+def _next_page(request: Request, after: str) -> str:
+    """This request's path and query with the next page's cursor (relative: right behind any proxy)."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"] + [("after", after)]
+    return f"{request.url.path}?{urlencode(query)}"
 
 
 def _read_all(path: Path) -> bytes:

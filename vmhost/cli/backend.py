@@ -6,7 +6,8 @@ from typing import Any, Protocol
 from vmhost.drivers.base import ConsoleStream
 from vmhost.drivers.report import host_report
 from vmhost.engine import Engine, images
-from vmhost.engine.views import summary
+from vmhost.engine.views import select, summary
+from vmhost.errors import VmhostError
 
 
 class Backend(Protocol):
@@ -16,7 +17,10 @@ class Backend(Protocol):
         """The spec's name when create would take it (spec and host checks); SpecError with every problem."""
         ...
 
-    def list_rows(self) -> list[dict[str, Any]]: ...
+    def list_rows(self, filters: dict[str, str], sort: str | None, fields: list[str]) -> list[dict[str, Any]]:
+        """The `list` rows that match every filter (field=value, label.KEY=value), in order, with these fields
+        (every one when empty); an agent selects them itself (engine/views.py check_query says what is valid)."""
+        ...
 
     def get(self, name: str) -> dict[str, Any]: ...
 
@@ -54,6 +58,14 @@ class Backend(Protocol):
 
     def host(self) -> dict[str, Any]: ...
 
+    def shutdown_host(self, timeout: float | None) -> dict[str, Any]:
+        """Every live VM stopped in reverse startup order (engine/host_shutdown.py); how each went off."""
+        ...
+
+    def restore_progress(self) -> dict[str, Any]:
+        """How far the agent's restore at its start got (GET /v1/host/restore)."""
+        ...
+
     def create_snapshot(self, name: str, snapshot: str, *, disk_only: bool, quiesce: bool) -> dict[str, Any]: ...
 
     def list_snapshots(self, name: str) -> list[dict[str, Any]]: ...
@@ -85,8 +97,10 @@ class LocalBackend:
     def validate(self, document: Any) -> str:
         return self.engine.validate(document).name
 
-    def list_rows(self) -> list[dict[str, Any]]:
-        return [summary(record, state, self.engine.config.accel) for record, state in self.engine.list_vms()]
+    def list_rows(self, filters: dict[str, str], sort: str | None, fields: list[str]) -> list[dict[str, Any]]:
+        rows = [summary(record, state, self.engine.config.accel) for record, state in self.engine.list_vms()]
+        chosen = select(rows, filters, sort)
+        return [{field: row[field] for field in fields} for row in chosen] if fields else chosen
 
     def get(self, name: str) -> dict[str, Any]:
         return self.engine.get(name)
@@ -148,6 +162,12 @@ class LocalBackend:
 
     def host(self) -> dict[str, Any]:
         return host_report(self.engine.driver, len(self.engine.list_vms_cached()))
+
+    def shutdown_host(self, timeout: float | None) -> dict[str, Any]:
+        return self.engine.shutdown_host(timeout)
+
+    def restore_progress(self) -> dict[str, Any]:
+        raise VmhostError("only an agent restores VMs (at its start): ask it with --agent URL")
 
     def import_image(self, request: dict[str, Any], progress: Callable[[int, int | None], None]) -> dict[str, Any]:
         """`request` as /v1/images takes it: source, name, sha256, format, uuid."""

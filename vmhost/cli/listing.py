@@ -24,6 +24,12 @@ def parse_fields(option: str | None) -> list[str]:
     return fields
 
 
+def stored_fields(fields: list[str]) -> list[str]:
+    """What to ask the backend for: the fields shown, less the live ones, plus the name they are asked by."""
+    stored = [field for field in fields if field not in LIVE_FIELDS]
+    return stored if stored == fields or "name" in stored else ["name", *stored]
+
+
 def parse_filters(expressions: list[str]) -> dict[str, str]:
     filters = {}
     for expression in expressions:
@@ -56,11 +62,18 @@ def render(
         return
     if parsable:
         for row in table:
-            console.print(":".join(str(row[f]).replace(":", "\\:") for f in fields), markup=False, highlight=False)
+            console.print(":".join(_cell(row[f]).replace(":", "\\:") for f in fields), markup=False, highlight=False)
         return
     out = Table(box=box.SIMPLE_HEAD if header else None, show_header=header, pad_edge=False, show_edge=False)
     for field in fields:
         out.add_column(field.upper(), no_wrap=True)
     for row in table:
-        out.add_row(*(str(row[f]) for f in fields))
+        out.add_row(*(_cell(row[f]) for f in fields))
     console.print(out, markup=False, highlight=False)
+
+
+def _cell(value: Any) -> str:
+    """Labels as KEY=VALUE,KEY=VALUE (as `list label.KEY=VALUE` filters them); anything else as str()."""
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    return str(value)

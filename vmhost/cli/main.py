@@ -23,7 +23,7 @@ from vmhost.client import AgentClient
 from vmhost.config import HostConfig, load_config
 from vmhost.dialects import DIALECTS, to_spec_document, validate_document
 from vmhost.engine.states import VmState
-from vmhost.engine.views import FIELDS, select
+from vmhost.engine.views import FIELDS, check_query
 from vmhost.errors import Unsupported, VmhostError
 from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
@@ -204,7 +204,8 @@ def validate(
 @app.command("list")
 def list_vms(
     filters: Annotated[
-        list[str] | None, typer.Argument(help=f"field=value filters, e.g. state=running. Fields: {LIST_FIELDS}.")
+        list[str] | None,
+        typer.Argument(help=f"field=value filters, e.g. state=running or label.tier=web. Fields: {LIST_FIELDS}."),
     ] = None,
     output: Annotated[
         str | None,
@@ -224,14 +225,11 @@ def list_vms(
         fields = listing.parse_fields(output)
         selection = listing.parse_filters(filters or [])
         listing.check_state_filter(selection)
+        check_query(selection, sort)
     except ValueError as exc:
         _fail(str(exc), code=2)
     with _backend() as backend:
-        rows = backend.list_rows()
-        try:
-            table = select(rows, selection, sort)
-        except ValueError as exc:
-            _fail(str(exc), code=2)
+        table = backend.list_rows(selection, sort, listing.stored_fields(fields))
         if "ip" in fields:
             table = [{**row, "ip": listing.guest_ip(backend.get(row["name"]))} for row in table]
     listing.render(table, fields, as_json=as_json, parsable=parsable, header=not no_header, console=out)

@@ -1,10 +1,12 @@
 """The hypervisor-agnostic driver contract the lifecycle engine is written against."""
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from vmhost.spec import VMSpec
 
@@ -339,3 +341,14 @@ class Driver(DomainCalls, Protocol):
     """The driver's name (libvirt, runc, xen, smartos): errors and the capability matrix name it."""
     capabilities: frozenset[Capability]
     """What it can do beyond define/start/stop/delete; a method for a capability it lacks raises Unsupported."""
+
+
+@runtime_checkable
+class CephSecretStore(Protocol):
+    """A driver that keeps Ceph (cephx) keys in hypervisor secrets, for commands that carry the key itself."""
+
+    def ceph_secret(self, uuid: UUID, key: str) -> AbstractContextManager[None]:
+        """Secret `uuid` holds the base64 cephx `key` while the block defines and starts a VM that uses it (and
+        afterwards, until no domain refers to it); after a failed block a secret the driver made and no domain
+        uses is removed. The key is never logged, kept or returned."""
+        ...

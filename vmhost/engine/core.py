@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
 from vmhost.engine import image_pull, images, resources
+from vmhost.engine.admission import Admission
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
 from vmhost.engine.locks import VmLocks
@@ -74,6 +75,8 @@ class Core:
     progress: Progress = quiet
     events: EventBus = field(default_factory=EventBus)
     timers: Timers = field(default_factory=Timers)
+    admission: Admission = field(default_factory=Admission)
+    """Memory promised to the starts in flight (engine/admission.py)."""
 
     # ---- records -----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, Driver
 from vmhost.drivers.multi import DriverSet
-from vmhost.engine import image_pull, images, recovery, snapshots, steps, views
+from vmhost.engine import host_shutdown, image_pull, images, recovery, snapshots, steps, views
 from vmhost.engine.core import GONE, Core, Progress, log, quiet
 from vmhost.engine.events import EventBus
 from vmhost.engine.hooks import Hook
@@ -32,6 +32,7 @@ from vmhost.engine.operations import (
 )
 from vmhost.engine.operations.stop import StopResult
 from vmhost.engine.plan import UpdateResult
+from vmhost.engine.restore import Restore
 from vmhost.engine.router import Router
 from vmhost.engine.states import VmState
 from vmhost.engine.supervisor import Supervisor
@@ -63,6 +64,7 @@ class Engine:
             progress=progress,
         )
         self.supervisor = Supervisor(self.core)
+        self.restore = Restore()
 
     def _driver_of(self, name: str) -> str | None:
         record = self.core.store.get_vm(name)
@@ -205,8 +207,14 @@ class Engine:
         """The store's view, no hypervisor call: for hot paths while something else keeps it fresh."""
         return [(record, VmState(record.state)) for record in self.core.store.list_vms()]
 
-    def recover(self) -> None:
-        recovery.recover(self.core, self.supervisor)
+    def recover(self, *, background: bool = False) -> None:
+        """Recovery, then the restore of the VMs that should run (in a thread of its own with background: the
+        agent serves meanwhile, `self.restore` shows how far it got)."""
+        self.restore.run(self.core, recovery.recover(self.core, self.supervisor), background=background)
+
+    def shutdown_host(self, timeout: float | None = None) -> dict[str, Any]:
+        """Stop every live VM in reverse startup order; the next agent start restores them (host_shutdown.py)."""
+        return host_shutdown.shutdown(self.core, self.supervisor, self.restore, timeout)
 
     def prune_history(self) -> None:
         steps.prune_history(self.core)

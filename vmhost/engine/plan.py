@@ -20,7 +20,7 @@ from vmhost.spec.units import format_size, parse_size
 How = Literal["offline", "live", "next-boot", "refused"]
 Act = Literal["attach-nic", "detach-nic", "vcpus", "memory", "grow-disk", "media", "resize-offline"]
 
-METADATA = frozenset({"description", "labels", "restart_policy", "restart_backoff", "autostart"})
+METADATA = frozenset({"description", "labels", "restart_policy", "restart_backoff", "autostart", "startup"})
 """What only vmhost reads (the hypervisor's definition merely carries it): applies at once, even while running."""
 KEYED = {"nics": "mac", "disks": "target", "cdroms": "target"}
 IDENTITY = ("name", "uuid")

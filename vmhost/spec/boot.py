@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vmhost.spec.base import SpecModel
 
@@ -27,9 +27,18 @@ class Boot(SpecModel):
         description="Device classes to try in order. Mutually exclusive with per-device boot_order.",
     )
     menu: bool = Field(False, description="Show the firmware boot menu.")
+    menu_timeout: int | None = Field(
+        None, ge=0, le=65535, description="Milliseconds the boot menu waits for a key (needs menu)."
+    )
     kernel: KernelBoot | None = Field(None, description="Direct kernel boot instead of a bootloader.")
     machine: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9.-]*$",
         description="QEMU machine type, e.g. 'pc' or 'q35'. Default: the hypervisor's default.",
     )
+
+    @model_validator(mode="after")
+    def _timeout_needs_menu(self) -> "Boot":
+        if self.menu_timeout is not None and not self.menu:
+            raise ValueError("menu_timeout needs menu: true")
+        return self

@@ -8,13 +8,15 @@ from vmhost.spec import guest_net
 from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.cloud_init import exclusive_problems
 from vmhost.spec.cpu import parse_cpuset
-from vmhost.spec.disk import Disk, FileDisk, ImageDisk, NewDisk, OverlayDisk
+from vmhost.spec.disk import BlockDisk, Disk, FileDisk, ImageDisk, NewDisk, OverlayDisk
 from vmhost.spec.errors import Problem
+from vmhost.spec.nic import Nic
 from vmhost.spec.vm import LABEL_KEY_PATTERN, VMSpec
 
 BUS_PREFIX = {"virtio": "vd", "virtio-scsi": "sd", "scsi": "sd", "sata": "sd", "ide": "hd"}
 WWN_BUSES = {"scsi", "virtio-scsi", "ide"}
 IDE_DEVICES_PER_MACHINE = 4
+RESERVED_PCI_SLOTS = (0x00, 0x01, 0x1F)
 
 
 def max_vcpus(spec: VMSpec) -> int:
@@ -83,6 +85,9 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"{path}.shareable", "only raw images can be shared between VMs")
         yield from _backing(path, disk)
         yield from _io_limits(path, disk.io_limits)
+        yield from _iothread(spec, path, disk)
+        yield from _pci_address(path, disk)
+    yield from _duplicates("disks.{}.pci_address", [d.pci_address for d in spec.disks], "PCI address used twice")
     for index, cdrom in enumerate(spec.cdroms):
         if cdrom.target and not cdrom.target.startswith(BUS_PREFIX[cdrom.bus]):
             yield Problem(
@@ -102,6 +107,16 @@ def _devices(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(path, f"target {target!r} is used by more than one disk or cdrom")
 
 
+def _pci_address(path: str, disk: Disk) -> Iterator[Problem]:
+    """Only a virtio disk is a PCI device of its own; slots 0, 1 and 31 hold the host, ISA and LPC bridges."""
+    if disk.pci_address is None:
+        return
+    if disk.bus != "virtio":
+        yield Problem(f"{path}.pci_address", f"only virtio disks are PCI devices themselves, not {disk.bus} ones")
+    if int(disk.pci_address[8:10], 16) in RESERVED_PCI_SLOTS:
+        yield Problem(f"{path}.pci_address", "slots 00, 01 and 1f hold the machine's host, ISA and LPC bridges")
+
+
 def _backing(path: str, disk: Disk) -> Iterator[Problem]:
     """A recorded backing chain must fit its image: raw images have none, an overlay's starts with its base."""
     source = disk.source
@@ -113,6 +128,23 @@ def _backing(path: str, disk: Disk) -> Iterator[Problem]:
         and [i.path for i in source.backing[:1]] != [source.base]
     ):
         yield Problem(f"{path}.source.backing", f"must start with the base image {source.base}")
+
+
+def _iothread(spec: VMSpec, path: str, disk: Disk) -> Iterator[Problem]:
+    """IOThreads serve virtio-blk disks and virtio-scsi controllers only, and must exist; a controller is run by
+    one IOThread (or none), so the disks on it agree."""
+    if disk.controller is not None:
+        if disk.bus != "virtio-scsi":
+            yield Problem(f"{path}.controller", f"only virtio-scsi disks choose their controller, not {disk.bus}")
+        others = {d.iothread for d in spec.disks if d.bus == "virtio-scsi" and d.controller == disk.controller}
+        if len(others) > 1:
+            yield Problem(f"{path}.controller", f"the disks on controller {disk.controller} name different IOThreads")
+    if disk.iothread is None:
+        return
+    if disk.bus not in ("virtio", "virtio-scsi"):
+        yield Problem(f"{path}.iothread", f"only virtio and virtio-scsi disks run in an IOThread, not {disk.bus}")
+    elif disk.iothread not in spec.iothreads.ids:
+        yield Problem(f"{path}.iothread", f"IOThread {disk.iothread} is not one of iothreads ({spec.iothreads.ids})")
 
 
 def _io_limits(path: str, limits: object) -> Iterator[Problem]:
@@ -147,8 +179,23 @@ def _nics(spec: VMSpec) -> Iterator[Problem]:
             yield Problem(f"nics.{index}.mtu", "direct (macvtap) NICs take the MTU of their host NIC")
         if nic.type == "direct" and nic.allowed_ips:
             yield Problem(f"nics.{index}.allowed_ips", "libvirt cannot filter direct (macvtap) NICs")
+        yield from _vf_nic(index, nic)
     yield from _duplicates("nics.{}.mac", [n.mac for n in spec.nics], "MAC address used twice")
     yield from _duplicates("nics.{}.tap", [n.tap for n in spec.nics], "tap name used twice")
+
+
+VF_NIC_UNSET = ("model", "tap", "mtu", "bandwidth", "allowed_ips", "queues")
+
+
+def _vf_nic(index: int, nic: Nic) -> Iterator[Problem]:
+    """A VF is the guest's own hardware: no emulated model, no host tap to name, shape or filter."""
+    if nic.type != "hostdev":
+        if nic.vlan is not None:
+            yield Problem(f"nics.{index}.vlan", "only hostdev (SR-IOV VF) NICs take a vlan")
+        return
+    for name in VF_NIC_UNSET:
+        if name in nic.model_fields_set and getattr(nic, name) not in (None, []):
+            yield Problem(f"nics.{index}.{name}", "a hostdev (SR-IOV VF) NIC has none")
 
 
 def _graphics(spec: VMSpec) -> Iterator[Problem]:
@@ -161,6 +208,8 @@ def _graphics(spec: VMSpec) -> Iterator[Problem]:
         yield Problem("usb.redirection", "USB redirection needs SPICE graphics")
     if spec.usb.controller == "none" and (spec.passthrough.usb or spec.usb.redirection):
         yield Problem("usb.controller", "USB passthrough and redirection need a USB controller")
+    if spec.usb.controller == "none" and graphics and graphics.tablet:
+        yield Problem("graphics.tablet", "a USB tablet needs a USB controller")
 
 
 def _passthrough(spec: VMSpec) -> Iterator[Problem]:
@@ -174,6 +223,8 @@ def _passthrough(spec: VMSpec) -> Iterator[Problem]:
 def _platform(spec: VMSpec) -> Iterator[Problem]:
     if spec.boot.firmware == "uefi" and not spec.features.acpi:
         yield Problem("features.acpi", "UEFI firmware needs ACPI")
+    if spec.features.hyperv_synic and not any(t.name == "hypervclock" and t.present for t in spec.clock.timers):
+        yield Problem("features.hyperv_synic", "the Hyper-V timers need a hypervclock timer in clock.timers")
     if spec.lifecycle.on_poweroff == "restart" and spec.lifecycle.on_reboot == "destroy":
         yield Problem("lifecycle.on_reboot", "cannot destroy on reboot while restarting on poweroff")
 
@@ -261,6 +312,6 @@ def _disk_format(disk: Disk) -> str:
     source = disk.source
     if isinstance(source, OverlayDisk | ImageDisk):
         return "qcow2"
-    if isinstance(source, NewDisk | FileDisk):
+    if isinstance(source, NewDisk | FileDisk | BlockDisk):
         return source.format
     return "raw"

@@ -15,6 +15,9 @@ class Timer(SpecModel):
     tickpolicy: Literal["delay", "catchup", "merge", "discard"] | None = Field(
         None, description="What to do with missed ticks (rtc: delay/catchup; pit: not merge; none for kvmclock)."
     )
+    track: Literal["boot", "guest", "wall", "realtime"] | None = Field(
+        None, description="rtc only: the clock it follows; guest keeps time the guest set across pauses."
+    )
 
     @model_validator(mode="after")
     def _policy_fits_timer(self) -> "Timer":
@@ -22,6 +25,8 @@ class Timer(SpecModel):
         if self.tickpolicy is not None and self.tickpolicy not in allowed:
             accepted = ", ".join(sorted(allowed)) or "none"
             raise ValueError(f"timer {self.name} does not take tickpolicy {self.tickpolicy} (accepts: {accepted})")
+        if self.track is not None and self.name != "rtc":
+            raise ValueError(f"only the rtc timer takes track, not {self.name}")
         return self
 
 

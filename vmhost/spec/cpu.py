@@ -1,9 +1,9 @@
 """vCPU count, hotplug ceiling, topology, model and host placement."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vmhost.spec.base import SpecModel
 
@@ -55,11 +55,16 @@ CpuMode = Annotated[
     Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
         description=(
-            "'auto' (host-model under kvm, the emulator default under tcg), 'host-model', "
+            "'auto' (host-model under kvm, the emulator default under tcg), 'default' (the emulator's default "
+            "model under kvm too, e.g. qemu64: no host flags, so it migrates between unlike hosts), 'host-model', "
             "'host-passthrough', or a named CPU model such as 'Skylake-Server'."
         ),
     ),
 ]
+
+
+CpuFeaturePolicy = Literal["force", "require", "optional", "disable", "forbid"]
+UNNAMED_MODES = ("auto", "default")
 
 
 class Cpu(SpecModel):
@@ -71,3 +76,21 @@ class Cpu(SpecModel):
     mode: CpuMode = "auto"
     shares: int | None = Field(None, ge=2, le=10000, description="Relative CPU weight (cgroup v2 range).")
     pinning: list[VcpuPin] = Field(default_factory=list, description="Pin vCPUs to host CPUs.")
+    emulator_pinning: str | None = Field(None, description="Host CPU list for QEMU's own threads, e.g. '0-1'.")
+
+    @field_validator("emulator_pinning")
+    @classmethod
+    def _emulator_cpus(cls, value: str | None) -> str | None:
+        return None if value is None else check_cpuset(value)
+
+    features: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")], CpuFeaturePolicy] = Field(
+        default_factory=dict,
+        description="CPU flags on top of the mode, e.g. {x2apic: disable}; needs a mode other than auto or default.",
+    )
+
+    @model_validator(mode="after")
+    def _features_need_a_model(self) -> "Cpu":
+        """libvirt refuses flags on a CPU whose model it does not know, and auto has none under tcg."""
+        if self.features and self.mode in UNNAMED_MODES:
+            raise ValueError(f"features need mode host-model, host-passthrough or a named model, not {self.mode}")
+        return self

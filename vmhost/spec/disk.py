@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import Field, field_validator, model_validator
 
 from vmhost.spec.base import SpecModel
+from vmhost.spec.smartos import SmartosDisk
 from vmhost.spec.units import ByteSize, MiB
 
 DiskBus = Literal["virtio", "virtio-scsi", "scsi", "sata", "ide"]
@@ -23,6 +24,10 @@ HOST_PORT_RE = re.compile(
 )
 IQN_RE = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
 CEPH_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_SCSI_CONTROLLER = 31
+MIN_BLOCK_SIZE = 512
+MAX_BLOCK_SIZE = 2 * 1024 * 1024
+"""QEMU's bounds for a block size (hw/block/block.c)."""
 
 
 def absolute_path(value: Path) -> Path:
@@ -127,10 +132,15 @@ class FileDisk(SpecModel):
 
 
 class BlockDisk(SpecModel):
-    """An existing host block device."""
+    """An existing host block device: the disk itself, or a qcow2 image written on it (a logical volume)."""
 
     type: Literal["block"]
     path: Path = Field(description="Absolute path of the block device, e.g. /dev/sdb.")
+    format: DiskFormat = Field(
+        "raw",
+        description="What the device holds: raw (the guest's disk) or a qcow2 image; never probed, because the "
+        "guest writes the device and could plant a header.",
+    )
 
     _abs = field_validator("path")(absolute_path)
 
@@ -154,10 +164,9 @@ class IscsiDisk(SpecModel):
         return value
 
 
-class RbdDisk(SpecModel):
-    """An image in a Ceph RBD pool."""
+class RbdImage(SpecModel):
+    """An image in a Ceph RBD pool (a disk's, or a CD-ROM's ISO)."""
 
-    type: Literal["rbd"]
     pool: str = Field(pattern=CEPH_NAME_RE.pattern, description="Ceph pool.")
     image: str = Field(pattern=CEPH_NAME_RE.pattern, description="RBD image name.")
     monitors: list[str] = Field(min_length=1, description="Ceph monitors as 'host' or 'host:port'.")
@@ -167,6 +176,12 @@ class RbdDisk(SpecModel):
     @classmethod
     def _monitors(cls, value: list[str]) -> list[str]:
         return [host_port(m) for m in value]
+
+
+class RbdDisk(RbdImage):
+    """A disk on an image in a Ceph RBD pool."""
+
+    type: Literal["rbd"]
 
 
 DiskSource = Annotated[
@@ -204,6 +219,39 @@ class Disk(SpecModel):
     )
     boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (1 first).")
     io_limits: IoLimits | None = Field(None, description="Throughput and IOPS limits.")
+    pci_address: str | None = Field(
+        None,
+        pattern=r"^0000:00:[01][0-9a-f]\.[0-7]$",
+        description="Guest PCI address of a virtio disk on the root bus, '0000:00:SS.F'; default: assigned.",
+    )
+    smartos: SmartosDisk | None = Field(None, description="ZFS volume properties on SmartOS; ignored elsewhere.")
+    iothread: int | None = Field(
+        None,
+        ge=1,
+        description="The IOThread (an id of `iothreads`) that serves this disk's I/O: a virtio disk's own; "
+        "virtio-scsi disks of one IOThread share a controller run by it.",
+    )
+    physical_block_size: int | None = Field(
+        None,
+        ge=MIN_BLOCK_SIZE,
+        le=MAX_BLOCK_SIZE,
+        description="Physical sector size the guest sees, in bytes (a power of 2, e.g. 4096); default: the emulator's "
+        "(512).",
+    )
+    controller: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SCSI_CONTROLLER,
+        description="Index of the virtio-scsi controller this virtio-scsi disk sits on; default: one controller "
+        "per IOThread (and one for disks without), at the lowest free indexes.",
+    )
+
+    @field_validator("physical_block_size")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            raise ValueError(f"must be a power of 2, got {value}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -3,11 +3,20 @@
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
-from pydantic import Field, SecretStr, SerializationInfo, field_serializer
+from pydantic import Field, SecretStr, SerializationInfo, field_serializer, model_validator
 
 from vmhost.spec.base import SpecModel
+from vmhost.spec.sound import SoundModel
 
 REVEAL_SECRETS = "reveal_secrets"
+
+
+class QxlMemory(SpecModel):
+    """Memory of each qxl adapter, in KiB as libvirt takes it; larger framebuffers allow larger screens."""
+
+    ram_kib: int = Field(ge=1024, le=2**22, description="Primary bar (KiB).")
+    vram_kib: int = Field(ge=1024, le=2**22, description="Secondary bar (KiB).")
+    vgamem_kib: int = Field(ge=1024, le=2**22, description="VGA framebuffer (KiB).")
 
 
 class Graphics(SpecModel):
@@ -20,7 +29,23 @@ class Graphics(SpecModel):
     video: Literal["virtio", "qxl", "vga", "cirrus", "bochs"] | None = Field(
         None, description="Video adapter; default: the hypervisor's choice."
     )
-    sound: bool = Field(False, description="SPICE only: an ich9 sound card.")
+    sound: bool | SoundModel = Field(
+        False, description="SPICE only: true for an ich9 sound card, or the card's model (ich6, ac97, usb...)."
+    )
+    monitors: int = Field(1, ge=1, le=4, description="video qxl only: one qxl adapter per guest monitor.")
+    qxl: QxlMemory | None = Field(None, description="video qxl only: adapter memory; default: libvirt's.")
+    tablet: bool = Field(False, description="A USB tablet, so the viewer's pointer is absolute (no mouse lag).")
+    streaming: Literal["off", "all", "filter"] | None = Field(
+        None, description="SPICE only: video streaming detection; default: the SPICE server's (filter)."
+    )
+
+    @model_validator(mode="after")
+    def _qxl_and_spice_settings(self) -> "Graphics":
+        if (self.monitors > 1 or self.qxl) and self.video != "qxl":
+            raise ValueError("monitors and qxl need video: qxl")
+        if self.streaming and self.type != "spice":
+            raise ValueError("streaming is a SPICE setting")
+        return self
 
     @field_serializer("password")
     def _mask(self, value: SecretStr | None, info: SerializationInfo) -> str | None:

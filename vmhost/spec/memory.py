@@ -1,6 +1,6 @@
 """Guest memory: size, hotplug ceiling, balloon and hugepages."""
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,6 +17,10 @@ class Memory(SpecModel):
     balloon: bool = Field(True, description="Attach a virtio balloon device.")
     balloon_stats_period: int = Field(0, ge=0, le=3600, description="Seconds between balloon stats; 0 = off.")
     hugepages: bool = Field(False, description="Back guest memory with host hugepages.")
+    access: Literal["private", "shared"] = Field(
+        "private", description="shared: guest memory the host can map too, which vhost-user devices need."
+    )
+    merge_pages: bool = Field(True, description="false: the host's KSM never merges this guest's pages.")
 
     @model_validator(mode="before")
     @classmethod

@@ -5,10 +5,12 @@ import secrets
 from ipaddress import IPv4Address
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from vmhost.spec.base import SpecModel
 from vmhost.spec.guest_net import GuestNetwork
+from vmhost.spec.passthrough import pci_address
+from vmhost.spec.smartos import SmartosNic
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -44,10 +46,11 @@ class Bandwidth(SpecModel):
 class Nic(GuestNetwork):
     """One network interface; the guest_net fields say how the guest configures it (cloud-init)."""
 
-    type: Literal["bridge", "network", "direct"] = Field(
-        description="bridge: a host bridge; network: a libvirt network; direct: macvtap on a host NIC."
+    type: Literal["bridge", "network", "direct", "hostdev"] = Field(
+        description="bridge: a host bridge; network: a libvirt network; direct: macvtap on a host NIC; "
+        "hostdev: an SR-IOV virtual function of a host NIC, given to the guest (vfio)."
     )
-    source: str = Field(description="Bridge, libvirt network or host NIC name.")
+    source: str = Field(description="Bridge, libvirt network or host NIC name; for hostdev the VF's PCI address.")
     direct_mode: Literal["bridge", "vepa", "private", "passthrough"] = Field(
         "bridge", description="macvtap mode (type direct only)."
     )
@@ -62,11 +65,13 @@ class Nic(GuestNetwork):
     )
     queues: int | None = Field(None, ge=1, le=256, description="virtio multiqueue pairs.")
     boot_order: int | None = Field(None, ge=1, le=255, description="Per-device boot priority (PXE).")
+    vlan: int | None = Field(None, ge=1, le=4094, description="hostdev only: the VLAN tag the VF adds.")
+    smartos: SmartosNic | None = Field(None, description="SmartOS-only filtering (DHCP client ids).")
 
     @field_validator("source")
     @classmethod
-    def _source(cls, value: str) -> str:
-        return interface_name(value)
+    def _source(cls, value: str, info: ValidationInfo) -> str:
+        return pci_address(value) if info.data.get("type") == "hostdev" else interface_name(value)
 
     @field_validator("mac", mode="before")
     @classmethod

@@ -10,6 +10,24 @@ from vmhost.spec.base import SpecModel
 PCI_ADDRESS_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 
 
+def pci_address(value: str) -> str:
+    """'dddd:bb:ss.f' in lower case; 'bb:ss.f' is in domain 0000."""
+    value = value.lower()
+    if len(value) == 7:
+        value = "0000:" + value
+    if not PCI_ADDRESS_RE.match(value):
+        raise ValueError(f"must be a PCI address like '0000:03:00.0', got {value!r}")
+    return value
+
+
+def pci_parts(address: str) -> tuple[int, int, int, int]:
+    """domain, bus, slot and function of a normalised PCI address."""
+    match = PCI_ADDRESS_RE.match(address)
+    assert match
+    domain, bus, slot, function = match.groups()
+    return int(domain, 16), int(bus, 16), int(slot, 16), int(function, 16)
+
+
 class PciDevice(SpecModel):
     """A host PCI device given to the guest through vfio."""
 
@@ -19,20 +37,11 @@ class PciDevice(SpecModel):
     @field_validator("address", mode="before")
     @classmethod
     def _address(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.lower()
-            if len(value) == 7:
-                value = "0000:" + value
-            if not PCI_ADDRESS_RE.match(value):
-                raise ValueError(f"must be a PCI address like '0000:03:00.0', got {value!r}")
-        return value
+        return pci_address(value) if isinstance(value, str) else value
 
     @property
     def parts(self) -> tuple[int, int, int, int]:
-        match = PCI_ADDRESS_RE.match(self.address)
-        assert match
-        domain, bus, slot, function = match.groups()
-        return int(domain, 16), int(bus, 16), int(slot, 16), int(function, 16)
+        return pci_parts(self.address)
 
 
 class UsbDevice(SpecModel):

@@ -92,6 +92,8 @@ EXAMPLES: dict[str, str] = {
     "Cdrom": "cdroms:\n  - iso: /var/lib/vmhost/images/install.iso\n    boot_order: 1",
     "Graphics": "graphics:\n  type: vnc\n  listen: 127.0.0.1",
     "Boot": "boot:\n  firmware: uefi\n  order: [hd, cdrom]",
+    "IoThreads": "iothreads:\n  count: 2\n  pins:\n    - {id: 1, host_cpus: 0-1}\ndisks:\n"
+    "  - source: {type: block, path: /dev/vg0/data, format: qcow2}\n    iothread: 1",
 }
 """A short YAML example per block, shown by `vmhost explain`."""
 

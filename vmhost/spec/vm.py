@@ -17,11 +17,15 @@ from vmhost.spec.disk import Disk
 from vmhost.spec.extensions import validate_blocks
 from vmhost.spec.features import Features, LifecycleActions
 from vmhost.spec.graphics import Graphics
+from vmhost.spec.iothreads import IoThreads
 from vmhost.spec.memory import Memory
 from vmhost.spec.nic import Nic
 from vmhost.spec.numa import NumaCell
 from vmhost.spec.passthrough import Passthrough, Usb
 from vmhost.spec.restart import RestartBackoff
+from vmhost.spec.smartos import Smartos
+from vmhost.spec.smbios import Smbios
+from vmhost.spec.startup import Startup
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -63,6 +67,7 @@ class VMSpec(SpecModel):
     boot: Boot = Field(default_factory=Boot, description="Firmware, boot order, kernel boot, machine.")
     disks: list[Disk] = Field(default_factory=list, description="Disks in guest order.")
     cdroms: list[Cdrom] = Field(default_factory=list, description="CD-ROM drives.")
+    iothreads: IoThreads = Field(default_factory=IoThreads, description="IOThreads for disk I/O, and their pins.")
     nics: list[Nic] = Field(default_factory=list, description="Network interfaces in guest order.")
     graphics: Graphics | None = Field(None, description="Omit for a headless VM.")
     cloud_init: CloudInit | None = Field(
@@ -74,6 +79,7 @@ class VMSpec(SpecModel):
     guest_agent: bool = Field(True, description="virtio-serial channel org.qemu.guest_agent.0.")
     clock: Clock = Field(default_factory=Clock, description="Guest clock offset and timers.")
     features: Features = Field(default_factory=Features, description="ACPI, APIC, PAE, Hyper-V, KVM hiding.")
+    smbios: Smbios = Field(default_factory=Smbios, description="SMBIOS serial, asset tag and OEM strings.")
     restart_policy: Literal["never", "on-crash", "always"] = Field(
         "never",
         description="on-crash: restart after QEMU or the guest crashes; always: also after the guest powers off. "
@@ -83,6 +89,8 @@ class VMSpec(SpecModel):
         default_factory=RestartBackoff, description="Delays and retry limit of restarts."
     )
     autostart: bool = Field(False, description="Start when the agent starts (e.g. after a host boot).")
+    startup: Startup = Field(default_factory=Startup, description="Order, delay and readiness at restore.")
+    smartos: Smartos | None = Field(None, description="SmartOS-only settings (vmadm tags, passthrough, ...).")
     lifecycle: LifecycleActions = Field(
         default_factory=LifecycleActions, description="What the hypervisor does on guest poweroff/reboot/crash."
     )

@@ -7,6 +7,7 @@ a VM this host does not have, so a trusted source without a token can neither se
 """
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from vmhost.api.zstack import hypervisor
 from vmhost.api.zstack.tasks import Job, Reply
 from vmhost.dialects import zstack as dialect
+from vmhost.dialects.zstack.devices import CephKey, ceph_key, ceph_key_of
+from vmhost.drivers.base import CephSecretStore
 from vmhost.engine import Engine
 from vmhost.engine.states import VmState
 from vmhost.errors import Conflict, HostResourceError, NotFound
@@ -153,13 +156,40 @@ class ZStackHost:
     # ---- start -----------------------------------------------------------------------------------
 
     def start(self, cmd: Command) -> Job:
-        return self.start_document(dialect.start_vm_spec(cmd, self.console_listen))
+        document = dialect.start_vm_spec(cmd, self.console_listen)
+        return self.start_document(document, ceph_key(cmd))
 
-    def start_document(self, document: dict[str, Any]) -> Job:
-        """Start (creating or redefining) the VM of a spec document converted from a start command."""
+    def start_document(self, document: dict[str, Any], key: CephKey | None = None) -> Job:
+        """Start (creating or redefining) the VM of a spec document converted from a start command; `key` is set
+        into its libvirt secret first (as ZStack's agent does) and stays out of the document."""
         record = self._owned(document["uuid"])
         document["name"] = record.name if record else self._free_name(document)
-        return Job("zstack-start", document["name"], document["uuid"], lambda: self._start(document))
+        secret = self._secret_holder(key)
+        return Job("zstack-start", document["name"], document["uuid"], lambda: self._with(secret, document))
+
+    def _secret_holder(self, key: CephKey | None) -> Callable[[], AbstractContextManager[None]]:
+        """What holds the command's Ceph key during the start; refused at once when no driver keeps secrets."""
+        if key is None:
+            return nullcontext
+        stores = [d for d in self.engine.driver.drivers.values() if isinstance(d, CephSecretStore)]
+        if not stores:
+            raise dialect.Unmappable("addons.ceph_secret_key", "this host's VM driver cannot keep Ceph secrets")
+        return partial(stores[0].ceph_secret, key.uuid, key.key)
+
+    def _with(self, secret: Callable[[], AbstractContextManager[None]], document: dict[str, Any]) -> Reply:
+        with secret():
+            return self._start(document)
+
+    def create_ceph_secret(self, cmd: Command) -> Job:
+        """/vm/createcephsecret {userKey, uuid}: the management node sets a Ceph primary storage's key ahead of
+        attaching its volumes; the secret stays until a VM using it is deleted and no other uses it."""
+        secret = self._secret_holder(ceph_key_of(cmd.get("uuid"), cmd.get("userKey"), "uuid", "userKey"))
+
+        def work() -> Reply:
+            with secret():
+                return {}
+
+        return Job("zstack-ceph-secret", None, None, work)
 
     def _free_name(self, document: dict[str, Any]) -> str:
         """ZStack names need not be unique; a name another VM holds falls back to one made from the uuid."""

@@ -43,6 +43,7 @@ ASYNC_PATHS: dict[str, AsyncHandler] = {
     "/vm/getvncport": ZStackHost.getvncport,
     "/vm/attachdatavolume": ZStackHost.attach_volume,
     "/vm/detachdatavolume": ZStackHost.detach_volume,
+    "/vm/createcephsecret": ZStackHost.create_ceph_secret,
     **day_two.PATHS,
 }
 SYNC_PATHS: dict[str, SyncHandler] = {

@@ -10,8 +10,9 @@ import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vmhost.dialects.vmadm import guest, values
+from vmhost.dialects.vmadm import guest, smartos, values
 from vmhost.dialects.vmadm.errors import DialectError
+from vmhost.dialects.vmadm.smartos import SMARTOS_DISK_KEYS
 from vmhost.dialects.vmadm.validate import validate_payload
 from vmhost.dialects.vmadm.validation import VmadmValidation
 from vmhost.formats.vmadm import OWNER_KEY, SPEC_KEY, image_zvol
@@ -39,6 +40,7 @@ IGNORED = frozenset(
         "disk_driver",
         "nic_driver",
         "image_name",
+        "zfs_storage_pool_name",
     }
 )
 """Host bookkeeping (accounting, quotas, zone limits) and defaults already applied to each disk and NIC."""
@@ -48,11 +50,12 @@ CPU_MODES = {"host": "host-passthrough", "qemu64": "qemu64"}
 VIDEO = {"std": "vga", "cirrus": "cirrus", "qxl": "qxl"}
 DISK_BUSES = {"virtio": "virtio", "ide": "ide", "scsi": "scsi", "ahci": "sata"}
 CDROM_BUSES = {"ide": "ide", "scsi": "scsi", "ahci": "sata"}
-BOOT_STRINGS = ("order=cd", "order=dc")
-"""The two kvm boot strings that say no more than the disks' boot flags do."""
+BOOT_DEVICES = {"c": "hd", "d": "cdrom", "n": "network"}
+"""qemu -boot drive letters (kvm passes the boot string to qemu as it is)."""
 NIC_KEYS = frozenset({"nic_tag", "mac", "model", "mtu", "primary", "vlan_id", "allowed_ips", *guest.NIC_GUEST_KEYS})
+NIC_KEYS |= {"allowed_dhcp_cids"}
 DISK_KEYS = frozenset({"boot", "model", "media", "size", "image_uuid", "image_size", "image_name", "zpool"})
-DISK_KEYS |= {"nocreate", "path"}
+DISK_KEYS |= {"nocreate", "path", "pci_slot", *SMARTOS_DISK_KEYS}
 VNC_PORTS = (5900, 65535)
 
 Document = dict[str, Any]
@@ -93,6 +96,7 @@ def payload_to_spec(payload: Any, images: ImageLookup | None = None) -> Document
     _name(conversion)
     _graphics(conversion)
     _guest(conversion)
+    smartos.boot_flags(conversion.doc, payload, conversion.problem)
     if conversion.problems:
         raise DialectError(sorted(conversion.problems), validation)
     try:
@@ -193,8 +197,12 @@ def _bootrom(conversion: _Conversion, key: str) -> None:
 
 
 def _boot(conversion: _Conversion, key: str) -> None:
-    if conversion.payload[key] not in BOOT_STRINGS:
-        conversion.problem(key, f"vmhost boots from the disk flagged boot; only {', '.join(BOOT_STRINGS)} fit")
+    """qemu's `order=` becomes boot.order; `once=` (kvm's next boot only) rides in the smartos block."""
+    order, once = smartos.boot_string(str(conversion.payload[key] or ""), conversion.problem)
+    if order:
+        conversion.doc.setdefault("boot", {})["order"] = order
+    if once:
+        conversion.doc.setdefault("smartos", {})["boot_once"] = once
 
 
 def _autoboot(conversion: _Conversion, key: str) -> None:
@@ -274,6 +282,9 @@ def _disk(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) 
     entry: Document = {"bus": _bus(conversion, path, model, DISK_BUSES), "source": _source(conversion, path, disk)}
     if values.as_boolean(disk.get("boot", False)):
         entry["boot_order"] = 1
+    if "pci_slot" in disk:
+        entry["pci_address"] = smartos.pci_address(f"{path}.pci_slot", str(disk["pci_slot"]), conversion.problem)
+    entry.update(smartos.disk_block(disk))
     return entry
 
 
@@ -282,10 +293,10 @@ def _source(conversion: _Conversion, path: str, disk: dict[str, Any]) -> Documen
         return _store_image(conversion, path, disk, conversion.images)
     if "image_uuid" in disk:
         base = image_zvol(disk.get("zpool", DEFAULT_ZPOOL), disk["image_uuid"])
-        if "image_size" not in disk:
-            conversion.problem(f"{path}.image_size", "without vmhost's image store at hand, give the image's size")
+        given = disk.get("size", disk.get("image_size"))
+        if given is None:  # as large as the image, which imgadm knows
             return {"type": "overlay", "base": base}
-        return {"type": "overlay", "base": base, "size": f"{values.as_integer(disk['image_size'])}MiB"}
+        return {"type": "overlay", "base": base, "size": f"{values.as_integer(given)}MiB"}
     if values.as_boolean(disk.get("nocreate", False)) and "path" in disk:
         if str(disk["path"]).startswith("/dev/"):
             return {"type": "block", "path": disk["path"]}
@@ -294,8 +305,9 @@ def _source(conversion: _Conversion, path: str, disk: dict[str, Any]) -> Documen
 
 
 def _store_image(conversion: _Conversion, path: str, disk: dict[str, Any], images: ImageLookup) -> Document:
-    """An image disk on the store's image with that UUID; image_size, when given, sizes the disk (at least the
-    image's size), else the disk is the image's size, as vmadm takes it from the installed image."""
+    """An image disk on the store's image with that UUID, as large as the image, as vmadm clones it: image_size,
+    when given, must be the image's size (vmadm refuses another); `size` (with flexible_disk_size) grows the
+    disk, never below the image's size."""
     uuid = str(disk["image_uuid"])
     image = images(uuid)
     if image is None:
@@ -304,18 +316,28 @@ def _store_image(conversion: _Conversion, path: str, disk: dict[str, Any], image
         )
         return {"type": "image", "image": uuid}
     source: Document = {"type": "image", "image": image["name"]}
-    if "image_size" in disk:
-        size = (values.as_integer(disk["image_size"]) or 0) * MIB  # validated as an integer
+    image_mib = -(-image["virtual_size"] // MIB)
+    if "image_size" in disk and values.as_integer(disk["image_size"]) != image_mib:
+        conversion.problem(
+            f"{path}.image_size",
+            f"is the size of image {image['name']} ({image_mib} MiB), not {disk['image_size']}; "
+            "to grow the disk give size (with flexible_disk_size)",
+        )
+    if "size" in disk:
+        size = (values.as_integer(disk["size"]) or 0) * MIB  # validated as an integer
         if size < image["virtual_size"]:
             conversion.problem(
-                f"{path}.image_size",
-                f"{size // MIB} MiB is smaller than image {image['name']} ({-(-image['virtual_size'] // MIB)} MiB)",
+                f"{path}.size", f"{size // MIB} MiB is smaller than image {image['name']} ({image_mib} MiB)"
             )
         source["size"] = size
     return source
 
 
 def _cdrom(conversion: _Conversion, path: str, disk: dict[str, Any], model: Any) -> Document:
+    for name in sorted({"pci_slot", *SMARTOS_DISK_KEYS} & set(disk)):
+        conversion.problem(
+            f"{path}.{name}", "a CD-ROM has no volume or slot of its own in vmhost (it sits on a controller)"
+        )
     entry: Document = {"bus": _bus(conversion, path, model, CDROM_BUSES)}
     if disk.get("path"):
         entry["iso"] = disk["path"]
@@ -349,6 +371,8 @@ def _nic(conversion: _Conversion, path: str, nic: dict[str, Any], index: int) ->
     if values.as_boolean(nic.get("primary", False)) and index:
         conversion.problem(f"{path}.primary", "vmhost makes the first NIC primary; put this NIC first")
     entry.update(guest.nic_guest(path, nic, conversion.problem))
+    if "allowed_dhcp_cids" in nic:
+        entry["smartos"] = {"allowed_dhcp_cids": values.list_items(nic["allowed_dhcp_cids"])}
     allowed = values.list_items(nic.get("allowed_ips", [])) or []
     if not all(_is_ipv4(address) for address in allowed):
         conversion.problem(f"{path}.allowed_ips", "vmhost filters by single IPv4 addresses only")
@@ -363,6 +387,17 @@ def _is_ipv4(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _smartos(conversion: _Conversion, key: str) -> None:
+    """tags, flexible_disk_size and pci_devices mean something to SmartOS only: the smartos block keeps them."""
+    value = conversion.payload[key]
+    if key == "flexible_disk_size":
+        value = values.as_integer(value)
+    elif key == "pci_devices":
+        value = [{name: str(item) for name, item in device.items()} for device in value]
+    if value not in (None, {}, []):
+        conversion.doc.setdefault("smartos", {})[key] = value
 
 
 CONVERTERS: dict[str, Callable[[_Conversion, str], None]] = {
@@ -387,4 +422,7 @@ CONVERTERS: dict[str, Callable[[_Conversion, str], None]] = {
     "internal_metadata": _internal_metadata,
     "disks": _disks,
     "nics": _nics,
+    "tags": _smartos,
+    "flexible_disk_size": _smartos,
+    "pci_devices": _smartos,
 }

@@ -1,7 +1,9 @@
 """Which properties a kvm or bhyve payload may carry, for which action, and of which type.
 
-Transcribed from the reference notes on proptable.js (PART A3): top-level properties, then the disks[] and
-nics[] sub-properties. The update-only members (add_nics, set_customer_metadata, ...) are from vmadm(8).
+Transcribed from the reference notes on proptable.js (PART A3) and checked against proptable.js at
+smartos-live 059ec27268b3: top-level properties, then the disks[], nics[] and pci_devices[] sub-properties. The
+update-only members (add_nics, set_customer_metadata, ...) are from vmadm(8). The zone brands' names are listed
+(not typed) so that a zone payload's unknown property is still named.
 """
 
 from collections.abc import Callable
@@ -97,11 +99,12 @@ TOP: dict[str, Prop] = {
     "zfs_root_compression": STRING,
     "internal_metadata_namespaces": Prop(_namespaces),
     # create-only
-    "brand": Prop(one_of("bhyve", "kvm"), CREATE),
+    "brand": Prop(values.is_string, CREATE),  # which brands exist is validate_payload's bad_brand
     "uuid": Prop(values.is_uuid, CREATE),
     "image_uuid": Prop(values.is_uuid, CREATE),
     "zonename": Prop(values.is_string, CREATE),
     "zpool": Prop(values.is_string, CREATE),
+    "zfs_storage_pool_name": Prop(values.is_string, CREATE),
     "disks": Prop(values.is_object_array, CREATE),
     "nics": Prop(values.is_object_array, CREATE),
     "customer_metadata": Prop(values.is_flat_object, CREATE),
@@ -136,8 +139,9 @@ TOP: dict[str, Prop] = {
     "com2": Prop(values.is_string, brands=BHYVE),
     "flexible_disk_size": Prop(integer(0), brands=BHYVE),
     "pci_devices": Prop(values.is_object_array, brands=BHYVE),
-    "virtio09": Prop(values.is_boolean, brands=BHYVE),
-    "virtio1": Prop(values.is_boolean, brands=BHYVE),
+    "add_pci_devices": Prop(values.is_object_array, brands=BHYVE),
+    "update_pci_devices": Prop(values.is_object_array, UPDATE, BHYVE),
+    "remove_pci_devices": Prop(values.is_list, UPDATE, BHYVE),
 }
 
 ELEMENTS: dict[str, tuple[str, str]] = {
@@ -147,6 +151,9 @@ ELEMENTS: dict[str, tuple[str, str]] = {
     "nics": ("nics", "add"),
     "add_nics": ("nics", "add"),
     "update_nics": ("nics", "update"),
+    "pci_devices": ("pci_devices", "add"),
+    "add_pci_devices": ("pci_devices", "add"),
+    "update_pci_devices": ("pci_devices", "update"),
 }
 """Array property -> (the sub-property table its elements follow, the sub-action they are checked for)."""
 
@@ -175,21 +182,27 @@ def _list(value: Any) -> bool:
     return values.list_items(value) is not None
 
 
+def _dhcp_cids(value: Any) -> bool:
+    """A list whose every entry passes utils.validCID ('0x', hex digits, even length, at most 512)."""
+    items = values.list_items(value)
+    return items is not None and all(values.DHCP_CID.match(item) and len(item) <= 512 for item in items)
+
+
 DISKS: dict[str, Prop] = {
     "boot": Prop(values.is_boolean, ADD_UPDATE),
     "model": Prop(values.is_string, ADD_UPDATE),
-    "media": Prop(one_of("disk", "cdrom"), ADD),
+    "media": Prop(one_of("disk", "cdrom"), ADD_UPDATE),
     "size": Prop(integer(0), ADD_UPDATE),
     "image_uuid": Prop(values.is_uuid, ADD),
     "image_size": Prop(integer(0), ADD),
-    "image_name": Prop(values.is_string, ADD, KVM),
+    "image_name": Prop(values.is_string, ADD_UPDATE, KVM),
     "block_size": Prop(_block_size, ADD),
-    "refreservation": Prop(integer(0), ADD),
-    "compression": Prop(_compression, ADD),
+    "refreservation": Prop(integer(0), ADD_UPDATE),
+    "compression": Prop(_compression, ADD_UPDATE),
     "nocreate": Prop(values.is_boolean, ADD),
     "path": Prop(values.is_string, ADD_UPDATE),
     "zpool": Prop(values.is_string, ADD),
-    "pci_slot": Prop(lambda v: isinstance(v, str) and bool(values.PCI_SLOT.match(v)), ADD_UPDATE, BHYVE),
+    "pci_slot": Prop(values.is_string, ADD_UPDATE, BHYVE),
     "guest_block_size": Prop(_guest_block_size, ADD_UPDATE, BHYVE),
     "notrim": Prop(values.is_boolean, ADD_UPDATE, BHYVE),
     "uuid": Prop(values.is_uuid, ADD_UPDATE, BHYVE),
@@ -217,11 +230,38 @@ NICS: dict[str, Prop] = {
     "mtu": Prop(integer(576, 9000), ADD_UPDATE),
     **{flag: Prop(values.is_boolean, ADD_UPDATE) for flag in NIC_FLAGS},
     "allowed_ips": Prop(_list, ADD),
-    "allowed_dhcp_cids": Prop(_list, ADD),
+    "allowed_dhcp_cids": Prop(_dhcp_cids, ADD_UPDATE, KVM),
     "blocked_outgoing_ports": Prop(_list, ADD_UPDATE),
+    "dhcp_server": Prop(values.is_boolean, ADD_UPDATE),
     "network_uuid": Prop(values.is_uuid, ADD_UPDATE),
-    "interface": Prop(values.is_string, ADD),
+    "interface": Prop(values.is_string, ADD_UPDATE),
     "vrrp_vrid": Prop(integer(0, 255), ADD_UPDATE),
     "vrrp_primary_ip": Prop(values.is_string, ADD_UPDATE),
 }
-TABLES = {"disks": DISKS, "nics": NICS}
+PCI_DEVICES: dict[str, Prop] = {
+    "path": Prop(values.is_string, ADD_UPDATE, BHYVE),
+    "pci_slot": Prop(values.is_string, ADD_UPDATE, BHYVE),
+}
+"""pci_devices[]: proptable has no pci_devices.*.model, so a model is a bad property (and, unless 'passthru', a
+bad value: VM.js validatePCIDevice)."""
+TABLES = {"disks": DISKS, "nics": NICS, "pci_devices": PCI_DEVICES}
+
+ZONE_BRANDS = frozenset({"joyent", "joyent-minimal", "lx", "builder"})
+"""SmartOS zone brands (OS containers): vmhost names their bad properties, then refuses them."""
+ZONE_TOP = frozenset(
+    {
+        *("alias", "archive_on_delete", "autoboot", "billing_id", "brand", "cpu_cap", "cpu_shares"),
+        *("customer_metadata", "dataset_uuid", "delegate_dataset", "dns_domain", "do_not_inventory", "docker"),
+        *("filesystems", "firewall_enabled", "fs_allowed", "hostname", "image_uuid", "indestructible_delegated"),
+        *("indestructible_zoneroot", "init_name", "internal_metadata", "internal_metadata_namespaces"),
+        *("kernel_version", "limit_priv", "maintain_resolvers", "max_locked_memory", "max_lwps", "max_msg_ids"),
+        *("max_physical_memory", "max_sem_ids", "max_shm_ids", "max_shm_memory", "max_swap"),
+        *("mdata_exec_timeout", "nics", "nowait", "owner_uuid", "package_name", "package_version", "quota"),
+        *("ram", "resolvers", "restart_init", "routes", "tags", "tmpfs", "uuid", "zfs_data_compression"),
+        *("zfs_data_recsize", "zfs_filesystem_limit", "zfs_io_priority", "zfs_root_compression"),
+        *("zfs_root_recsize", "zfs_snapshot_limit", "zfs_storage_pool_name", "zlog_max_size", "zonename", "zpool"),
+    }
+)
+"""Top-level properties any zone brand takes at create (proptable.js payload.allowed)."""
+ZONE_NICS = frozenset({*(name for name in NICS if name != "model"), "dhcp_server"})
+"""nics.*.* of the zone brands: the HVM ones without model (allowed_dhcp_cids included)."""

@@ -1,9 +1,12 @@
 """VM.validate for kvm and bhyve payloads: property types per action and brand (proptable), then the rules
-vmadm applies to disks[] and nics[] (disk sources, models, nic_tag, one primary NIC).
+vmadm applies to disks[], nics[] and pci_devices[] (disk sources, models, nic_tag, one primary NIC, device paths
+and slots).
 
-Paths follow vmadm: a sub-property that fails for any element is `nics.*.mtu`; the disk-source rules name
-the element, `disks.0.size`. Checks that need the host (a zpool or an image that exists, imgadm filling in a
-missing image_size) are not made.
+Paths follow vmadm: a sub-property that fails for any element is `nics.*.mtu` (also for add_nics, which VM.js
+checks as nics); the disk-source and pci_devices rules name the element, `disks.0.size`, `pci_devices.0.path`.
+Checks that need the host (a zpool or an image that exists, imgadm filling in a missing image_size) are not made.
+Zone brands (joyent, lx, ...) are checked by property name and, where they share it with HVM brands, by type,
+then refused: vmhost runs no zones.
 """
 
 import ipaddress
@@ -12,13 +15,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmhost.dialects.vmadm import values
-from vmhost.dialects.vmadm.proptable import BOOTROMS_AT_CREATE, DISK_MODELS, ELEMENTS, HVM, TABLES, TOP, Prop
+from vmhost.dialects.vmadm.proptable import (
+    BOOTROMS_AT_CREATE,
+    DISK_MODELS,
+    ELEMENTS,
+    HVM,
+    TABLES,
+    TOP,
+    ZONE_BRANDS,
+    ZONE_NICS,
+    ZONE_TOP,
+    Prop,
+)
 from vmhost.dialects.vmadm.validation import VmadmValidation
+from vmhost.spec.smartos import parse_pci_slot
 
 NIC_TAG = re.compile(r"^[A-Za-z0-9_/]+$")
 DYNAMIC_IPS = ("dhcp", "addrconf")
 MAX_IPS = 20
 ACTIONS = ("create", "update")
+ANY = Prop(lambda _value: True, brands=ZONE_BRANDS)
+"""A zone-only property: its name is known, its type is not checked here."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,9 @@ def validate_payload(payload: dict[str, Any], action: str = "create", brand: str
     one, properties of either HVM brand pass)."""
     brand = payload.get("brand") if action == "create" and brand is None else brand
     result = VmadmValidation(action=action, brand=brand if isinstance(brand, str) else None)
-    if brand is not None and brand not in HVM:
+    if brand in ZONE_BRANDS:
+        result.zone_brand = str(brand)
+    elif brand is not None and brand not in HVM:
         result.bad_brand = str(brand)
         return result
     scope = _Scope(result, payload, frozenset({brand}) if brand else HVM)
@@ -53,8 +72,20 @@ def _allowed(prop: Prop | None, action: str, brands: frozenset[str]) -> bool:
     return prop is not None and action in prop.actions and bool(prop.brands & brands)
 
 
+def _zone_prop(table: dict[str, Prop], known: frozenset[str], name: str) -> Prop | None:
+    """A zone brand's property: typed like the HVM one of the same name, else only known by name."""
+    if name not in known:
+        return None
+    prop = table.get(name)
+    return Prop(prop.check, prop.actions, ZONE_BRANDS) if prop is not None else ANY
+
+
+def _top_prop(scope: _Scope, key: str) -> Prop | None:
+    return _zone_prop(TOP, ZONE_TOP, key) if scope.result.zone_brand else TOP.get(key)
+
+
 def _check_top(scope: _Scope, key: str, value: Any) -> None:
-    result, prop = scope.result, TOP.get(key)
+    result, prop = scope.result, _top_prop(scope, key)
     if result.action not in ACTIONS or not _allowed(prop, result.action, scope.brands):
         result.add("bad_properties", key)
     elif prop is not None and not prop.check(value):
@@ -63,24 +94,26 @@ def _check_top(scope: _Scope, key: str, value: Any) -> None:
         _check_elements(scope, key, value)
     elif key == "bootrom" and result.action == "create" and value not in BOOTROMS_AT_CREATE:
         result.add("bad_values", key)
-    elif key == "pci_devices":
-        _check_pci_devices(result, value)
 
 
 def _check_elements(scope: _Scope, key: str, elements: list[dict[str, Any]]) -> None:
+    """Each element's sub-properties under the name VM.js checks them as (`nics.*.mtu` for add_nics too), then
+    the rules of its kind."""
     table_name, sub_action = ELEMENTS[key]
     table = TABLES[table_name]
     for index, element in enumerate(elements):
         for name, value in element.items():
-            sub = table.get(name)
+            sub = _zone_prop(table, ZONE_NICS, name) if scope.result.zone_brand else table.get(name)
             if not _allowed(sub, sub_action, scope.brands):
-                scope.result.add("bad_properties", f"{key}.*.{name}")
+                scope.result.add("bad_properties", f"{table_name}.*.{name}")
             elif sub is not None and not sub.check(value):
-                scope.result.add("bad_values", f"{key}.*.{name}")
+                scope.result.add("bad_values", f"{table_name}.*.{name}")
         if table_name == "disks":
             _check_disk(scope, key, index, element, sub_action)
-        else:
+        elif table_name == "nics":
             _check_nic(scope, key, element, sub_action)
+        elif sub_action == "add":
+            _check_pci_device(scope.result, f"{key}.{index}", element)
 
 
 def _check_disk(scope: _Scope, key: str, index: int, disk: dict[str, Any], sub_action: str) -> None:
@@ -133,7 +166,7 @@ def _check_nic(scope: _Scope, key: str, nic: dict[str, Any], sub_action: str) ->
     else:
         if "nic_tag" not in nic:
             result.add("missing_properties", f"{key}.*.nic_tag")
-        if "model" not in nic and not scope.payload.get("nic_driver"):
+        if "model" not in nic and not scope.payload.get("nic_driver") and not result.zone_brand:
             result.add("missing_properties", f"{key}.*.model")
     if "nic_tag" in nic and not (isinstance(nic["nic_tag"], str) and NIC_TAG.match(nic["nic_tag"])):
         result.add("bad_values", f"{key}.*.nic_tag")
@@ -173,12 +206,23 @@ def _primary_count(nics: Any) -> int:
     return sum(1 for nic in nics if values.as_boolean(nic.get("primary", False)))
 
 
-def _check_pci_devices(result: VmadmValidation, devices: list[dict[str, Any]]) -> None:
-    """bhyve passthrough: a /devices path, a pci_slot, and model 'passthru' if any."""
-    for device in devices:
-        if not str(device.get("path", "")).startswith("/devices"):
-            result.add("bad_values", "pci_devices.*.path")
-        if "pci_slot" not in device:
-            result.add("missing_properties", "pci_devices.*.pci_slot")
-        if device.get("model", "passthru") != "passthru":
-            result.add("bad_values", "pci_devices.*.model")
+def _check_pci_device(result: VmadmValidation, path: str, device: dict[str, Any]) -> None:
+    """VM.js validatePCIDevice: a /devices path, a pci_slot parsePCIslot reads, and model 'passthru' if any."""
+    if "path" not in device:
+        result.add("missing_properties", f"{path}.path")
+    elif not str(device["path"]).startswith("/devices"):
+        result.add("bad_values", f"{path}.path")
+    if "pci_slot" not in device:
+        result.add("missing_properties", f"{path}.pci_slot")
+    elif not _valid_pci_slot(device["pci_slot"]):
+        result.add("bad_values", f"{path}.pci_slot")
+    if device.get("model", "passthru") != "passthru":
+        result.add("bad_values", f"{path}.model")
+
+
+def _valid_pci_slot(value: Any) -> bool:
+    try:
+        parse_pci_slot(str(value))
+    except ValueError:
+        return False
+    return True

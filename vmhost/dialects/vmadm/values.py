@@ -9,8 +9,8 @@ from typing import Any
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAC = re.compile(r"^([0-9a-fA-F]{1,2}:){5}[0-9a-fA-F]{1,2}$")
 NAMESPACE = re.compile(r"^[A-Za-z0-9._-]+$")
-PCI_SLOT = re.compile(r"^(\d{1,3}:)?(\d{1,2}:)?\d{1,2}$")
-"""bhyve disks.*.pci_slot: "b:d:f", "d:f" or "d"."""
+DHCP_CID = re.compile(r"^0x(?:[0-9a-fA-F]{2})+$")
+"""utils.validCID (with its length limit of 512 checked beside it)."""
 TRUE_VALUES = (True, "true", 1, "1")
 FALSE_VALUES = (False, "false")
 

@@ -12,18 +12,16 @@ difference. Fields ZStack's own agent ignores for these commands (accountUuid, k
 ignored here too; docs/zstack-day-two.md lists every field and what happens to it.
 """
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmhost.dialects.zstack.devices import nic_from_to, source_identity, volume_source
-from vmhost.dialects.zstack.values import Command, Document, Unmappable, addons_of, flag, integer, json_object
+from vmhost.dialects.zstack.values import Command, Document, Unmappable, addons_of, integer, json_object
 from vmhost.spec import Problem, SpecError
 from vmhost.spec.units import parse_size
 
 MIB = 2**20
-PLAIN_NIC_TYPES = (None, "", "VNIC")
 LOCAL_ISO_REFUSED = ("ceph", "cbd", "iscsi://")
 GROWN_IN_PLACE = ("file", "rbd")
 
@@ -68,12 +66,9 @@ def _attach_nic(cmd: Command, spec: Mapping[str, Any]) -> Change | None:
     nics = _devices(spec, "nics")
     if any(str(n.get("mac", "")).lower() == mac for n in nics):
         return None  # ZStack's agent, too, answers success for a MAC that is already plugged
-    _refuse_special_nics(cmd, nic)
-    addons = addons_of(cmd)
-    converted = nic_from_to(nic, "nic", json_object(addons.get("NicQos"), "addons.NicQos"))
-    allowed = _clean_traffic(nic)
-    if allowed:
-        converted["allowed_ips"] = allowed
+    if addons_of(cmd).get("vhostSrcPath"):
+        raise Unmappable("addons.vhostSrcPath", "vhost-user NICs are not supported")
+    converted = nic_from_to(nic, "nic", json_object(addons_of(cmd).get("NicQos"), "addons.NicQos"))
     return Change({"nics": [*nics, converted]}, {f"nics.{len(nics)}": "nic", f"nics[{mac}]": "nic"})
 
 
@@ -82,37 +77,6 @@ def _mac(nic: Mapping[str, Any]) -> str:
     if not isinstance(mac, str) or not mac:
         raise Unmappable("nic.mac", "is required (vmhost finds a VM's NICs by MAC)")
     return mac.lower()
-
-
-def _refuse_special_nics(cmd: Command, nic: Mapping[str, Any]) -> None:
-    """Only plain bridge NICs (VNIC) map; anything else must not silently become one."""
-    if nic.get("type") not in PLAIN_NIC_TYPES:
-        raise Unmappable("nic.type", f"{nic['type']} NICs are not supported (only VNIC, a NIC on a host bridge)")
-    if addons_of(cmd).get("vhostSrcPath"):
-        raise Unmappable("addons.vhostSrcPath", "vhost-user NICs are not supported")
-    if nic.get("state") == "disable":
-        raise Unmappable("nic.state", "vmhost cannot plug a NIC with its link down")
-    if flag(nic.get("isolated")):
-        raise Unmappable("nic.isolated", "bridge port isolation is not supported")
-
-
-def _clean_traffic(nic: Mapping[str, Any]) -> list[str]:
-    """cleanTraffic: libvirt's clean-traffic filter with the NIC's IPv4 address (the last one, as ZStack's agent
-    takes it); vmhost's allowed_ips renders the same filter. Filtering by MAC alone has no vmhost form."""
-    if not flag(nic.get("cleanTraffic")):
-        return []
-    ips = nic.get("ips")
-    ipv4 = [str(ip) for ip in ips if _is_ipv4(ip)] if isinstance(ips, list) else []
-    if not ipv4:
-        raise Unmappable("nic.cleanTraffic", "needs an IPv4 address in nic.ips (vmhost filters by MAC and IP)")
-    return [ipv4[-1]]
-
-
-def _is_ipv4(value: object) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(str(value)), ipaddress.IPv4Address)
-    except ValueError:
-        return False
 
 
 def detach_nic(cmd: Command, spec: Mapping[str, Any]) -> Change | None:

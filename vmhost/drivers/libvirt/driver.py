@@ -4,8 +4,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
+from uuid import UUID
 
 import libvirt
 from lxml import etree
@@ -26,11 +28,13 @@ from vmhost.drivers.base import (
 from vmhost.drivers.libvirt import live, snapshots
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
+from vmhost.drivers.libvirt.secrets import CephSecrets, referenced
 from vmhost.drivers.libvirt.stats import typed_stats
 from vmhost.errors import HypervisorError, NotFound, Unavailable
 from vmhost.render.libvirt import RenderHook, domain_xml, read_metadata, render_domain
 from vmhost.render.libvirt.context import METADATA_NS, RenderContext
 from vmhost.spec import VMSpec
+from vmhost.spec.smartos import foreign_problems
 
 T = TypeVar("T")
 
@@ -102,6 +106,7 @@ class LibvirtDriver:
         self.accel = accel
         self.render_hooks = render_hooks
         self._local = threading.local()
+        self.secrets = CephSecrets(lambda: self.conn)
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -154,7 +159,7 @@ class LibvirtDriver:
         )
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
-        problems: list[tuple[str, str]] = []
+        problems = list(foreign_problems(spec))
         if (spec.accel or self.accel) == "kvm" and not os.path.exists("/dev/kvm"):
             problems.append(("accel", "KVM is not available on this host (no /dev/kvm); use accel tcg"))
         for index, nic in enumerate(spec.nics):
@@ -169,6 +174,8 @@ class LibvirtDriver:
             return [f"bridge {source} does not exist on this host"]
         if kind == "direct" and not Path(f"/sys/class/net/{source}").exists():
             return [f"host interface {source} does not exist"]
+        if kind == "hostdev" and not self._node_device_exists(_pci_name(source)):
+            return [f"no PCI device (SR-IOV VF) {source} on this host"]
         if kind == "network":
             try:
                 if not self.conn.networkLookupByName(source).isActive():
@@ -260,12 +267,20 @@ class LibvirtDriver:
         snapshots.merge(self._domain(name), target, overlay)
 
     def undefine(self, name: str) -> None:
+        """Undefine the domain, then remove the Ceph secrets vmhost made for it that nothing else uses."""
         try:
-            self._domain(name).undefineFlags(_UNDEFINE_FLAGS)
+            dom = self._domain(name)
+            used = referenced(etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+            dom.undefineFlags(_UNDEFINE_FLAGS)
         except NotFound:
             return
         except libvirt.libvirtError as exc:
             raise translate(exc, name, "undefine") from None
+        for uuid in used:
+            self.secrets.release(uuid)
+
+    def ceph_secret(self, uuid: UUID, key: str) -> AbstractContextManager[None]:
+        return self.secrets.held(uuid, key)
 
     def create_paused(self, name: str) -> None:
         dom = self._domain(name)

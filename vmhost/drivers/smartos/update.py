@@ -12,13 +12,18 @@ from typing import Any
 from vmhost.errors import VmhostError
 from vmhost.render.vmadm import OWNER_KEY, SPEC_KEY
 
-UPDATABLE = ("alias", "ram", "vcpus", "cpu_shares", "cpu_type", "bootrom", "vga", "vnc_port", "vnc_password", "boot")
+UPDATABLE = (
+    *("alias", "ram", "vcpus", "cpu_shares", "cpu_type", "bootrom", "vga", "vnc_port", "vnc_password", "boot"),
+    "flexible_disk_size",
+)
 GUEST_RESET: dict[str, Any] = {"hostname": None, "resolvers": []}
 """What the guest is told, updatable in place too, and how it is cleared once vmhost no longer sets it."""
 RESET = {"cpu_shares": 100}
 """What a property falls back to when vmhost no longer sets it (vmadm's default); others are cleared (null)."""
 NIC_UPDATABLE = ("nic_tag", "model", "mtu", "primary", "ips", "gateways")
 DISK_UPDATABLE = ("boot", "model")
+DISK_KEPT = ("refreservation", "compression", "pci_slot")
+"""Updated only when vmhost sets them: vmadm fills them in itself (refreservation: the size, bhyve pci_slot)."""
 Payload = dict[str, Any]
 
 
@@ -33,7 +38,8 @@ def update_payload(current: Payload, wanted: Payload) -> Payload:
         if current.get(key) != target:
             changes[key] = target
     changes.update(_metadata(current, wanted))
-    changes.update(_routes(current.get("routes", {}), wanted.get("routes", {})))
+    for key in ("routes", "tags"):
+        changes.update(_key_values(key, current.get(key, {}), wanted.get(key, {})))
     changes.update(_nics(current.get("nics", []), wanted.get("nics", [])))
     changes.update(_disks(current.get("disks", []), wanted.get("disks", [])))
     return changes
@@ -55,13 +61,13 @@ def _metadata(current: Payload, wanted: Payload) -> Payload:
     return changes
 
 
-def _routes(now: dict[str, str], want: dict[str, str]) -> Payload:
-    """routes is create-only too: set_routes / remove_routes."""
+def _key_values(key: str, now: dict[str, Any], want: dict[str, Any]) -> Payload:
+    """routes and tags are create-only too: set_<key> / remove_<key>."""
     changes: Payload = {}
-    if setting := {destination: gateway for destination, gateway in want.items() if now.get(destination) != gateway}:
-        changes["set_routes"] = setting
+    if setting := {name: value for name, value in want.items() if now.get(name) != value}:
+        changes[f"set_{key}"] = setting
     if removing := sorted(set(now) - set(want)):
-        changes["remove_routes"] = removing
+        changes[f"remove_{key}"] = removing
     return changes
 
 
@@ -107,7 +113,8 @@ def _disks(current: list[Payload], wanted: list[Payload]) -> Payload:
                     f"the smartos driver cannot replace {media} {index} of a vmadm VM in place; "
                     "disks can only be added or removed at the end"
                 )
-            if update := {key: disk[key] for key in DISK_UPDATABLE if have.get(key, False) != disk.get(key, False)}:
+            keys = [*DISK_UPDATABLE, *(key for key in DISK_KEPT if key in disk)]
+            if update := {key: disk[key] for key in keys if have.get(key, False) != disk.get(key, False)}:
                 updating.append({"path": have["path"], **update})
         adding += want[len(now) :]
         removing += [disk["path"] for disk in now[len(want) :]]

@@ -44,6 +44,7 @@ from vmhost.render.hooks import DocumentHook
 from vmhost.render.xen import XenContext, domain_type, problems, render_xl_cfg
 from vmhost.spec import VMSpec
 from vmhost.spec.graphics import REVEAL_SECRETS
+from vmhost.spec.smartos import foreign_problems
 from vmhost.spec.units import MiB
 
 CONFIG_NAME = "xl.cfg"
@@ -100,7 +101,10 @@ class XlDriver(StopToChange, NoSnapshots):
         return next((domain.memory_mib for domain in listed if domain.domid == 0), 0)
 
     def host_problems(self, spec: VMSpec) -> list[tuple[str, str]]:
-        found = problems(spec)
+        found = problems(spec) + list(foreign_problems(spec))
+        found += [
+            (f"disks.{i}.pci_address", "xl places disks itself") for i, d in enumerate(spec.disks) if d.pci_address
+        ]
         if host.misread(spec.name):
             found.append(("name", DIGIT_NAME))
         for index, nic in enumerate(spec.nics):

@@ -13,7 +13,6 @@ from vmhost.engine.states import OBSERVED, VmState
 from vmhost.engine.steps import Declared, Step, run
 from vmhost.errors import HostResourceError
 from vmhost.spec import VMSpec
-from vmhost.spec.units import format_size
 from vmhost.store.sqlite import VmRecord
 
 
@@ -101,7 +100,8 @@ def start_locked(core: Core, record: VmRecord) -> bool:
         return False
     spec = core.spec_of(record)
     _check_startable(core, spec)
-    run(Start(core, record.name, record.uuid, spec))
+    with core.admission.admitted(spec, core.driver.for_spec(spec).host_info, core.config):
+        run(Start(core, record.name, record.uuid, spec))
     return True
 
 
@@ -111,9 +111,3 @@ def _check_startable(core: Core, spec: VMSpec) -> None:
         raise HostResourceError(f"cannot start {spec.name}: " + "; ".join(map(str, plan.problems)))
     if plan.resolved:  # stored before image formats were recorded: record them now, once
         core.store.update_vm(spec.name, spec=stored(spec))
-    available = core.driver.for_spec(spec).host_info().memory_available
-    if spec.memory.size > available:
-        raise HostResourceError(
-            f"not enough host memory to start {spec.name}: it needs {format_size(spec.memory.size)}, "
-            f"the host has {available // 2**20}MiB available"
-        )

@@ -16,10 +16,11 @@ from vmhost.render.libvirt.cpu import cpu_element, cputune_element, vcpu_element
 from vmhost.render.libvirt.disk import disk_element
 from vmhost.render.libvirt.graphics import graphics_elements
 from vmhost.render.libvirt.hooks import RenderHook, apply_hooks
-from vmhost.render.libvirt.identity import identity_elements, metadata_element, read_metadata
+from vmhost.render.libvirt.identity import identity_elements, metadata_element, read_metadata, sysinfo_element
+from vmhost.render.libvirt.iothreads import iothread_elements, with_iothread_pins
 from vmhost.render.libvirt.memory import balloon_element, memory_elements
 from vmhost.render.libvirt.nic import nic_element
-from vmhost.render.libvirt.os import clock_element, features_element, lifecycle_elements, os_element
+from vmhost.render.libvirt.os import clock_element, features_element, lifecycle_elements, os_element, pm_element
 from vmhost.render.libvirt.passthrough import pci_hostdev, usb_hostdev
 from vmhost.render.libvirt.schema import validate_domain_xml
 from vmhost.spec import VMSpec
@@ -38,12 +39,15 @@ def render_domain(spec: VMSpec, ctx: RenderContext) -> etree._Element:
         metadata_element(spec, ctx),
         *memory_elements(spec),
         vcpu_element(spec),
-        cputune_element(spec),
+        *iothread_elements(spec),
+        with_iothread_pins(cputune_element(spec), spec),
+        sysinfo_element(spec),
         os_element(spec),
         features_element(spec, accel),
         cpu_element(spec, accel),
         clock_element(spec),
         *lifecycle_elements(spec),
+        pm_element(spec),
         devices_element(spec, ctx),
     ]
     domain.extend(part for part in parts if part is not None)

@@ -1,16 +1,19 @@
-"""CD-ROM drives: always read-only, with an ISO in the tray or empty."""
+"""CD-ROM drives: always read-only, with an ISO in the tray (a host file or a Ceph RBD image) or empty."""
 
 from lxml import etree
 
 from vmhost.render.libvirt.controllers import ScsiLayout, drive_address
+from vmhost.render.libvirt.disk import rbd_source
 from vmhost.render.libvirt.nodes import element, sub
 from vmhost.spec.cdrom import Cdrom
 
 
 def cdrom_element(cdrom: Cdrom, layout: ScsiLayout) -> etree._Element:
-    node = element("disk", type="file", device="cdrom")
+    node = element("disk", type="network" if cdrom.rbd else "file", device="cdrom")
     sub(node, "driver", name="qemu", type="raw")
-    if cdrom.iso:
+    if cdrom.rbd:
+        node.append(rbd_source(cdrom.rbd))
+    elif cdrom.iso:
         sub(node, "source", file=str(cdrom.iso))
     sub(node, "target", dev=cdrom.target, bus=cdrom.bus)
     if cdrom.boot_order is not None:

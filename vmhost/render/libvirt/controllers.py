@@ -3,14 +3,18 @@
 SCSI devices get explicit drive addresses. Left to itself libvirt derives the controller from the target name
 (sda..sdg on controller 0, ...) and picks the controller model on its own, which would ignore the bus the spec
 asks for. Controllers are numbered densely (virtio-scsi first, then lsilogic), because libvirt fills any gap
-below the highest index with an implicit controller of its default model.
+below the highest index with an implicit controller of its default model. virtio-scsi disks that name an
+IOThread get a controller of their own run by that IOThread (the IOThread belongs to the controller, not the disk),
+one per IOThread, after the shared one.
 """
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxml import etree
 
-from vmhost.render.libvirt.nodes import element
+from vmhost.render.libvirt.nodes import element, sub
 from vmhost.spec import VMSpec
 
 LSILOGIC_UNITS = 7
@@ -24,29 +28,55 @@ class DriveAddress:
 
 
 @dataclass(frozen=True)
-class ScsiLayout:
-    """SCSI controllers as (index, model), and the drive address of every SCSI device by target."""
+class ScsiController:
+    index: int
+    model: str
+    iothread: int | None = None
 
-    controllers: list[tuple[int, str]]
+
+@dataclass(frozen=True)
+class ScsiLayout:
+    """SCSI controllers, and the drive address of every SCSI device by target."""
+
+    controllers: list[ScsiController]
     addresses: dict[str, DriveAddress]
 
 
 def scsi_layout(spec: VMSpec) -> ScsiLayout:
-    """virtio-scsi disks share one controller (it has 16384 LUNs); bus 'scsi' devices fill lsilogic ones."""
-    virtio = [d.target for d in spec.disks if d.bus == "virtio-scsi"]
-    lsi = [d.target for d in spec.disks if d.bus == "scsi"] + [c.target for c in spec.cdroms if c.bus == "scsi"]
-    controllers: list[tuple[int, str]] = []
+    """virtio-scsi disks sit on the controller they name, else share one per IOThread (the one without first; a
+    controller has 16384 LUNs) at the lowest free index; bus 'scsi' devices then fill lsilogic ones. Any index
+    left free below the highest gets an empty virtio-scsi controller, so libvirt adds none of its own model."""
+    virtio = [d for d in spec.disks if d.bus == "virtio-scsi"]
+    runs: dict[int, int | None] = {d.controller: d.iothread for d in virtio if d.controller is not None}
+    index_of: dict[int | None, int] = {}
+    for index, thread in sorted(runs.items()):
+        index_of.setdefault(thread, index)
+    implicit = {d.iothread for d in virtio if d.controller is None}
+    for thread in sorted(implicit, key=lambda t: -1 if t is None else t):
+        if thread not in index_of:
+            index_of[thread] = _lowest_free(runs)
+            runs[index_of[thread]] = thread
     addresses: dict[str, DriveAddress] = {}
-    if virtio:
-        controllers.append((0, "virtio-scsi"))
-        addresses.update({_target(t): DriveAddress(0, unit) for unit, t in enumerate(virtio)})
-    first = len(controllers)
+    units: Counter[int] = Counter()
+    for disk in virtio:
+        index = disk.controller if disk.controller is not None else index_of[disk.iothread]
+        addresses[_target(disk.target)] = DriveAddress(index, units[index])
+        units[index] += 1
+    controllers = {index: ScsiController(index, "virtio-scsi", thread) for index, thread in runs.items()}
+    lsi = [d.target for d in spec.disks if d.bus == "scsi"] + [c.target for c in spec.cdroms if c.bus == "scsi"]
+    index = -1
     for position, target in enumerate(lsi):
-        index, unit = first + position // LSILOGIC_UNITS, position % LSILOGIC_UNITS
-        if unit == 0:
-            controllers.append((index, "lsilogic"))
-        addresses[_target(target)] = DriveAddress(index, unit)
-    return ScsiLayout(controllers, addresses)
+        if position % LSILOGIC_UNITS == 0:
+            index = _lowest_free(controllers)
+            controllers[index] = ScsiController(index, "lsilogic")
+        addresses[_target(target)] = DriveAddress(index, position % LSILOGIC_UNITS)
+    for gap in range(max(controllers, default=-1)):
+        controllers.setdefault(gap, ScsiController(gap, "virtio-scsi"))
+    return ScsiLayout([controllers[i] for i in sorted(controllers)], addresses)
+
+
+def _lowest_free(taken: Mapping[int, object]) -> int:
+    return next(index for index in range(len(taken) + 1) if index not in taken)
 
 
 def _target(target: str | None) -> str:
@@ -58,10 +88,17 @@ def _target(target: str | None) -> str:
 
 def controller_elements(spec: VMSpec, layout: ScsiLayout) -> list[etree._Element]:
     """SCSI controllers, then the USB controller when the spec picks a model (else libvirt's default is kept)."""
-    parts = [element("controller", type="scsi", index=index, model=model) for index, model in layout.controllers]
+    parts = [_scsi_controller(controller) for controller in layout.controllers]
     if spec.usb.controller is not None:
         parts.append(element("controller", type="usb", index=0, model=spec.usb.controller))
     return parts
+
+
+def _scsi_controller(controller: ScsiController) -> etree._Element:
+    node = element("controller", type="scsi", index=controller.index, model=controller.model)
+    if controller.iothread is not None:
+        sub(node, "driver", iothread=controller.iothread)
+    return node
 
 
 def drive_address(layout: ScsiLayout, target: str | None) -> etree._Element | None:

@@ -19,13 +19,15 @@ def vcpu_element(spec: VMSpec) -> etree._Element:
 
 def cputune_element(spec: VMSpec) -> etree._Element | None:
     """Relative weight and pinning; None when the VM asks for neither (libvirt rejects an empty <cputune>)."""
-    if spec.cpu.shares is None and not spec.cpu.pinning:
+    if spec.cpu.shares is None and not spec.cpu.pinning and spec.cpu.emulator_pinning is None:
         return None
     cputune = element("cputune")
     if spec.cpu.shares is not None:
         sub(cputune, "shares", spec.cpu.shares)
     for pin in sorted(spec.cpu.pinning, key=lambda p: p.vcpu):
         sub(cputune, "vcpupin", vcpu=pin.vcpu, cpuset=pin.host_cpus)
+    if spec.cpu.emulator_pinning is not None:
+        sub(cputune, "emulatorpin", cpuset=spec.cpu.emulator_pinning)
     return cputune
 
 
@@ -36,6 +38,8 @@ def cpu_element(spec: VMSpec, accel: Literal["kvm", "tcg"]) -> etree._Element | 
     if spec.cpu.topology:
         topology = spec.cpu.topology
         sub(cpu, "topology", sockets=topology.sockets, cores=topology.cores, threads=topology.threads)
+    for name, policy in sorted(spec.cpu.features.items()):
+        sub(cpu, "feature", policy=policy, name=name)
     cells = numa_cells(spec)
     if cells:
         numa = sub(cpu, "numa")
@@ -45,10 +49,14 @@ def cpu_element(spec: VMSpec, accel: Literal["kvm", "tcg"]) -> etree._Element | 
 
 
 def _model(cpu: etree._Element, mode: str, accel: Literal["kvm", "tcg"]) -> None:
-    """'auto' means host-model where the host CPU is visible (kvm) and the emulator's own default under tcg."""
+    """'auto' means host-model where the host CPU is visible (kvm) and the emulator's own default under tcg;
+    'default' is the emulator's own default everywhere (a bare <cpu>, as ZStack writes for nestedVirtualization
+    none), which exposes no host flags and so migrates between unlike hosts."""
     if mode == "auto":
         if accel == "kvm":
             cpu.set("mode", "host-model")
+    elif mode == "default":
+        return
     elif mode in HOST_MODES:
         cpu.set("mode", mode)
     else:

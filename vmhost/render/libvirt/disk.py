@@ -7,7 +7,17 @@ from lxml import etree
 from vmhost.render.libvirt.context import RenderContext
 from vmhost.render.libvirt.controllers import ScsiLayout, drive_address
 from vmhost.render.libvirt.nodes import element, sub
-from vmhost.spec.disk import BlockDisk, Disk, FileDisk, ImageDisk, IscsiDisk, NewDisk, OverlayDisk, SecretRef
+from vmhost.spec.disk import (
+    BlockDisk,
+    Disk,
+    FileDisk,
+    ImageDisk,
+    IscsiDisk,
+    NewDisk,
+    OverlayDisk,
+    RbdImage,
+    SecretRef,
+)
 
 TARGET_BUS = {"virtio": "virtio", "virtio-scsi": "scsi", "scsi": "scsi", "sata": "sata", "ide": "ide"}
 ISCSI_PORT = 3260
@@ -32,7 +42,14 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
     layers = ctx.disk_layers.get(str(disk.target), ())
     node = element("disk", type="file" if layers else kind, device="disk")
     driver_format = "qcow2" if layers else fmt
-    sub(node, "driver", name="qemu", type=driver_format, cache=None if disk.cache == "default" else disk.cache)
+    sub(
+        node,
+        "driver",
+        name="qemu",
+        type=driver_format,
+        cache=None if disk.cache == "default" else disk.cache,
+        iothread=disk.iothread if disk.bus == "virtio" else None,
+    )
     if layers:
         node.append(element("source", file=str(layers[-1])))
         node.append(_layered_backing(disk, ctx, layers[:-1], kind, fmt))
@@ -43,6 +60,8 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
             node.append(backing)
     sub(node, "target", dev=disk.target, bus=TARGET_BUS[disk.bus])
     _iotune(node, disk)
+    if disk.physical_block_size is not None:
+        sub(node, "blockio", physical_block_size=disk.physical_block_size)
     if disk.boot_order is not None:
         sub(node, "boot", order=disk.boot_order)
     if disk.readonly:
@@ -56,7 +75,18 @@ def disk_element(disk: Disk, ctx: RenderContext, layout: ScsiLayout) -> etree._E
     address = drive_address(layout, disk.target)
     if address is not None:
         node.append(address)
+    if disk.pci_address is not None:
+        node.append(_pci_address(disk.pci_address))
     return node
+
+
+def _pci_address(address: str) -> etree._Element:
+    """A fixed guest slot (e.g. a bhyve payload's 0:4:1). Function 0 is always multifunction, so the guest also
+    finds functions 1-7 of its slot (data disks beside the boot disk); alone in its slot that changes nothing."""
+    slot, function = address[8:10], address[11]
+    multifunction = "on" if function == "0" else None
+    attrs = {"domain": "0x0000", "bus": "0x00", "slot": f"0x{slot}", "function": f"0x{function}"}
+    return element("address", type="pci", multifunction=multifunction, **attrs)
 
 
 def _iotune(node: etree._Element, disk: Disk) -> None:
@@ -83,7 +113,7 @@ def _kind_and_format(disk: Disk, ctx: RenderContext) -> tuple[str, str]:
             raise ValueError(f"disk {disk.target} ({source.path}): libvirt cannot use {fmt} images")
         return "file", fmt
     if isinstance(source, BlockDisk):
-        return "block", "raw"
+        return "block", source.format
     return "network", "raw"
 
 
@@ -142,7 +172,12 @@ def _source(disk: Disk, ctx: RenderContext) -> etree._Element:
         return element("source", dev=str(source.path))
     if isinstance(source, IscsiDisk):
         return _network_source("iscsi", f"{source.target}/{source.lun}", [source.portal], ISCSI_PORT, source.auth)
-    return _network_source("rbd", f"{source.pool}/{source.image}", source.monitors, CEPH_MON_PORT, source.auth)
+    return rbd_source(source)
+
+
+def rbd_source(image: RbdImage) -> etree._Element:
+    """<source protocol='rbd'> of a disk's or a CD-ROM's Ceph image."""
+    return _network_source("rbd", f"{image.pool}/{image.image}", image.monitors, CEPH_MON_PORT, image.auth)
 
 
 def _network_source(

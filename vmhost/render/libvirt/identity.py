@@ -32,6 +32,23 @@ def identity_elements(spec: VMSpec) -> list[etree._Element]:
     return parts
 
 
+def sysinfo_element(spec: VMSpec) -> etree._Element | None:
+    """The SMBIOS strings of the spec (os/smbios mode=sysinfo points the firmware at them); None without any."""
+    smbios = spec.smbios
+    if smbios.is_empty():
+        return None
+    sysinfo = element("sysinfo", type="smbios")
+    if smbios.serial is not None:
+        sub(sub(sysinfo, "system"), "entry", smbios.serial, name="serial")
+    if smbios.chassis_asset_tag is not None:
+        sub(sub(sysinfo, "chassis"), "entry", smbios.chassis_asset_tag, name="asset")
+    if smbios.oem_strings:
+        oem = sub(sysinfo, "oemStrings")
+        for text in smbios.oem_strings:
+            sub(oem, "entry", text)
+    return sysinfo
+
+
 def metadata_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
     """Labels, the disk images vmhost created and the spec, so an agent that lost its store can adopt the VM.
 

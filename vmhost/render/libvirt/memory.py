@@ -17,11 +17,23 @@ def memory_elements(spec: VMSpec) -> list[etree._Element]:
     if mem.max_size is not None:
         parts.append(element("maxMemory", kib(mem.max_size, "memory.max_size"), slots=mem.slots, unit="KiB"))
     parts += [element("memory", size, unit="KiB"), element("currentMemory", size, unit="KiB")]
-    if mem.hugepages:
-        backing = element("memoryBacking")
-        sub(backing, "hugepages")
+    backing = memory_backing(spec)
+    if backing is not None:
         parts.append(backing)
     return parts
+
+
+def memory_backing(spec: VMSpec) -> etree._Element | None:
+    """Hugepages, no KSM merging and shared access, in libvirt's order; None when memory is plain private RAM."""
+    mem = spec.memory
+    backing = element("memoryBacking")
+    if mem.hugepages:
+        sub(backing, "hugepages")
+    if not mem.merge_pages:
+        sub(backing, "nosharepages")
+    if mem.access == "shared":
+        sub(backing, "access", mode="shared")
+    return backing if len(backing) else None
 
 
 def balloon_element(spec: VMSpec) -> etree._Element:

@@ -6,11 +6,14 @@ from lxml import etree
 
 from vmhost.render.libvirt.nodes import element, sub
 from vmhost.spec.nic import Nic, Rate
+from vmhost.spec.passthrough import pci_parts
 
 CLEAN_TRAFFIC = "clean-traffic"
 
 
 def nic_element(nic: Nic, accel: Literal["kvm", "tcg"]) -> etree._Element:
+    if nic.type == "hostdev":
+        return _vf_element(nic)
     node = element("interface", type=nic.type)
     sub(node, "mac", address=nic.mac)
     _source(node, nic)
@@ -23,6 +26,28 @@ def nic_element(nic: Nic, accel: Literal["kvm", "tcg"]) -> etree._Element:
         sub(node, "mtu", size=nic.mtu)
     _bandwidth(node, nic)
     _filter(node, nic)
+    if nic.boot_order is not None:
+        sub(node, "boot", order=nic.boot_order)
+    return node
+
+
+def _vf_element(nic: Nic) -> etree._Element:
+    """An SR-IOV VF through vfio; managed: libvirt binds it to vfio-pci and sets its MAC (and VLAN) on the PF."""
+    domain, bus, slot, function = pci_parts(nic.source)
+    node = element("interface", type="hostdev", managed="yes")
+    sub(node, "mac", address=nic.mac)
+    sub(
+        sub(node, "source"),
+        "address",
+        type="pci",
+        domain=f"0x{domain:04x}",
+        bus=f"0x{bus:02x}",
+        slot=f"0x{slot:02x}",
+        function=f"0x{function:x}",
+    )
+    sub(node, "driver", name="vfio")
+    if nic.vlan is not None:
+        sub(sub(node, "vlan"), "tag", id=nic.vlan)
     if nic.boot_order is not None:
         sub(node, "boot", order=nic.boot_order)
     return node

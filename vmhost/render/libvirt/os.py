@@ -26,7 +26,9 @@ def os_element(spec: VMSpec) -> etree._Element:
     for device in _boot_devices(spec):
         sub(os, "boot", dev=device)
     if boot.menu:
-        sub(os, "bootmenu", enable="yes")
+        sub(os, "bootmenu", enable="yes", timeout=boot.menu_timeout)
+    if not spec.smbios.is_empty():
+        sub(os, "smbios", mode="sysinfo")
     return os
 
 
@@ -54,16 +56,43 @@ def features_element(spec: VMSpec, accel: Literal["kvm", "tcg"]) -> etree._Eleme
         hyperv = sub(node, "hyperv", mode="custom")
         sub(hyperv, "relaxed", state="on")
         sub(hyperv, "vapic", state="on")
+        if features.hyperv_synic and accel == "kvm":
+            for name in ("vpindex", "synic", "stimer"):  # in this order: each needs the one before
+                sub(hyperv, name, state="on")
         sub(hyperv, "spinlocks", state="on", retries=HYPERV_SPINLOCK_RETRIES)
+        if features.hyperv_vendor_id:
+            sub(hyperv, "vendor_id", state="on", value=features.hyperv_vendor_id)
     if features.hide_kvm and accel == "kvm":
         sub(sub(node, "kvm"), "hidden", state="on")
+    if not features.vmport:
+        sub(node, "vmport", state="off")
     return node if len(node) else None
+
+
+def pm_element(spec: VMSpec) -> etree._Element | None:
+    """ACPI S3/S4 as the spec asks; None when it leaves both to the hypervisor."""
+    features = spec.features
+    if features.suspend_to_mem is None and features.suspend_to_disk is None:
+        return None
+    pm = element("pm")
+    if features.suspend_to_mem is not None:
+        sub(pm, "suspend-to-mem", enabled=yes_no(features.suspend_to_mem))
+    if features.suspend_to_disk is not None:
+        sub(pm, "suspend-to-disk", enabled=yes_no(features.suspend_to_disk))
+    return pm
 
 
 def clock_element(spec: VMSpec) -> etree._Element:
     clock = element("clock", offset=spec.clock.offset)
     for timer in spec.clock.timers:
-        sub(clock, "timer", name=timer.name, tickpolicy=timer.tickpolicy, present=yes_no(timer.present))
+        sub(
+            clock,
+            "timer",
+            name=timer.name,
+            track=timer.track,
+            tickpolicy=timer.tickpolicy,
+            present=yes_no(timer.present),
+        )
     return clock
 
 

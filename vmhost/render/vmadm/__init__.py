@@ -15,12 +15,21 @@ from vmhost.render.vmadm.brands import BRANDS, Brand
 from vmhost.render.vmadm.disks import disk_problems, render_disks
 from vmhost.render.vmadm.graphics import graphics_problems, render_graphics
 from vmhost.render.vmadm.guest import guest_problems, render_guest
-from vmhost.render.vmadm.identity import identity_problems, render_identity
+from vmhost.render.vmadm.identity import boot_string, identity_problems, render_identity
 from vmhost.render.vmadm.metadata import metadata_problems, render_metadata
 from vmhost.render.vmadm.nics import nic_problems, render_nics
 from vmhost.spec import VMSpec
 
-__all__ = ["BRANDS", "OWNER_KEY", "SPEC_KEY", "Brand", "payload_json", "problems", "render_payload"]
+__all__ = ["BRANDS", "IGNORED_FIELDS", "OWNER_KEY", "SPEC_KEY", "Brand", "payload_json", "problems", "render_payload"]
+
+IGNORED_FIELDS: dict[str, str] = {
+    "memory.merge_pages": "illumos has no page merging (KSM): a SmartOS guest's pages are never merged",
+    "graphics.tablet": "vmadm gives every VNC VM a USB tablet itself (bhyve's xhci tablet, kvm's usb tablet)",
+    "features.vmport": "bhyve has no VMware port, so false is what a bhyve VM has (the kvm brand refuses false)",
+    "startup": "the agent's restore order, kept in vmhost's record; vmadm starts nothing (autoboot is false)",
+}
+"""Spec fields the payload leaves out on purpose, and why: they need nothing from vmadm or are its behaviour
+already. Every other field is rendered or is a problem (see `problems`)."""
 
 
 def render_payload(spec: VMSpec, brand: Brand, owner: str = "", hooks: Sequence[DocumentHook] = ()) -> dict[str, Any]:
@@ -35,8 +44,9 @@ def render_payload(spec: VMSpec, brand: Brand, owner: str = "", hooks: Sequence[
     payload["nics"] = render_nics(spec)
     payload.update(render_metadata(spec, owner))
     payload.update(render_guest(spec, payload.get("customer_metadata", {})))
-    if brand == "kvm" and _boots_from_cdrom(payload["disks"]):
-        payload["boot"] = "order=dc"
+    boot = boot_string(spec, _boots_from_cdrom(payload["disks"])) if brand == "kvm" else None
+    if boot is not None:
+        payload["boot"] = boot
     record = {key: value for key, value in payload.get("internal_metadata", {}).items() if key in (SPEC_KEY, OWNER_KEY)}
     apply_document_hooks(spec, payload, hooks, "vmadm payload", partial(_writable, record))
     return payload

@@ -36,6 +36,14 @@ def graphics_problems(spec: VMSpec, brand: Brand) -> Iterator[tuple[str, str]]:
         yield "graphics.listen", "vmadm chooses the VNC listen address itself"
     if graphics.password is not None and len(graphics.password.get_secret_value()) > VNC_PASSWORD_MAX:
         yield "graphics.password", f"vmadm VNC passwords are at most {VNC_PASSWORD_MAX} characters"
+    if graphics.sound:
+        yield "graphics.sound", "vmadm VMs have no sound card"
+    if graphics.monitors > 1:
+        yield "graphics.monitors", "vmadm gives a VM one display"
+    if graphics.qxl is not None:
+        yield "graphics.qxl", "vmadm keeps the video adapter's default memory"
+    if graphics.streaming is not None:
+        yield "graphics.streaming", "a SPICE setting; vmadm VMs have VNC only"
     if graphics.video is not None and (brand == "bhyve" or graphics.video not in KVM_VGA):
         accepted = ", ".join(KVM_VGA) if brand == "kvm" else "none (bhyve has one framebuffer)"
         yield "graphics.video", f"the {brand} brand accepts video {accepted}"

@@ -25,6 +25,8 @@ def _nic(nic: Nic, primary: bool) -> dict[str, Any]:
     if nic.allowed_ips:
         entry["allowed_ips"] = [str(ip) for ip in nic.allowed_ips]
     entry.update(nic_guest(nic))
+    if nic.smartos is not None and nic.smartos.allowed_dhcp_cids:
+        entry["allowed_dhcp_cids"] = list(nic.smartos.allowed_dhcp_cids)
     if primary:
         entry["primary"] = True
     return entry
@@ -35,10 +37,16 @@ def nic_problems(spec: VMSpec, brand: Brand) -> Iterator[tuple[str, str]]:
         path = f"nics.{index}"
         if nic.type == "direct":
             yield f"{path}.type", "vmadm attaches NICs to nic tags, not to macvtap devices; use bridge or network"
-        if not NIC_TAG.match(nic.source):
+        if nic.type == "hostdev":
+            yield f"{path}.type", "vmadm attaches NICs to nic tags, not SR-IOV VFs; use bridge or network"
+        if nic.vlan is not None:
+            yield f"{path}.vlan", "a VF's VLAN tag has no vmadm counterpart (vmadm tags a nic tag's VNIC)"
+        if nic.type != "hostdev" and not NIC_TAG.match(nic.source):
             yield f"{path}.source", f"a nic_tag is letters, digits, '_' and '/'; got {nic.source!r}"
         if nic.model not in NIC_MODELS[brand]:
             yield f"{path}.model", f"the {brand} brand has NIC models {', '.join(NIC_MODELS[brand])}"
+        if brand == "bhyve" and nic.smartos is not None and nic.smartos.allowed_dhcp_cids:
+            yield f"{path}.smartos.allowed_dhcp_cids", "the bhyve brand takes no allowed_dhcp_cids (kvm does)"
         if nic.mtu is not None and not MTU_RANGE[0] <= nic.mtu <= MTU_RANGE[1]:
             yield f"{path}.mtu", f"vmadm accepts an MTU of {MTU_RANGE[0]}-{MTU_RANGE[1]}"
         unsupported = {
@@ -50,5 +58,5 @@ def nic_problems(spec: VMSpec, brand: Brand) -> Iterator[tuple[str, str]]:
         for field, asked in unsupported.items():
             if asked:
                 yield f"{path}.{field}", "a vmadm NIC cannot carry it"
-    if "network" in spec.boot.order[:1]:
-        yield "boot.order", "a vmadm payload cannot make the VM boot from the network"
+    if brand == "bhyve" and "network" in spec.boot.order[:1]:
+        yield "boot.order", "a bhyve payload cannot make the VM boot from the network (kvm's boot string can)"

@@ -61,7 +61,7 @@ def _path_and_format(disk: Disk, ctx: XenContext) -> tuple[Path, str]:
             raise ValueError(f"{where} ({source.path}): xl cannot use {fmt} images")
         return source.path, fmt
     if isinstance(source, BlockDisk):
-        return source.path, "raw"
+        return source.path, source.format
     raise ValueError(f"{where}: xl cannot attach {source.type} disks")
 
 

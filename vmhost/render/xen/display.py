@@ -7,6 +7,7 @@ from vmhost.render.xen.domain import domain_type
 from vmhost.render.xen.values import Settings, XlNumber, XlString, flag
 from vmhost.spec import VMSpec
 from vmhost.spec.graphics import Graphics
+from vmhost.spec.sound import sound_model
 
 VNC_BASE_PORT = 5900
 VGA = {"vga": "stdvga", "cirrus": "cirrus", "qxl": "qxl"}
@@ -66,6 +67,14 @@ def display_problems(spec: VMSpec) -> Problems:
             problems.append(("graphics.port", "xl needs a fixed SPICE port"))
         if graphics.video is not None and graphics.video not in VGA:
             problems.append(("graphics.video", f"Xen HVM guests have no {graphics.video} video adapter"))
+        if graphics.monitors > 1 or graphics.qxl is not None:
+            problems.append(("graphics.monitors", "xl gives a guest one video adapter with its default memory"))
+        if graphics.tablet:
+            problems.append(("graphics.tablet", "the xen driver adds no USB tablet"))
+        if graphics.streaming is not None:
+            problems.append(("graphics.streaming", "xl sets no SPICE streaming mode"))
+        if sound_model(graphics.sound) not in (None, "ich6", "ich9"):
+            problems.append(("graphics.sound", "xl's sound card is Intel HDA (ich6 or ich9)"))
     if spec.console.log_file is not None:
         problems.append(
             ("console.log_file", "xl cannot log one guest's console to a file; xenconsoled logs all guests")
