@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.zstack_bodies.start_vm_corpus import ut_body
 from vmhost.api.zstack.handlers import replacement_patch
 from vmhost.dialects.zstack import (
     data_volume_disk,
@@ -24,97 +25,12 @@ ROOT_UUID = "d387b4534faf4553a50a8a632cf12e35"
 
 
 def example() -> dict[str, Any]:
-    """ZStack's startVmCmdBody (kvmagent/test/utils/vm_utils.py), with a host path for the root image."""
-    return {
-        "vmInstanceUuid": UUID,
-        "vmInternalId": 1,
-        "vmName": "vm-for-ut",
-        "imagePlatform": "Linux",
-        "imageArchitecture": "x86_64",
-        "memory": 2147483648,
-        "maxMemory": 4294967296,
-        "maxVcpuNum": 128,
-        "cpuNum": 1,
-        "cpuSpeed": 0,
-        "vmCpuVendorId": None,
-        "socketNum": None,
-        "cpuOnSocket": None,
-        "threadsPerCore": None,
-        "bootDev": ["hd"],
-        "bootIso": [],
-        "cdRoms": [],
-        "dataVolumes": [],
-        "cacheVolumes": [],
-        "rootVolume": {
-            "installPath": "/var/lib/zstack/root.qcow2",
-            "deviceId": 0,
-            "deviceType": "file",
-            "volumeUuid": ROOT_UUID,
-            "useVirtio": True,
-            "useVirtioSCSI": False,
-            "shareable": False,
-            "cacheMode": "none",
-            "wwn": "0x000fb964dbc7a10a",
-            "bootOrder": 1,
-            "physicalBlockSize": 0,
-        },
-        "nics": [
-            {
-                "mac": "fa:62:4a:61:6c:00",
-                "bridgeName": "br_eth0",
-                "physicalInterface": "eth0",
-                "uuid": NIC_UUID,
-                "nicInternalName": "vnic1.0",
-                "deviceId": 0,
-                "useVirtio": True,
-                "bootOrder": 0,
-                "mtu": 1500,
-                "driverType": "virtio",
-                "vHostAddOn": {"queueNum": 1},
-            }
-        ],
-        "timeout": 300,
-        "addons": {
-            "channel": {"socketPath": f"/var/lib/libvirt/qemu/{UUID}", "targetName": "org.qemu.guest_agent.0"},
-            "usbDevice": [],
-        },
-        "instanceOfferingOnlineChange": False,
-        "nestedVirtualization": "none",
-        "hostManagementIp": "10.0.245.48",
-        "clock": "utc",
-        "useNuma": True,
-        "useBootMenu": True,
-        "createPaused": False,
-        "kvmHiddenState": False,
-        "vmPortOff": False,
-        "emulateHyperV": False,
-        "hypervClock": False,
-        "vendorId": "zstack.io",
-        "additionalQmp": True,
-        "isApplianceVm": False,
-        "systemSerialNumber": "4f3e9046-776d-4095-8edd-909523ede46d",
-        "bootMode": "Legacy",
-        "fromForeignHypervisor": False,
-        "machineType": "pc",
-        "useHugePage": False,
-        "chassisAssetTag": "www.zstack.io",
-        "priorityConfigStruct": {"vmUuid": UUID, "cpuShares": 512, "oomScoreAdj": 0},
-        "coloPrimary": False,
-        "coloSecondary": False,
-        "consoleLogToFile": False,
-        "useColoBinary": False,
-        "consoleMode": "vnc",
-        "consolePassword": "s3cret",
-        "MemAccess": "private",
-        "videoType": "cirrus",
-        "spiceStreamingMode": "off",
-        "VDIMonitorNumber": 1,
-        "pciePortNums": 28,
-        "predefinedPciBridgeNum": 1,
-        "kvmHostAddons": {"qcow2Options": " -o cluster_size=2097152 "},
-        "x2apic": True,
-        "acpi": True,
-    }
+    """ZStack's startVmCmdBody (kvmagent/test/utils/vm_utils.py), the corpus's, with a host path for the root image
+    and a console password."""
+    cmd = ut_body()
+    cmd["rootVolume"]["installPath"] = "/var/lib/zstack/root.qcow2"
+    cmd["consolePassword"] = "s3cret"
+    return cmd
 
 
 def variant(**changes: Any) -> dict[str, Any]:

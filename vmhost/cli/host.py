@@ -1,7 +1,6 @@
 """`vmhost host`: the host's facts and what each of its drivers can do; `vmhost host shutdown`: its VMs stopped in
 reverse startup order. The same from the local engine and an agent."""
 
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from rich.console import Console
 
 from vmhost.cli import listing
 from vmhost.cli.backend import Backend
+from vmhost.cli.output import print_json
 from vmhost.drivers.base import Capability
 from vmhost.engine.restore import STATUSES, label
 
@@ -30,7 +30,7 @@ def register(app: typer.Typer, backend: Callable[[], AbstractContextManager[Back
         with backend() as connection:
             report = connection.host()
         if as_json:
-            out.print_json(json.dumps(report))
+            print_json(out, report)
             return
         for line in fact_lines(report):
             out.print(line, markup=False, highlight=False)
@@ -46,7 +46,7 @@ def register(app: typer.Typer, backend: Callable[[], AbstractContextManager[Back
         with backend() as connection:
             view = connection.restore_progress()
         if as_json:
-            out.print_json(json.dumps(view))
+            print_json(out, view)
             return
         for line in restore_lines(view):
             out.print(line, markup=False, highlight=False)
@@ -65,7 +65,7 @@ def register(app: typer.Typer, backend: Callable[[], AbstractContextManager[Back
         with backend() as connection:
             result = connection.shutdown_host(timeout)
         if as_json:
-            out.print_json(json.dumps(result))
+            print_json(out, result)
             return
         for line in shutdown_lines(result):
             out.print(line, markup=False, highlight=False)
