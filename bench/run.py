@@ -2,6 +2,7 @@
 
 Run as root from the repository root:  .venv/bin/python bench/run.py [--quick]
 The scale bench instead (rows 11-15, scale.py):  .venv/bin/python bench/run.py --scale [--scale-n N] [--quick]
+The migration bench instead (rows 16-17, migrate.py, on the multi-host test bed):  bench/run.py --migrate [--quick]
 
 It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under a fresh temp dir), measures
 
@@ -504,7 +505,14 @@ def main() -> int:
     parser.add_argument(
         "--scale-memory", default=ScaleSettings.memory, help="with --scale: each guest's memory; default %(default)s"
     )
+    parser.add_argument(
+        "--migrate", action="store_true", help="the migration bench (bench/migrate.py, rows 16-17) on the test bed"
+    )
     args = parser.parse_args()
+    if args.migrate:
+        from migrate import main as migrate_main  # noqa: PLC0415 (it needs the multi-host bed, only then)
+
+        return migrate_main(["--quick"] if args.quick else [])
     if not args.scale and (args.scale_n != ScaleSettings.n or args.scale_memory != ScaleSettings.memory):
         parser.error("--scale-n and --scale-memory go with --scale")
     settings = QUICK if args.quick else FULL

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build a small Debian 12 cloud image from Debian packages only, for the real-guest cloud-init test:
 #   <out>/disk.qcow2  whole-disk ext4 (label debian-root, no partition table): systemd, cloud-init (NoCloud),
-#                     openssh-server, systemd-networkd + systemd-resolved, linux-image-amd64
+#                     openssh-server, systemd-networkd + systemd-resolved, linux-image-cloud-amd64 (the
+#                     kernel of Debian's genericcloud images: no AHCI nor sym53c8xx, so the seed is on virtio-scsi)
 #   <out>/vmlinuz     that kernel, and <out>/initrd.img its initramfs-tools initrd, for direct kernel boot with
 #                     the command line in <out>/cmdline
 #   <out>/stamp       sha256 of this script and the mirrors (the build's inputs); a match means "up to date"
@@ -19,7 +20,7 @@ mirror=${VMHOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${VMHOST_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 label=debian-root
 cmdline="root=LABEL=$label rw console=ttyS0"
-packages=systemd-sysv,udev,dbus,systemd-resolved,cloud-init,openssh-server,sudo,iproute2,netbase,initramfs-tools,linux-image-amd64
+packages=systemd-sysv,udev,dbus,systemd-resolved,cloud-init,openssh-server,sudo,iproute2,netbase,initramfs-tools,linux-image-cloud-amd64
 # Kernel module trees a VM on QEMU never loads (GPUs, cameras, Wi-Fi, physical NICs, sound, ...): about 210 MB.
 skip_modules="drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband
               drivers/staging drivers/iio drivers/comedi drivers/isdn drivers/bluetooth sound

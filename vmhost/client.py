@@ -162,8 +162,21 @@ class AgentClient:
         self._call("DELETE", f"/v1/images/{name}")
 
     def pull_image(self, reference: str, name: str | None, progress: Callable[[str], None]) -> dict[str, Any]:
-        """POST the pull, then poll the operation, handing each new progress line (skopeo's) to `progress`."""
-        operation = self._call("POST", "/v1/images/pull", json={"reference": reference, "name": name})
+        """POST the pull, then follow the operation, handing each new progress line (skopeo's) to `progress`."""
+        return self._follow(
+            self._call("POST", "/v1/images/pull", json={"reference": reference, "name": name}), progress
+        )
+
+    def migrate(self, name: str, request: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+        """POST the migration (`request`: to and the MigrationRequest fields), then poll its operation, handing
+        each new progress line to `progress`; polled, not waited on, since a migration may outlast a wait."""
+        return self._follow(self._call("POST", f"/v1/vms/{name}/migrate", json=request), progress)
+
+    def evacuate(self, request: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+        return self._follow(self._call("POST", "/v1/host/evacuate", json=request), progress)
+
+    def _follow(self, operation: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+        """Poll an operation to its end, handing each new progress line to `progress`; its result, or its error."""
         shown = ""
         while operation["state"] in ("pending", "running"):
             if operation.get("progress") and operation["progress"] != shown:

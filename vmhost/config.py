@@ -12,7 +12,12 @@ from vmhost.errors import VmhostError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vmhost/config.toml")
 CONFIG_ENV = "VMHOST_CONFIG"
-CHOICES = {"accel": ("kvm", "tcg"), "vm_driver": ("libvirt", "xen", "smartos"), "vmadm_brand": ("bhyve", "kvm")}
+CHOICES = {
+    "accel": ("kvm", "tcg"),
+    "vm_driver": ("libvirt", "xen", "smartos"),
+    "vmadm_brand": ("bhyve", "kvm"),
+    "migration_transport": ("tls", "tcp"),
+}
 
 
 def _per_cpu_workers() -> int:
@@ -101,6 +106,26 @@ class HostConfig:
     """Bytes a VM's hypervisor process needs beyond the guest's memory, counted at each start; unset: 64 MiB for a
     KVM guest, 192 MiB under TCG (QEMU's translated-code cache: a booted 128 MiB TCG guest's QEMU holds ~210 MiB)."""
 
+    migration_address: str | None = None
+    """The address other hosts reach this host's hypervisor and migration streams at; unset: this host takes in
+    no live migration (a prepare is refused, naming this setting)."""
+    migration_transport: Literal["tls", "tcp"] = "tls"
+    """tls: qemu+tls:// between the hypervisors and encrypted QEMU streams (VIR_MIGRATE_TLS); tcp: plain text,
+    for test beds on private links only."""
+    migration_timeout: float = 3600.0
+    """Seconds a migration may take in all unless the request says otherwise; then it is aborted."""
+    migration_stall_timeout: float = 30.0
+    """Seconds without progress after which a migration is aborted (the VM keeps running here)."""
+    migration_concurrency: int = 2
+    """Migrations `vmhost evacuate` runs at once."""
+    incoming_timeout: float = 3600.0
+    """Seconds a prepared incoming migration waits for its source; then this host finishes it itself if the VM
+    arrived, and drops it otherwise."""
+    peer_token_files: Mapping[str, Path] = field(default_factory=dict)
+    """Agent URL -> file holding the token this agent sends to that peer (migration); key "*": any other peer."""
+    peer_ca_file: Path | None = None
+    """CA bundle that peers' TLS certificates are checked against; unset: the system's."""
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "state.db"
@@ -145,6 +170,7 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
     _coerce_registries(values, source)
     _coerce_host_lifecycle(values, source)
     _coerce_admission(values, source)
+    _coerce_migration(values, source)
     for key, kind in (
         ("history_max_age_days", float),
         ("history_max_operations", int),
@@ -187,6 +213,24 @@ def _coerce_admission(values: dict[str, Any], source: Path) -> None:
         value = values.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise VmhostError(f"{source}: {key} must be a whole number of bytes (0 or more); got {value!r}")
+
+
+def _coerce_migration(values: dict[str, Any], source: Path) -> None:
+    """Timeouts positive seconds, concurrency a positive count, peer token files a table of paths."""
+    for key, kind in (
+        ("migration_timeout", float),
+        ("migration_stall_timeout", float),
+        ("incoming_timeout", float),
+        ("migration_concurrency", int),
+    ):
+        if key in values:
+            values[key] = _positive(values[key], kind, key, source)
+    tokens = values.get("peer_token_files", {})
+    if not isinstance(tokens, dict) or not all(isinstance(v, str) and v.startswith("/") for v in tokens.values()):
+        raise VmhostError(f"{source}: peer_token_files must map agent URLs to absolute file paths; got {tokens!r}")
+    values["peer_token_files"] = {url: Path(path) for url, path in tokens.items()}
+    if "peer_ca_file" in values:
+        values["peer_ca_file"] = Path(values["peer_ca_file"])
 
 
 def _positive(value: Any, kind: type[float] | type[int], key: str, source: Path) -> float | int:

@@ -34,6 +34,10 @@ class Unavailable(VmhostError):
     code = "unavailable"
 
 
+class PeerUnreachable(Unavailable):
+    """The other agent of a migration did not answer (connection refused or lost, timeout, 5xx): worth retrying."""
+
+
 class HypervisorError(VmhostError):
     """The hypervisor refused or failed an operation."""
 

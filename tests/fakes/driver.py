@@ -3,11 +3,15 @@ failures and hypervisor-side events (a crash, a destroy from outside), so engine
 tests run in milliseconds. One FakeHypervisor outlives Engines: an agent restart is a new Engine on it."""
 
 import itertools
+import json
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vmhost.drivers.base import (
     Capability,
@@ -20,6 +24,9 @@ from vmhost.drivers.base import (
     GuestAddresses,
     HostFacts,
     HostInfo,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationTarget,
     Recorded,
     Resources,
 )
@@ -57,12 +64,21 @@ def booted_facts(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+NETWORK: dict[str, "FakeHypervisor"] = {}
+"""Fake hypervisors by the address a migration reaches them at (the host of MigrationTarget.hypervisor_uri)."""
+
+
 @dataclass
 class FakeHypervisor:
     domains: dict[str, Domain] = field(default_factory=dict)
     reserved_pci: set[str] = field(default_factory=set)
     sink: Callable[[DomainEvent], None] | None = None
     """Where hypervisor-side events go (an Engine's on_domain_event), like a libvirt event connection."""
+    jobs: dict[str, MigrationProgress] = field(default_factory=dict)
+    """Migration jobs running, by domain."""
+    aborts: dict[str, threading.Event] = field(default_factory=dict)
+    stall_migrations: bool = False
+    """Migrations make no progress until they are aborted (the watchdog's case)."""
 
     def emit(self, name: str, kind: DomainEventKind, reason: str) -> None:
         if self.sink is not None:
@@ -268,6 +284,42 @@ class FakeDriver:
             return False
         self._set(domain, DomainState.SHUTOFF)
         return True
+
+    # ---- migration ---------------------------------------------------------------------------
+
+    def migrate(self, name: str, target: MigrationTarget, options: MigrationOptions) -> None:
+        """The memory moves in one step, or never while stall_migrations: then until abort_migration."""
+        self._call("migrate")
+        domain = self._running(name)
+        destination = NETWORK[str(urlsplit(target.hypervisor_uri).hostname)]
+        aborted = self.hypervisor.aborts.setdefault(name, threading.Event())
+        aborted.clear()
+        self.hypervisor.jobs[name] = MigrationProgress("memory", 0, 1 << 20, 1 << 20)
+        try:
+            if self.hypervisor.stall_migrations and aborted.wait(30):
+                raise HypervisorError(f"migration of {name} aborted: canceled by client")
+        finally:
+            del self.hypervisor.jobs[name]
+        definition = json.loads(target.definition)
+        arrived = Domain(name, domain.uuid, definition["spec"], definition["owner"])
+        destination.domains[name] = arrived
+        FakeDriver(destination)._set(arrived, DomainState.PAUSED)
+        self._set(domain, DomainState.SHUTOFF)
+        self.hypervisor.emit(name, DomainEventKind.STOPPED, "migrated")
+
+    def migration_progress(self, name: str) -> MigrationProgress | None:
+        return self.hypervisor.jobs.get(name)
+
+    def abort_migration(self, name: str) -> None:
+        self._call("abort_migration")
+        if name in self.hypervisor.jobs:
+            self.hypervisor.aborts[name].set()
+            while name in self.hypervisor.jobs:
+                time.sleep(0.01)
+
+    def incoming_definition(self, spec: VMSpec, resources: Resources) -> str:
+        document = spec.model_dump(mode="json", context={REVEAL_SECRETS: True})
+        return json.dumps({"spec": document, "owner": resources.owner})
 
     # ---- queries -----------------------------------------------------------------------------
 

@@ -106,13 +106,13 @@ def test_every_problem_is_reported_at_once(cli, guest_spec, vm_name, tmp_path, c
         memory="-1",
         colour="blue",
         disks=[{"source": {"type": "file", "path": "rel"}, "bus": "usb"}],
-        nics=[{"type": "bridge", "source": "br0", "mac": "zz"}],
+        nics=[{"type": "bridge", "source": "vmhbr-missing", "mac": "zz"}],
     )
     result = cli("validate", "-f", str(write_json(tmp_path / "spec.json", spec)))
     assert result.returncode == 2
-    for path in ("memory.size", "colour", "disks.0.source.path", "disks.0.bus", "nics.0.mac"):
-        assert f"  {path}: " in result.stderr
-    assert "invalid spec (5 problems)" in result.stderr
+    for path in ("memory.size", "colour", "disks.0.source.path", "disks.0.bus", "nics.0.mac", "nics.0.source"):
+        assert f"  {path}: " in result.stderr  # the missing bridge: a bad mac no longer hides it
+    assert "invalid spec (6 problems)" in result.stderr
 
 
 def test_unreadable_document_is_a_usage_error(cli, tmp_path):

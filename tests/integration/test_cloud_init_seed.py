@@ -1,5 +1,5 @@
-"""The NoCloud seed on real libvirt: built as an owned file at create, attached read-only as a CD-ROM, rebuilt
-with a new instance-id when its content changes, removed with the VM; bad input leaves no seed behind; the
+"""The NoCloud seed on real libvirt: built as an owned file at create, attached read-only as a virtio-scsi CD-ROM,
+rebuilt with a new instance-id when its content changes, removed with the VM; bad input leaves no seed behind; the
 password hash never shows in get, list, events, operations or the agent's log."""
 
 import copy
@@ -126,6 +126,10 @@ def test_seed_is_built_attached_rebuilt_and_removed(cli, engine, guest_spec, vm_
     cdrom = seed_cdrom(libvirt_conn, name)
     assert cdrom.find("readonly") is not None
     assert cdrom.find("source").get("file") == str(iso)
+    assert cdrom.find("target").get("bus") == "scsi"  # on virtio-scsi: Debian's cloud kernel has no AHCI/LSI
+    domain = etree.fromstring(libvirt_conn.lookupByName(name).XMLDesc(0))
+    controller = cdrom.find("address").get("controller")
+    assert domain.find(f"devices/controller[@type='scsi'][@index='{controller}']").get("model") == "virtio-scsi"
 
     shown = json.loads(cli("get", name).stdout)
     shown.pop("state", None)

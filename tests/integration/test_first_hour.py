@@ -136,6 +136,15 @@ def test_validate_and_create_report_every_problem_at_once_and_agree(cli, agent, 
             assert f"  {problem}" in result.stderr, result.stderr
 
 
+def test_a_schema_error_hides_no_cross_field_or_host_problem(cli, guest_spec, vm_name, config, tmp_path):
+    bad = _three_problem_spec(guest_spec, vm_name("five"), config.data_dir)
+    bad |= {"memory": "lots", "nics": [{"type": "bridge", "source": "vmhbr-missing", "mac": "zz"}]}
+    result = cli("validate", "-f", str(write_json(tmp_path / "bad.json", bad)))
+    assert result.returncode == 2 and "invalid spec (5 problems)" in result.stderr, result.stderr
+    for path in ("memory.size", "cpu.topology", "disks.0.source.path", "nics.0.mac", "nics.0.source"):
+        assert f"  {path}: " in result.stderr, result.stderr
+
+
 def test_validate_offline_skips_only_the_host_checks(cli, guest_spec, vm_name, tmp_path):
     spec = guest_spec(vm_name("offline"), nics=[{"type": "bridge", "source": "vmhbr-missing"}])
     path = write_json(tmp_path / "spec.json", spec)

@@ -6,6 +6,7 @@ journaled step.
 The guest writes a marker on its raw qcow2 data disk (`dd of=/dev/vda`) and reads it back (`head -c`).
 """
 
+import contextlib
 import json
 import re
 import secrets
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+import libvirt_qemu
 import pytest
 from lxml import etree
 
@@ -112,18 +114,30 @@ def spec_of(guest: dict[str, Path], name: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def running(engine: Engine, guest: dict[str, Path]) -> Iterator[Guest]:
-    """Booted once for the module; it has the guest agent channel, but the tiny guest runs no agent."""
-    name = f"{PREFIX}snap"
-    engine.create(spec_of(guest, name, guest_agent=True), start=True)
-    wait_for_count(engine, name, READY, 1, timeout=BOOT_WAIT)
-    vm = Guest(engine, name)
+@contextlib.contextmanager
+def booted(engine: Engine, spec: dict[str, Any]) -> Iterator[Guest]:
+    engine.create(spec, start=True)
+    wait_for_count(engine, spec["name"], READY, 1, timeout=BOOT_WAIT)
+    vm = Guest(engine, spec["name"])
     try:
         vm.shell("", PROMPT, 30)
         yield vm
     finally:
         vm.console.close()
+
+
+@pytest.fixture(scope="module")
+def running(engine: Engine, guest: dict[str, Path]) -> Iterator[Guest]:
+    """Booted once for the module; it has the guest agent channel, but the tiny guest runs no agent."""
+    with booted(engine, spec_of(guest, f"{PREFIX}snap", guest_agent=True)) as vm:
+        yield vm
+
+
+@pytest.fixture(scope="module")
+def reverting(engine: Engine, guest: dict[str, Path]) -> Iterator[Guest]:
+    """The guest whose reverts the agent is killed in."""
+    with booted(engine, spec_of(guest, f"{PREFIX}snap-revert")) as vm:
+        yield vm
 
 
 def domain_xml(name: str, live: bool = True) -> etree._Element:
@@ -275,6 +289,92 @@ def test_quiesce_is_refused_when_no_agent_answers_and_without_the_channel(
     engine.delete(name)
 
 
+AGENT_INIT = """#!/bin/sh
+# rdinit of the quiesce test's guest: the tiny guest's /init, and qemu-ga on its virtio port once the
+# virtio_console module (which /init loads) shows the port.
+# A background job's stdin is /dev/null, which needs a node before /init mounts devtmpfs over /dev.
+mknod /dev/null c 1 3
+(while :; do
+    for port in /sys/class/virtio-ports/*; do
+        if [ "$(cat "$port/name" 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
+            exec /usr/sbin/qemu-ga -m virtio-serial -p "/dev/${port##*/}" -t /run -l /run/qga.log -v
+        fi
+    done
+    sleep 1
+done) &
+exec /init
+"""
+
+
+def with_guest_agent(initrd: Path, directory: Path) -> Path:
+    """The tiny guest's initrd with a second cpio archive appended (the kernel unpacks both): Debian's qemu-ga,
+    the host's copies of the libraries it links, and an rdinit that starts it. The shared guest is not touched."""
+    root = directory / "root"
+    download = directory / "download"
+    download.mkdir(parents=True)
+    subprocess.run(
+        ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", "qemu-guest-agent"],
+        cwd=download,
+        check=True,
+        capture_output=True,
+    )
+    [deb] = download.glob("*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    linked = subprocess.run(["ldd", str(root / "usr/sbin/qemu-ga")], capture_output=True, text=True, check=True)
+    for library in re.findall(r"(/\S+) \(0x", linked.stdout):
+        (root / library.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(library, root / library.lstrip("/"))
+    (root / "run").mkdir()
+    (root / "bin").mkdir()
+    (root / "bin/vmhost-agent-init").write_text(AGENT_INIT)
+    (root / "bin/vmhost-agent-init").chmod(0o755)
+    listing = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=root, input=listing, capture_output=True, check=True
+    ).stdout
+    out = directory / "initrd-agent.img"
+    out.write_bytes(
+        initrd.read_bytes() + subprocess.run(["gzip", "-9n"], input=archive, capture_output=True, check=True).stdout
+    )
+    out.chmod(0o644)
+    return out
+
+
+def agent_command(name: str, command: str) -> Any:
+    conn = libvirt.open(URI)
+    try:
+        answer = libvirt_qemu.qemuAgentCommand(conn.lookupByName(name), json.dumps({"execute": command}), 5, 0)
+        return json.loads(answer)["return"]
+    finally:
+        conn.close()
+
+
+def test_a_quiesced_disk_only_snapshot_freezes_the_guest_through_its_agent(
+    engine: Engine, guest: dict[str, Path], config: HostConfig
+) -> None:
+    """The tiny guest has only rootfs, proc, sysfs and devtmpfs: qemu-ga freezes none of them (0 filesystems), so
+    this proves the path (channel, agent, freeze request, snapshot, thawed after), not a frozen ext4."""
+    name = f"{PREFIX}snap-quiesce"
+    initrd = with_guest_agent(guest["initrd"], config.data_dir / "agent-guest")
+    kernel = {
+        "kernel": str(guest["kernel"]),
+        "initrd": str(initrd),
+        "cmdline": "console=ttyS0 quiet rdinit=/bin/vmhost-agent-init",
+    }
+    with booted(engine, spec_of(guest, name, guest_agent=True, boot={"kernel": kernel})) as vm:
+        eventually(lambda: agent_command(name, "guest-ping") == {}, 120, 1.0, "qemu-ga answering")
+        taken = engine.create_snapshot(name, "quiet", disk_only=True, quiesce=True)
+        assert top_file(name) == taken["layers"]["vda"]
+        assert agent_command(name, "guest-fsfreeze-status") == "thawed", "not left frozen"
+        frozen = "grep -c 'execute\":\"guest-fsfreeze-freeze' /run/qga.log"
+        seen = vm.shell(f"echo F-$({frozen})-E$((2+2))", b"-E4")
+        assert b"F-1-E4" in seen, "libvirt asked the guest's qemu-ga to freeze its filesystems, once"
+        vm.write_marker("rrr")
+        engine.delete_snapshot(name, "quiet")
+        assert vm.marker() == "rrr"
+    engine.delete(name)
+
+
 def test_bad_names_unknown_snapshots_and_raw_disks_are_refused(engine: Engine, guest: dict[str, Path]) -> None:
     name = f"{PREFIX}snap-refuse"
     engine.create(spec_of(guest, name, disks=[{"source": {"type": "new", "size": "8MiB", "format": "raw"}}]))
@@ -326,14 +426,15 @@ def stopped(engine: Engine, guest: dict[str, Path]) -> str:
     return name
 
 
-def assert_consistent(engine: Engine, name: str, snapshot: str, state: str = "stopped") -> bool:
-    """All or nothing: store row, libvirt metadata, overlay files and the definition's top agree. Returns whether
-    the snapshot exists."""
+def assert_consistent(engine: Engine, name: str, snapshot: str, state: str = "stopped", disk_only: bool = True) -> bool:
+    """All or nothing: store row, libvirt metadata, overlay files (a disk-only snapshot's) and the definition's
+    top agree. Returns whether the snapshot exists."""
     record = engine.record(name)
     row = engine.store.snapshots.get(record.uuid, snapshot)
     in_libvirt = snapshot in libvirt_snapshots(name)
     layers = list((engine.config.data_dir / "vms" / record.uuid / "snapshots").glob(f"*-{snapshot}/*.qcow2"))
-    assert (row is not None) == in_libvirt == bool(layers), (row, in_libvirt, layers)
+    assert (row is not None) == in_libvirt, (row, in_libvirt)
+    assert bool(layers) == (disk_only and in_libvirt), layers
     top = top_file(name, live=False)
     assert top == (str(layers[0]) if layers else own_disk(engine, name))
     assert len(chain(top)) == (2 if layers else 1)
@@ -376,6 +477,55 @@ def test_an_interrupted_snapshot_delete_is_completed(
     engine.store = Store(config.db_path)
     assert not assert_consistent(engine, stopped, "crash")
     eventually(lambda: engine.list_snapshots(stopped) == [], 5, 0.1, "the snapshot forgotten")
+
+
+REVERT_POINTS = [f"snapshot-revert:{step}" for step in ("begin", "stopped", "reverted", "started")]
+FULL_REVERT_POINTS = ["snapshot-revert:begin", "snapshot-revert:reverted", "snapshot-revert:redefined"]
+
+
+def _revived(config_file: Path, config: HostConfig, point: str, name: str, snapshot: str, engine: Engine) -> None:
+    """The agent killed in a revert, then started again (its recovery runs before it serves)."""
+    _killed(config_file, config, point, "POST", f"/v1/vms/{name}/snapshots/{snapshot}/revert")
+    engine.store = Store(config.db_path)
+
+
+@pytest.mark.parametrize("point", REVERT_POINTS)
+def test_an_interrupted_disk_only_revert_of_a_running_vm_is_completed_and_the_guest_boots_again(
+    point: str, reverting: Guest, config_file: Path, config: HostConfig
+) -> None:
+    """Forced off (if the kill came first), a new empty overlay, started again: the guest boots on the snapshot's
+    disk, whatever step the agent died after."""
+    engine, name = reverting.engine, reverting.name
+    reverting.write_marker("old")
+    engine.create_snapshot(name, "crash", disk_only=True)
+    reverting.write_marker("new")
+    _revived(config_file, config, point, name, "crash", engine)
+    assert assert_consistent(engine, name, "crash", state="running")
+    assert engine.record(name).desired_state == "running"
+    reverting.reconnect(booted=True)
+    assert reverting.marker() == "old"
+    engine.delete_snapshot(name, "crash")
+
+
+@pytest.mark.parametrize("point", FULL_REVERT_POINTS)
+def test_an_interrupted_full_revert_is_nothing_before_libvirt_reverted_and_completed_after(
+    point: str, reverting: Guest, config_file: Path, config: HostConfig
+) -> None:
+    """Once libvirt reverted, recovery writes the store's spec (changed since the snapshot) as the definition."""
+    engine, name = reverting.engine, reverting.name
+    reverting.write_marker("one")
+    engine.create_snapshot(name, "crash-full")
+    reverting.write_marker("two")
+    engine.update(name, {"cpu": {"vcpus": 2}})
+    _revived(config_file, config, point, name, "crash-full", engine)
+    reverted = point != "snapshot-revert:begin"
+    assert assert_consistent(engine, name, "crash-full", state="running", disk_only=False)
+    assert domain_xml(name, live=False).findtext("vcpu") == "2", "the store's spec is defined, not the snapshot's"
+    if reverted:
+        reverting.reconnect(booted=False)
+    assert reverting.marker() == ("one" if reverted else "two")
+    engine.delete_snapshot(name, "crash-full")
+    engine.update(name, {"cpu": {"vcpus": 1}})
 
 
 # ---- CLI and API ------------------------------------------------------------------------------------------------

@@ -293,22 +293,78 @@ def test_container_takes_no_cloud_init_and_no_dhcp() -> None:
     ]
 
 
-def test_libvirt_attaches_the_seed_read_only_after_the_spec_cdroms() -> None:
-    spec = parse_spec(copy.deepcopy(FULL) | {"cdroms": [{"iso": "/srv/install.iso"}]})
+def libvirt_devices(spec: dict[str, Any], seed: Path | None = SEED_ISO) -> etree._Element:
     disks = {"vda": Path("/var/lib/vmhost/vms/x/disks/vda.qcow2")}
-    xml = domain_xml(spec, RenderContext(accel="kvm", console_log=Path("/c.log"), disk_paths=disks, seed_iso=SEED_ISO))
-    validate_domain_xml(etree.fromstring(xml))
+    xml = domain_xml(
+        parse_spec(spec), RenderContext(accel="kvm", console_log=Path("/c.log"), disk_paths=disks, seed_iso=seed)
+    )
+    document = etree.fromstring(xml)
+    validate_domain_xml(document)
+    return document.find("devices")
+
+
+def seed_drive(devices: etree._Element) -> etree._Element:
+    (drive,) = [
+        d
+        for d in devices.iter("disk")
+        if d.find("source[@file]") is not None and d.find("source").get("file") == str(SEED_ISO)
+    ]
+    return drive
+
+
+def scsi_controllers(devices: etree._Element) -> list[tuple[str | None, str | None]]:
+    return [(c.get("index"), c.get("model")) for c in devices.iter("controller") if c.get("type") == "scsi"]
+
+
+def test_libvirt_attaches_the_seed_read_only_on_virtio_scsi_after_the_spec_cdroms() -> None:
+    """Debian's cloud kernel (genericcloud images) has no AHCI and no LSI driver: virtio-scsi is a bus it has."""
+    devices = libvirt_devices(copy.deepcopy(FULL) | {"cdroms": [{"iso": "/srv/install.iso"}]})
+    drives = [d for d in devices.iter("disk") if d.get("device") == "cdrom"]
+    assert [d.find("source").get("file") for d in drives] == ["/srv/install.iso", str(SEED_ISO)]
     assert (
-        f"""<disk type="file" device="cdrom">
+        etree.tostring(seed_drive(devices), encoding="unicode").strip()
+        == f"""<disk type="file" device="cdrom">
       <driver name="qemu" type="raw"/>
       <source file="{SEED_ISO}"/>
-      <target dev="sdf" bus="sata"/>
+      <target dev="sdzz" bus="scsi"/>
       <readonly/>
+      <address type="drive" controller="0" bus="0" target="1" unit="0"/>
     </disk>"""
-        in xml
     )
-    without = domain_xml(spec, RenderContext(accel="kvm", console_log=Path("/c.log"), disk_paths=disks))
-    assert "seed.iso" not in without
+    assert scsi_controllers(devices) == [("0", "virtio-scsi")]
+    without = libvirt_devices(copy.deepcopy(FULL) | {"cdroms": [{"iso": "/srv/install.iso"}]}, seed=None)
+    assert str(SEED_ISO) not in etree.tostring(without, encoding="unicode")
+    assert scsi_controllers(without) == []
+
+
+def scsi_disk(bus: str, name: str, **fields: Any) -> dict[str, Any]:
+    return {"bus": bus, "source": {"type": "file", "path": f"/srv/{name}.raw", "format": "raw"}, **fields}
+
+
+def test_the_seed_shares_the_virtio_scsi_controller_at_a_target_no_disk_takes() -> None:
+    spec = vm(
+        cloud_init={},
+        iothreads={"count": 1},
+        disks=[scsi_disk("virtio-scsi", "a", iothread=1), scsi_disk("virtio-scsi", "b"), scsi_disk("scsi", "c")],
+    )
+    devices = libvirt_devices(spec)
+    assert scsi_controllers(devices) == [("0", "virtio-scsi"), ("1", "virtio-scsi"), ("2", "lsilogic")]
+    address = seed_drive(devices).find("address")
+    assert dict(address.attrib) == {"type": "drive", "controller": "0", "bus": "0", "target": "1", "unit": "0"}
+    spec["disks"] += [scsi_disk("virtio-scsi", "d")]  # plugged in later: the next LUN of target 0, not the seed's
+    grown = libvirt_devices(spec)
+    assert dict(seed_drive(grown).find("address").attrib) == dict(address.attrib)
+    added = next(d for d in grown.iter("disk") if d.find("source").get("file") == "/srv/d.raw")
+    assert (added.find("target").get("dev"), dict(added.find("address").attrib)) == (
+        "sdd",
+        {"type": "drive", "controller": "0", "bus": "0", "target": "0", "unit": "1"},
+    )
+
+
+def test_seed_drive_keeps_out_of_the_way_of_disk_names() -> None:
+    assert seed_cdrom(parse_spec(vm(cloud_init={})), SEED_ISO).target == "sdzz"  # disks are named from sda up
+    named = parse_spec(vm(disks=[scsi_disk("scsi", "x", target="sdzz")], cloud_init={}))
+    assert seed_cdrom(named, SEED_ISO).target == "sdzy"  # a spec that takes the name itself: the next one down
 
 
 def test_xl_cfg_carries_the_seed_as_a_cdrom_xl_parses() -> None:
@@ -321,14 +377,6 @@ def test_xl_cfg_carries_the_seed_as_a_cdrom_xl_parses() -> None:
     assert (seed.target, seed.format, seed.vdev) == (str(SEED_ISO), "raw", "sdf")
     assert (seed.readwrite, seed.is_cdrom) == (False, True)
     assert "seed.iso" not in render_xl_cfg(spec, XenContext(disk_paths=disk_paths))
-
-
-def test_seed_drive_keeps_out_of_the_way_of_disk_names() -> None:
-    spec = parse_spec(vm(cloud_init={}))
-    assert seed_cdrom(spec, SEED_ISO).target == "sdf"  # a SCSI disk hot-plugged later gets sda first
-    scsi = [{"bus": "scsi", "source": {"type": "file", "path": f"/srv/d{i}.raw", "format": "raw"}} for i in range(7)]
-    crowded = parse_spec(vm(disks=scsi, cdroms=[{"target": "sdh"}], cloud_init={}))
-    assert seed_cdrom(crowded, SEED_ISO).target == "sdi"  # sda-sdg and sdh taken: the next free name
 
 
 @pytest.mark.parametrize(("driver", "seeded"), [("libvirt", True), ("xen", True), ("smartos", False)])

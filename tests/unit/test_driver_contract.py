@@ -46,6 +46,8 @@ def test_each_driver_declares_only_what_vmhost_implements_on_it_today():
         C.DISK_HOTPLUG,
         C.PCI_PASSTHROUGH,
         C.SNAPSHOTS,
+        C.LIVE_MIGRATION,
+        C.OFFLINE_MIGRATION,
         *live_changes,
     }
     assert XlDriver.capabilities == {C.PAUSE, C.REBOOT, C.CONSOLE, C.PCI_PASSTHROUGH}

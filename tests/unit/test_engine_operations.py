@@ -104,6 +104,17 @@ def test_a_finished_stop_reports_how_it_ended_not_its_countdown(hypervisor, tmp_
     assert said[-1].startswith("web is off after ") and "left" not in said[-1]
 
 
+def test_a_crashed_guest_kept_for_inspection_is_stopped_at_once_without_the_power_button(hypervisor, tmp_path):
+    """libvirt refuses a shutdown of a crashed, preserved domain: the stop forces it instead of failing."""
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", lifecycle={"on_crash": "preserve"}), start=True)
+    hypervisor.domains["web"].state = DomainState.CRASHED_PRESERVED
+    result = engine.stop("web")
+    assert result.method == "forced"
+    assert "request_shutdown" not in engine.driver.for_name("web").calls  # type: ignore[attr-defined]
+    assert hypervisor.domains["web"].state == DomainState.SHUTOFF
+
+
 @pytest.mark.parametrize(
     ("capability", "call"),
     [

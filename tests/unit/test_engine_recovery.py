@@ -2,6 +2,8 @@
 operation is recovered with the operation's own steps; crashes seen live, during an operation, or while the
 agent was down all get the same restart-policy decision."""
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,6 +59,14 @@ CASES: dict[str, tuple[str, Any]] = {
         )
         for step in ("begin", "reverted")
     },
+    "snapshot-revert:redefined": (
+        "running",
+        lambda e: (
+            e.create_snapshot("web", "s1"),
+            e.update("web", {"cpu": {"vcpus": 2}}),
+            e.revert_snapshot("web", "s1"),
+        ),
+    ),
     **{
         f"snapshot-delete:{step}": (
             "stopped",
@@ -103,6 +113,54 @@ def test_an_agent_killed_at_any_journaled_point_is_recovered_with_the_same_steps
     kind = point.split(":")[0]
     [op] = [op for op in engine.store.operations(limit=100) if op.kind == kind and op.result.startswith("interrupted")]
     assert op.state in ("completed by recovery", "rolled back by recovery")
+
+
+def guest_writes(overlay: Path, base: Path) -> None:
+    """What libvirt and then the guest would have done: the overlay made on the disk's image, data written on it
+    (the fake driver keeps snapshot names only)."""
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)], check=True
+    )
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x61 0 4k", str(overlay)], check=True, capture_output=True
+    )
+
+
+def same_content(overlay: Path, base: Path) -> bool:
+    return subprocess.run(["qemu-img", "compare", "-q", str(overlay), str(base)], check=False).returncode == 0
+
+
+DISK_ONLY_REVERT = [("running", step) for step in ("begin", "stopped", "reverted", "started")] + [
+    ("stopped", step) for step in ("begin", "reverted")
+]
+
+
+@pytest.mark.parametrize(("before", "step"), DISK_ONLY_REVERT)
+def test_an_interrupted_disk_only_revert_is_completed_and_a_vm_that_ran_boots_again(
+    before, step, tmp_path, monkeypatch
+):
+    """vmhost reverts overlays itself (on a libvirt driver): whatever step the agent died after, recovery forces
+    the VM off if it still runs, makes a new empty overlay and starts the VM again if it ran."""
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data", kind="libvirt")
+    engine.create(spec("web", disks=[DISK]), start=before == "running")
+    [base] = map(Path, engine.record("web").owned_paths)
+    overlay = Path(engine.create_snapshot("web", "s1", disk_only=True)["layers"]["vda"])
+    guest_writes(overlay, base)
+    booted = hypervisor.domains["web"].pid
+    with killed_at(monkeypatch, f"snapshot-revert:{step}") as passed, pytest.raises(Killed):
+        engine.revert_snapshot("web", "s1")
+    assert f"snapshot-revert:{step}" in passed
+    engine = restarted(engine, hypervisor, kind="libvirt")
+    assert same_content(overlay, base), "what was written since the snapshot is gone"
+    record = engine.record("web")
+    assert (record.state, record.desired_state) == (before, before)
+    if before == "running":
+        assert hypervisor.domains["web"].pid not in (None, booted), "a new boot, not the guest that ran on"
+    [op] = [op for op in engine.store.operations("web", limit=10) if op.kind == "snapshot-revert"]
+    assert op.state == "completed by recovery"
+    assert [s["name"] for s in engine.list_snapshots("web")] == ["s1"], "the snapshot stays, to revert to again"
+    assert engine.store.unfinished_operations() == []
 
 
 def test_an_interrupted_pause_leaves_the_guest_alive(tmp_path, monkeypatch):

@@ -1,9 +1,12 @@
-"""The spec as pure data: units, defaults, normalisation, and problems named by path."""
+"""The spec as pure data: units, defaults, normalisation, and problems named by path (with the fake host: schema,
+cross-field and host problems in one answer)."""
 
 import json
 
 import pytest
 
+from tests.fakes.driver import FakeHypervisor
+from tests.fakes.engines import engine_on
 from vmhost.spec import SpecError, VMSpec, load_spec_file, parse_spec
 from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.spec.units import format_size, parse_size
@@ -132,6 +135,86 @@ def test_cross_field_problems_name_their_paths():
         "nics.0.queues",
         "usb.redirection",
     }
+
+
+MAC = "52:54:00:00:00:01"
+TOPOLOGY_OF_3 = {"sockets": 1, "cores": 3, "threads": 1}
+
+
+def bridge(**fields):
+    return {"type": "bridge", "source": "br0", **fields}
+
+
+def test_a_bad_name_or_memory_still_lets_every_other_check_run():
+    found = problems(
+        {
+            "name": "a b",
+            "memory": "lots",
+            "cpu": {"vcpus": 2, "topology": TOPOLOGY_OF_3},
+            "nics": [bridge(model="e1000", queues=2)],
+        }
+    )
+    assert set(found) == {"name", "memory.size", "cpu.topology", "nics.0.queues"}
+
+
+def test_a_missing_name_is_one_problem_among_the_others():
+    assert set(problems({"memory": "1GiB", "cpu": {"vcpus": 2, "topology": TOPOLOGY_OF_3}})) == {"name", "cpu.topology"}
+
+
+def test_one_bad_field_in_a_list_item_hides_only_that_items_own_checks():
+    found = problems(
+        {
+            **MINIMAL,
+            "disks": [
+                {"source": {"type": "file", "path": "rel"}},
+                {"source": {"type": "new", "size": "1GiB"}, "wwn": "0x5000c50015ea71ac"},
+            ],
+            "nics": [{"type": "wifi", "source": "wlan0"}, bridge(mac=MAC), bridge(mac=MAC, model="e1000", queues=2)],
+        }
+    )
+    assert found == {  # the other items keep their indexes in the document
+        "disks.0.source.path": "must be an absolute path, got 'rel'",
+        "disks.1.wwn": "only scsi, virtio-scsi and ide disks carry a wwn, not virtio",
+        "nics.0.type": "must be one of 'bridge', 'network', 'direct' or 'hostdev'; got 'wifi'",
+        "nics.1.mac": f"MAC address used twice: {MAC}",
+        "nics.2.mac": f"MAC address used twice: {MAC}",
+        "nics.2.queues": "multiqueue needs model virtio",
+    }
+
+
+def test_checks_that_rest_on_a_failed_field_are_left_out_not_guessed_from_defaults():
+    found = problems(
+        {
+            **MINIMAL,
+            "cpu": {"vcpus": 0},  # the cells cover vCPUs 0-1: no verdict against the default of 1
+            "memory": {"size": "lots", "max_size": "4GiB", "slots": 2},
+            "numa": [{"cpus": "0-1", "memory": "1GiB"}],
+            "nics": [bridge(addresses=["192.0.2.10"], gateway4="192.0.2.1")],  # no subnet left to hold the gateway
+        }
+    )
+    assert set(found) == {"cpu.vcpus", "memory.size", "nics.0.addresses.0"}
+
+
+def test_schema_cross_field_and_host_problems_come_in_one_answer(tmp_path):
+    engine = engine_on(FakeHypervisor(), tmp_path / "data")
+    missing = tmp_path / "data" / "missing.img"
+    document = {
+        "name": "a b",
+        "memory": "lots",
+        "cpu": {"vcpus": 2, "topology": TOPOLOGY_OF_3},
+        "disks": [{"source": {"type": "file", "path": str(missing), "format": "qcow3"}}],
+        "nics": [bridge(mac="zz")],
+    }
+    with pytest.raises(SpecError) as failure:
+        engine.validate(document)
+    assert [str(p) for p in failure.value.problems] == [
+        "cpu.topology: sockets*cores*threads = 1*3*1 = 3 does not match vcpus (2)",
+        "disks.0.source.format: must be one of 'auto', 'qcow2', 'raw', 'vmdk', 'vdi' or 'qed'; got 'qcow3'",
+        f"disks.0.source.path: disk file {missing} does not exist",
+        "memory.size: must be a size such as '512MiB', '2GiB' or a byte count, got 'lots'",
+        "name: 'a b' is not of the allowed form ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        "nics.0.mac: must be six hex pairs like 52:54:00:12:34:56, got 'zz'",
+    ]
 
 
 def test_numa_cells_must_cover_vcpus_and_memory():

@@ -245,6 +245,7 @@ def test_root_volume_as_a_file_disk():
         "source": {"type": "file", "path": "/var/lib/zstack/root.qcow2", "format": "auto"},
         "bus": "virtio",
         "cache": "none",
+        "serial": ROOT_UUID,
         "boot_order": 1,
     }
 

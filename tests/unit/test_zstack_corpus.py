@@ -541,8 +541,8 @@ def check_guest_numa(body: Body, domain: etree._Element) -> Iterator[str]:
 
 
 def check_crash_handling(body: Body, domain: etree._Element) -> Iterator[str]:
-    on_crash = addons(body).get("onCrash")
-    if on_crash and text(domain.find("on_crash")) != on_crash:
+    on_crash = addons(body).get("onCrash") or "preserve"  # make_meta's default
+    if text(domain.find("on_crash")) != on_crash:
         yield f"addons.onCrash {on_crash}, on_crash {text(domain.find('on_crash'))}"
     panics = sorted(p.get("model", "") for p in domain.findall("devices/panic"))
     wanted = sorted(m for m, key in (("isa", "panicIsa"), ("hyperv", "panicHyperv")) if flag(addons(body).get(key)))
@@ -692,18 +692,22 @@ def converted_cases() -> list[tuple[Case, etree._Element]]:
     return [(case, render(start_vm_spec(case.body))) for case in CASES if refusal(case.body) is None]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="no disk carries its volumeUuid as <serial> (Z1): the guest loses /dev/disk/by-id"
-)
 def test_disks_carry_their_volume_uuid_as_serial() -> None:
-    """Vm.set_volume_serial_id: every volume's serial is its uuid (the guest finds ZStack volumes by it)."""
-    found = [
-        f"{case.name}: {volume['volumeUuid']} has serial {text(disk.find('serial'))}"
+    """Vm.set_volume_serial_id: every volume's serial is its uuid (the guest finds ZStack volumes by it), root and
+    data volumes, on every kind of storage the corpus has."""
+    checked = [
+        (case.name, volume, disk)
         for case, domain in converted_cases()
-        for volume, disk in zip(volumes(case.body), domain.findall("devices/disk[@device='disk']"), strict=False)
+        for volume, disk in zip(volumes(case.body), domain.findall("devices/disk[@device='disk']"), strict=True)
+    ]
+    found = [
+        f"{name}: {volume['volumeUuid']} has serial {text(disk.find('serial'))}"
+        for name, volume, disk in checked
         if text(disk.find("serial")) != volume["volumeUuid"]
     ]
     assert found == []
+    assert {disk_kind(volume) for _, volume, _ in checked} >= {"file", "block", "ceph", "iscsi"}
+    assert {volume.get("type") for _, volume, _ in checked} >= {"Root", "Data"}
 
 
 def test_guests_with_a_console_get_zstacks_usb_tablet() -> None:
@@ -977,6 +981,25 @@ DAY_ONE_BODIES: dict[str, Body] = {
     "/vm/createcephsecret": {
         "uuid": "7c3a93e4-5a0b-4a51-9d4a-13b2d1c0f3a1",
         "userKey": "AQBx2xdkAAAAABAAl5yYVzPmMdJ3ROs/8n3O6g==",
+    },
+    "/vm/migrate": {
+        "vmUuid": VM,
+        "destHostIp": "172.20.0.12",
+        "destHostManagementIp": "10.0.0.12",
+        "storageMigrationPolicy": "IncCopy",
+        "srcHostIp": "172.20.0.11",
+        "useNuma": True,
+        "migrateFromDestination": False,
+        "autoConverge": False,
+        "downTime": None,
+        "xbzrle": True,
+        "vdpaPaths": [],
+        "nics": [mn_body()["nics"][0]],
+        "disks": {},
+        "reload": False,
+        "bandwidth": 0,
+        "timeout": 1800,
+        "taskContext": {"__messagetimeout__": "1800000", "__messagedeadline__": "1767225600000"},
     },
 }
 """KVMAgentCommands' fields of the other day-one commands (the bodies vm_utils' stop_vm, pause_vm ... send)."""

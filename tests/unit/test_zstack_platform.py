@@ -364,6 +364,12 @@ def test_on_crash_addon_is_the_domains_crash_action():
     assert "addons.onCrash" in problems(variant(addons={"onCrash": "panic"}))
 
 
+@pytest.mark.parametrize("addons", [{}, {"onCrash": None}, {"onCrash": ""}, None])
+def test_without_on_crash_a_crashed_guest_is_preserved_as_zstacks_agent_does(addons):
+    """make_meta: 'preserve' if addons.onCrash is None; the management node then sees the VM Crashed."""
+    assert domain(variant(addons=addons)).findtext("on_crash") == "preserve"
+
+
 @pytest.mark.parametrize(
     ("fields", "path"),
     [

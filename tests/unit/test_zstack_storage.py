@@ -98,6 +98,43 @@ def test_attach_data_volume_keeps_its_iops_limit():
     assert data_volume_disk(cmd, "pc")["io_limits"] == {"total_iops_sec": 5}
 
 
+# ---- volume serials --------------------------------------------------------------------------------------------------
+
+
+def test_every_volume_s_serial_is_its_uuid_as_zstacks_agent_writes_it():
+    """Vm.set_volume_serial_id writes volumeUuid as it comes (32 hex digits): the guest's /dev/disk/by-id names it."""
+    volume = data_volume(1, deviceType="block", installPath="/dev/sdb", useVirtio=False, useVirtioSCSI=True)
+    disks = domain(body(dataVolumes=[volume])).findall("devices/disk")
+    assert [disk.findtext("serial") for disk in disks] == [ROOT_UUID, volume["volumeUuid"]]
+
+
+def test_attach_data_volume_carries_the_serial_too():
+    """_attach_data_volume calls set_volume_serial_id as the start does."""
+    volume = data_volume(2)
+    assert data_volume_disk({"volume": volume}, "pc")["serial"] == volume["volumeUuid"]
+
+
+def test_a_volume_without_a_uuid_has_no_serial():
+    root = {k: v for k, v in example()["rootVolume"].items() if k != "volumeUuid"}
+    assert domain(body(rootVolume=root)).find("devices/disk/serial") is None
+
+
+@pytest.mark.parametrize("uuid", ["", "d387b453 4faf", "d387b453/4faf", "x" * 37, 42])
+def test_a_volume_uuid_that_cannot_be_a_serial_is_refused_naming_the_field(uuid):
+    root = {**example()["rootVolume"], "volumeUuid": uuid}
+    assert "rootVolume.volumeUuid" in problems(body(rootVolume=root))
+
+
+def test_spec_serial_takes_qemus_36_characters_and_its_charset():
+    def disk(serial: str) -> dict[str, Any]:
+        return {"name": "a", "memory": "1GiB", "disks": [{"source": {"type": "file", "path": "/d"}, "serial": serial}]}
+
+    assert parse_spec(disk("a" * 36)).disks[0].serial == "a" * 36
+    for bad in ("a" * 37, "with space", "semi;colon", ""):
+        with pytest.raises(SpecError, match="serial"):
+            parse_spec(disk(bad))
+
+
 # ---- block and SharedBlock volumes -----------------------------------------------------------------------------------
 
 

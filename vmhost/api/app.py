@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from vmhost import __version__
-from vmhost.api import host, image_pull, images, metrics, snapshots, v1
+from vmhost.api import host, image_pull, images, metrics, migration, snapshots, v1
 from vmhost.api.agent import Agent
 from vmhost.api.auth import CODES, AuthMiddleware, Principal
 from vmhost.api.errors import error_body, status_of
@@ -55,6 +55,7 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
     app.include_router(images.router(agent))
     app.include_router(snapshots.router(agent))
     app.include_router(host.router(agent))
+    app.include_router(migration.router(agent))
     registry = metrics.registry_for(agent.engine)
 
     @app.get(
@@ -67,7 +68,7 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
         return Response(metrics.render(registry), media_type="text/plain; version=0.0.4")
 
     trusted = _mount_plugins(app, agent, plugins) if plugins is not None else []
-    _install_auth(app, agent, _matches_any(trusted))
+    _install_auth(app, agent, _matches_any(trusted), streamed=migration.streams_body)
     _install_error_handlers(app)
     _install_request_log(app)
 
@@ -103,13 +104,19 @@ def create_listener_app(agent: Agent, plugin: str, router: APIRouter) -> FastAPI
     return app
 
 
-def _install_auth(app: FastAPI, agent: Agent, trusted_path: Callable[[Scope], bool]) -> None:
+def _install_auth(
+    app: FastAPI,
+    agent: Agent,
+    trusted_path: Callable[[Scope], bool],
+    streamed: Callable[[Scope], bool] = lambda _scope: False,
+) -> None:
     """Before the request log is installed, so that the log (outside it) records refusals too."""
     app.add_middleware(
         AuthMiddleware,
         auth=agent.auth,
         trusted_path=trusted_path,
         max_body_bytes=agent.config.max_body_bytes,
+        streamed=streamed,
     )
 
 

@@ -164,12 +164,21 @@ def _challenge(status: int) -> dict[str, str]:
 class AuthMiddleware:
     """Authenticates every request before any route, dependency or body parser runs, and bounds bodies.
 
-    `trusted_path(scope)` says where trusted sources need no token. The principal is left in
+    `trusted_path(scope)` says where trusted sources need no token; `streamed(scope)` which routes bound their
+    own bodies instead of max_body_bytes (a migration's disk upload). The principal is left in
     scope["state"]["principal"] (request.state.principal) for routes and the request log.
     """
 
-    def __init__(self, app: ASGIApp, auth: TokenAuth, trusted_path: Callable[[Scope], bool], max_body_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: TokenAuth,
+        trusted_path: Callable[[Scope], bool],
+        max_body_bytes: int,
+        streamed: Callable[[Scope], bool] = lambda _scope: False,
+    ):
         self.app, self.auth, self.trusted_path, self.max_body_bytes = app, auth, trusted_path, max_body_bytes
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -182,7 +191,7 @@ class AuthMiddleware:
                 await _refuse(scope, send, status, UNAUTHORIZED if principal is None else READ_ONLY)
                 return
             scope.setdefault("state", {})["principal"] = principal
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.streamed(scope):
             if _content_length(scope) > self.max_body_bytes:
                 await _refuse(scope, send, 413, self._too_large())
                 return

@@ -1,7 +1,6 @@
 """`vmhost serve`: build the agent and run it under uvicorn."""
 
 import gc
-import ipaddress
 import logging
 import threading
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from vmhost.api import logs
+from vmhost.api import logs, peer
 from vmhost.api.agent import Agent
 from vmhost.api.app import create_app, create_listener_app
 from vmhost.api.auth import TokenAuth
@@ -43,23 +42,14 @@ def check_listen(listen: Listen) -> None:
     for path in (listen.tls_cert, listen.tls_key):
         if path is not None and not path.is_file():
             raise VmhostError(f"TLS file {path} does not exist")
-    if listen.tls_cert is None and not listen.insecure and not _is_loopback(listen.host):
+    if listen.tls_cert is None and not listen.insecure and not peer.is_loopback(listen.host):
         raise VmhostError(
             f"refusing to serve plain HTTP on {listen.host}: give --tls-cert/--tls-key, or --insecure to accept that"
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
-    engine = build_engine(config, plugins, progress=report_progress)
+    engine = build_engine(config, plugins, progress=report_progress, peers=peer.peers(config))
     ensure_token(config.data_dir)
     auth = TokenAuth(config.data_dir, tuple(config.zstack_trusted_sources))
     monitor = build_event_source(config, engine.driver.drivers)

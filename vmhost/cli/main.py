@@ -11,11 +11,13 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from vmhost.api import peer
 from vmhost.cli import changes as change_commands
 from vmhost.cli import explain as explain_command
 from vmhost.cli import host as host_command
 from vmhost.cli import images as image_commands
 from vmhost.cli import listing, output, tokens
+from vmhost.cli import migration as migration_commands
 from vmhost.cli import snapshots as snapshot_commands
 from vmhost.cli.backend import Backend, LocalBackend
 from vmhost.cli.console import attach, last_lines, plain_text
@@ -125,7 +127,7 @@ def _backend() -> Iterator[Backend]:
             return
         status = err.status("working…") if err.is_terminal else None
         progress: Callable[[str], None] = status.update if status else (lambda m: None)
-        engine = build_engine(config, _plugins(config), progress=progress)
+        engine = build_engine(config, _plugins(config), progress=progress, peers=peer.peers(config))
         if status:
             with status:
                 yield LocalBackend(engine)
@@ -459,6 +461,7 @@ explain_command.register(app, out, _fail)
 change_commands.register(app, _backend, out, err)
 snapshot_commands.register(app, _backend, out)
 image_commands.register(app, _backend, out)
+migration_commands.register(app, _backend, out, err)
 _add_plugin_commands()
 
 

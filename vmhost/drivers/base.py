@@ -44,6 +44,9 @@ class Capability(StrEnum):
     PCI_PASSTHROUGH = "pci-passthrough"
     SNAPSHOTS = "snapshots"
     LIVE_MIGRATION = "live-migration"
+    """Move a running VM to another host of the same hypervisor (memory, and with copy_disks local disks too)."""
+    OFFLINE_MIGRATION = "offline-migration"
+    """Take in a stopped VM another host moved here (the engine moves spec and disks; the driver defines it)."""
 
 
 class DomainEventKind(StrEnum):
@@ -167,6 +170,52 @@ class GuestAddresses:
 
 
 @dataclass(frozen=True)
+class MigrationTarget:
+    """Where a live migration goes, as the destination agent said when it prepared for it."""
+
+    hypervisor_uri: str
+    """The destination hypervisor as this host's hypervisor reaches it (libvirt: qemu+tls://ADDRESS/system)."""
+    stream_uri: str
+    """Where the memory and disk streams go (libvirt: tcp://ADDRESS)."""
+    definition: str
+    """The destination's own definition of the domain (its paths, its owner), e.g. libvirt domain XML."""
+    tls: bool = True
+    """Encrypt the hypervisor's streams between the hosts; off only on a test bed (migration_transport = tcp)."""
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    copy_disks: tuple[str, ...] = ()
+    """Targets of local disks whose contents go along, into the placeholders the destination made."""
+    bandwidth_mib: int | None = None
+    """MiB/s ceiling of the transfer; None: unlimited."""
+    auto_converge: bool = False
+    """Throttle the guest's vCPUs when its memory changes faster than it is copied."""
+    post_copy: bool = False
+    """Allow switching to post-copy (the guest runs at the destination, pages follow on demand) once pre-copy
+    has made a full pass without converging."""
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    """A migration job's progress at one moment (processed never decreases while it advances)."""
+
+    phase: str
+    """"memory", "disks", "post-copy" or "completing"."""
+    processed_bytes: int
+    remaining_bytes: int
+    total_bytes: int
+    expected_downtime_ms: int | None = None
+
+    @property
+    def percent(self) -> float:
+        """Of the total, what is not left to send (processed counts pages sent again too, so it passes 100)."""
+        if not self.total_bytes:
+            return 0.0
+        return min(100.0, max(0.0, 100.0 * (self.total_bytes - self.remaining_bytes) / self.total_bytes))
+
+
+@dataclass(frozen=True)
 class HostInfo:
     hypervisor: str
     cpus: int
@@ -246,6 +295,26 @@ class DomainCalls(Protocol):
         ...
 
     def create_paused(self, name: str) -> None: ...
+
+    def migrate(self, name: str, target: MigrationTarget, options: MigrationOptions) -> None:
+        """Live-migrate the running domain; blocks until it is over. Success: the domain is defined (persistently,
+        with target.definition) and paused at the destination, whose agent resumes it (with post_copy: running
+        there already); here it stays defined and shut off. Failure, or abort_migration: HypervisorError, the
+        domain still runs here and the destination hypervisor keeps nothing of it; except once post-copy has
+        started, when an abort is refused and a failure leaves it paused here and running there."""  # LIVE_MIGRATION
+        ...
+
+    def migration_progress(self, name: str) -> MigrationProgress | None:
+        """The domain's running migration job (outgoing here); None when none runs."""
+        ...
+
+    def abort_migration(self, name: str) -> None:
+        """Cancel the domain's migration job; nothing to do when none runs."""
+        ...
+
+    def incoming_definition(self, spec: VMSpec, resources: Resources) -> str:
+        """The definition this host gives the domain (rendered, not defined), for a live migration into it."""
+        ...
 
     def pause(self, name: str) -> None: ...
 

@@ -19,6 +19,9 @@ from vmhost.drivers.base import (
     GuestAddresses,
     HostFacts,
     HostInfo,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationTarget,
     Recorded,
     Resources,
 )
@@ -130,6 +133,9 @@ class DriverSet:
     def change_media(self, spec: VMSpec, resources: Resources, target: str) -> None:
         self.for_spec(spec).change_media(spec, resources, target)
 
+    def incoming_definition(self, spec: VMSpec, resources: Resources) -> str:
+        return self.for_spec(spec).incoming_definition(spec, resources)
+
     def reserve_pci(self, address: str) -> None:
         self.drivers[self.vm_driver].reserve_pci(address)
 
@@ -146,6 +152,15 @@ class DriverSet:
 
     def pause(self, name: str) -> None:
         self.for_name(name).pause(name)
+
+    def migrate(self, name: str, target: MigrationTarget, options: MigrationOptions) -> None:
+        self.for_name(name).migrate(name, target, options)
+
+    def migration_progress(self, name: str) -> MigrationProgress | None:
+        return self.for_name(name).migration_progress(name)
+
+    def abort_migration(self, name: str) -> None:
+        self.for_name(name).abort_migration(name)
 
     def resume(self, name: str) -> None:
         self.for_name(name).resume(name)

@@ -17,9 +17,10 @@ from vmhost.engine.admission import Admission
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
 from vmhost.engine.locks import VmLocks
+from vmhost.engine.peer import Peer
 from vmhost.engine.router import Router
 from vmhost.engine.states import OBSERVED, VmState, check_transition
-from vmhost.errors import NotFound, VmhostError
+from vmhost.errors import Conflict, NotFound, VmhostError
 from vmhost.spec import Problem, VMSpec
 from vmhost.spec.graphics import REVEAL_SECRETS
 from vmhost.store.sqlite import Store, VmRecord
@@ -77,6 +78,13 @@ class Core:
     timers: Timers = field(default_factory=Timers)
     admission: Admission = field(default_factory=Admission)
     """Memory promised to the starts in flight (engine/admission.py)."""
+    peers: Callable[[str], Peer] | None = None
+    """The other agents of migrations, by URL (the interfaces provide the client: api/peer.py)."""
+
+    def peer(self, url: str) -> Peer:
+        if self.peers is None:
+            raise VmhostError(f"this agent has no client for other agents; it cannot reach {url}")
+        return self.peers(url)
 
     # ---- records -----------------------------------------------------------------------------
 
@@ -98,9 +106,14 @@ class Core:
 
     @contextmanager
     def locked(self, name_or_uuid: str) -> Iterator[VmRecord]:
+        """The VM's lock, for an operation on it: refused (Conflict) while it is migrating into this host."""
         name = self.record(name_or_uuid).name
         with self.locks.hold(name):
-            yield self.record(name)
+            record = self.record(name)
+            if record.state == VmState.INCOMING.value:
+                source = record.migration.get("source", "another host")
+                raise Conflict(f"{name} is migrating here from {source}; it can be changed once it has arrived")
+            yield record
 
     # ---- states ------------------------------------------------------------------------------
 

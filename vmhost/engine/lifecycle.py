@@ -2,14 +2,14 @@
 operations/ (one per operation, declared steps), supervisor.py (events, restart policies, reconciliation),
 recovery.py (journal replay and adoption at start), views.py (reads)."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import ConsoleStream, DomainEvent, Driver
 from vmhost.drivers.multi import DriverSet
-from vmhost.engine import host_shutdown, image_pull, images, recovery, snapshots, steps, views
+from vmhost.engine import evacuate, host_shutdown, image_pull, images, recovery, snapshots, steps, views
 from vmhost.engine.core import GONE, Core, Progress, log, quiet
 from vmhost.engine.events import EventBus
 from vmhost.engine.hooks import Hook
@@ -19,7 +19,9 @@ from vmhost.engine.operations import (
     create,
     delete,
     detach_disk,
+    incoming,
     kill,
+    migrate,
     pause,
     reboot,
     resume,
@@ -31,6 +33,7 @@ from vmhost.engine.operations import (
     update,
 )
 from vmhost.engine.operations.stop import StopResult
+from vmhost.engine.peer import IncomingOffer, IncomingStatus, IncomingTicket, MigrationRequest, Peer
 from vmhost.engine.plan import UpdateResult
 from vmhost.engine.restore import Restore
 from vmhost.engine.router import Router
@@ -51,6 +54,8 @@ class Engine:
         store: Store | None = None,
         hooks: Sequence[Hook] = (),
         progress: Progress = quiet,
+        *,
+        peers: Callable[[str], Peer] | None = None,
     ):
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         _make_vms_dir(config)
@@ -62,6 +67,7 @@ class Engine:
             locks=VmLocks(config.data_dir / "locks"),
             hooks=list(hooks),
             progress=progress,
+            peers=peers,
         )
         self.supervisor = Supervisor(self.core)
         self.restore = Restore()
@@ -194,13 +200,49 @@ class Engine:
         """An OCI image from a registry into the store (engine/image_pull.py)."""
         return image_pull.pull(self.core, reference, name, progress)
 
+    # ---- migration ---------------------------------------------------------------------------
+
+    def migrate(self, name: str, to: str, request: MigrationRequest) -> None:
+        """Move `name` to the agent at `to` (operations/migrate.py); it stays here on any failure before the
+        hypervisor moved it."""
+        migrate.migrate(self.core, name, request, to)
+
+    def evacuate(
+        self, to: Sequence[str], request: MigrationRequest, concurrency: int | None = None
+    ) -> list[evacuate.Evacuated]:
+        return evacuate.evacuate(self.core, to, request, concurrency)
+
+    def accept_incoming(self, offer: IncomingOffer) -> IncomingTicket:
+        return incoming.accept(self.core, offer)
+
+    def finish_incoming(self, migration_id: str) -> None:
+        incoming.finish(self.core, migration_id)
+
+    def abort_incoming(self, migration_id: str) -> None:
+        incoming.abort(self.core, migration_id)
+
+    def incoming_status(self, migration_id: str) -> IncomingStatus:
+        return incoming.status(self.core, migration_id)
+
+    def incoming_disk(self, migration_id: str, target: str) -> Path:
+        """The placeholder an offline upload of disk `target` writes into."""
+        return incoming.disk_placeholder(self.core, migration_id, target)
+
+    def incoming_upload_limit(self, migration_id: str, target: str) -> int:
+        return incoming.upload_limit(self.core, migration_id, target)
+
+    def check_incoming_upload(self, migration_id: str, target: str) -> None:
+        incoming.check_upload(self.core, migration_id, target)
+
     # ---- supervision and recovery ------------------------------------------------------------
 
     def on_domain_event(self, event: DomainEvent) -> None:
         self.supervisor.on_domain_event(event)
 
     def list_vms(self) -> list[tuple[VmRecord, VmState]]:
-        """Reconciles with the hypervisor (one bulk query) and stores what it says: the supervisor's job."""
+        """Reconciles with the hypervisor (one bulk query) and stores what it says: the supervisor's job; and
+        settles incoming migrations whose source did not come back."""
+        incoming.sweep(self.core)
         return self.supervisor.reconcile()
 
     def list_vms_cached(self) -> list[tuple[VmRecord, VmState]]:

@@ -13,7 +13,7 @@ from vmhost.drivers.base import DomainInfo
 from vmhost.engine import host_shutdown, resources
 from vmhost.engine.core import Core, stored
 from vmhost.engine.events import VmEvent
-from vmhost.engine.operations import OPERATIONS
+from vmhost.engine.operations import OPERATIONS, incoming
 from vmhost.engine.states import OBSERVED, VmState
 from vmhost.engine.steps import COMPLETED_BY_RECOVERY, ROLLED_BACK_BY_RECOVERY, prune_history, undo
 from vmhost.engine.supervisor import FOUND_CRASHED, Supervisor
@@ -30,6 +30,7 @@ def recover(core: Core, supervisor: Supervisor) -> list[VmRecord]:
     run (autostart, running when the agent last saw them, or stopped by `vmhost host shutdown`); their desired
     state is now `running`."""
     finish_interrupted(core)
+    incoming.sweep(core)
     prune_history(core)
     if _anything_unknown(core):
         owned = core.driver.list_owned()

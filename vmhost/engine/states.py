@@ -4,6 +4,8 @@ provisioning -> stopped            create: disks made, domain defined
 stopped      -> starting -> running
 running      -> stopping -> stopped
 running      -> paused -> running  (pause/resume, or paused from outside)
+running | paused | stopped -> migrating   migrate: the record goes with the VM, or back to what is observed
+incoming     -> running | paused | stopped   the destination's record of a migration, until it finishes
 any          -> crashed | failed   (observed: the hypervisor says so, or a definition went missing)
 
 The hypervisor's view always wins, and vmhost cannot see every step it takes: events are lost while libvirtd
@@ -27,13 +29,17 @@ class VmState(StrEnum):
     PAUSED = "paused"
     CRASHED = "crashed"
     FAILED = "failed"
+    MIGRATING = "migrating"
+    """Being moved to another host by this agent's migrate operation (it holds the VM's lock meanwhile)."""
+    INCOMING = "incoming"
+    """Being moved here by another host's agent; this host owns it once the source asked it to finish."""
 
 
 class IllegalTransition(RuntimeError):
     """A bug in vmhost, never an operator error: the API answers 500 and tests fail."""
 
 
-TRANSIENT = {VmState.PROVISIONING, VmState.STARTING, VmState.STOPPING}
+TRANSIENT = {VmState.PROVISIONING, VmState.STARTING, VmState.STOPPING, VmState.MIGRATING}
 
 OBSERVED: dict[DomainState, VmState] = {
     DomainState.RUNNING: VmState.RUNNING,
@@ -49,13 +55,15 @@ OBSERVABLE = frozenset(OBSERVED.values())
 
 LEGAL: dict[VmState, frozenset[VmState]] = {
     VmState.PROVISIONING: frozenset({VmState.STOPPED, VmState.CRASHED, VmState.FAILED}),
-    VmState.STOPPED: OBSERVABLE | {VmState.STARTING},
+    VmState.STOPPED: OBSERVABLE | {VmState.STARTING, VmState.MIGRATING},
     VmState.STARTING: OBSERVABLE,
-    VmState.RUNNING: OBSERVABLE,
+    VmState.RUNNING: OBSERVABLE | {VmState.MIGRATING},
     VmState.STOPPING: OBSERVABLE,
-    VmState.PAUSED: OBSERVABLE,
+    VmState.PAUSED: OBSERVABLE | {VmState.MIGRATING},
     VmState.CRASHED: OBSERVABLE | {VmState.STARTING},
     VmState.FAILED: OBSERVABLE | {VmState.STARTING},
+    VmState.MIGRATING: OBSERVABLE,
+    VmState.INCOMING: OBSERVABLE,
 }
 
 
@@ -66,3 +74,9 @@ def is_legal(source: VmState, target: VmState) -> bool:
 def check_transition(name: str, source: VmState, target: VmState) -> None:
     if not is_legal(source, target):
         raise IllegalTransition(f"illegal state transition of {name}: {source.value} -> {target.value}")
+
+
+def keeps_recorded(state: VmState, locked: bool) -> bool:
+    """Whether the record, not the hypervisor, says the state: an operation in flight (`locked`) owns its
+    transitional state, and an incoming migration its record until the source has it finished."""
+    return state == VmState.INCOMING or (state in TRANSIENT and locked)

@@ -14,8 +14,9 @@ from vmhost.drivers.base import DomainEvent, DomainEventKind, DomainState
 from vmhost.engine.core import Core
 from vmhost.engine.events import VmEvent
 from vmhost.engine.hooks import Phase
+from vmhost.engine.operations import incoming
 from vmhost.engine.operations.start import start_locked
-from vmhost.engine.states import OBSERVED, TRANSIENT, VmState
+from vmhost.engine.states import OBSERVED, VmState, keeps_recorded
 from vmhost.errors import Conflict, NotFound, VmhostError
 from vmhost.store.sqlite import VmRecord
 
@@ -39,6 +40,7 @@ EVENT_REASONS = {
     "undefined": "undefined outside vmhost",
     "io-error": "paused on a disk I/O error",
     "watchdog": "paused by the watchdog",
+    "migrated": "migrated to another host",
 }
 FOUND_CRASHED = "crashed while the agent was not running"
 EXITS = (DomainEventKind.STOPPED, DomainEventKind.CRASHED)
@@ -59,6 +61,9 @@ class Supervisor:
         if event.kind in EXITS:
             core.timers.gone_signal(event.name).set()
         record = core.store.get_vm(event.name)
+        if record is not None and record.state == VmState.INCOMING.value:
+            self._incoming(record, event)  # an incoming migration's domain is the migration's until it finished
+            return
         if record is None or event.kind not in EVENT_KINDS:
             return
         try:
@@ -70,6 +75,14 @@ class Supervisor:
                 VmEvent(vm=record.name, uuid=record.uuid, type=event.kind.value, state=record.state, reason=reason)
             )
             self._defer(event)
+
+    def _incoming(self, record: VmRecord, event: DomainEvent) -> None:
+        """A live VM that arrived (paused here, or running after post-copy) is taken in at once, off the event
+        thread (operations/incoming.py take_in)."""
+        if event.kind in (DomainEventKind.PAUSED, DomainEventKind.RESUMED) and "id" in record.migration:
+            threading.Thread(
+                target=incoming.take_in, args=(self.core, record.migration["id"]), name="take-in", daemon=True
+            ).start()
 
     def _defer(self, event: DomainEvent) -> None:
         """The operation holding the lock owns the state until it ends; then this event is applied in order."""
@@ -182,6 +195,6 @@ class Supervisor:
         return [(record, self._reconciled(record, live.get(record.name, DomainState.ABSENT))) for record in records]
 
     def _reconciled(self, record: VmRecord, live: DomainState) -> VmState:
-        if VmState(record.state) in TRANSIENT and self.core.locks.is_held(record.name):
+        if keeps_recorded(VmState(record.state), self.core.locks.is_held(record.name)):
             return VmState(record.state)
         return self.core.store_observed(record, OBSERVED[live])

@@ -21,7 +21,7 @@ from vmhost.drivers.base import Capability, ConsoleStream, DomainInfo, DomainSta
 from vmhost.engine import logs, resources
 from vmhost.engine.core import GONE, MISSING_DEFINITION, Core
 from vmhost.engine.plan import pending
-from vmhost.engine.states import OBSERVED, TRANSIENT, VmState
+from vmhost.engine.states import OBSERVED, VmState, keeps_recorded
 from vmhost.errors import Conflict, NotFound, VmhostError
 from vmhost.spec import VMSpec
 from vmhost.spec.units import format_size, parse_size
@@ -307,7 +307,7 @@ def info_view(core: Core, name: str) -> dict[str, Any]:
 
 def _known_state(core: Core, record: VmRecord, info: DomainInfo | None) -> VmState:
     """An operation in flight owns its transitional state; otherwise the hypervisor's word."""
-    if VmState(record.state) in TRANSIENT and core.locks.is_held(record.name):
+    if keeps_recorded(VmState(record.state), core.locks.is_held(record.name)):
         return VmState(record.state)
     return OBSERVED[info.state if info else DomainState.ABSENT]
 

@@ -28,6 +28,9 @@ MAX_SCSI_CONTROLLER = 31
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 """QEMU's bounds for a block size (hw/block/block.c)."""
+SERIAL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+MAX_SERIAL = 36
+"""QEMU's longest SCSI serial (scsi-disk.c MAX_SERIAL_LEN); ZStack's 32-character volume uuids fit."""
 
 
 def absolute_path(value: Path) -> Path:
@@ -213,7 +216,13 @@ class Disk(SpecModel):
     cache: CacheMode = Field("default", description="Host page cache mode; default leaves it to QEMU.")
     readonly: bool = Field(False, description="Guest may only read.")
     shareable: bool = Field(False, description="May be attached to several VMs at once.")
-    serial: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9_.+-]+$", description="Serial the guest sees.")
+    serial: str | None = Field(
+        None,
+        max_length=MAX_SERIAL,
+        pattern=SERIAL_RE.pattern,
+        description="Serial the guest sees (/dev/disk/by-id), at most 36 characters: SCSI guests read all of them, "
+        "virtio, SATA and IDE guests the first 20.",
+    )
     wwn: str | None = Field(
         None, pattern=r"^(0x)?[0-9a-fA-F]{16}$", description="16 hex digits (scsi, virtio-scsi and ide buses)."
     )

@@ -29,6 +29,10 @@ def join_path(parts: Iterable[str | int]) -> str:
 
 
 def _path_through_input(loc: tuple[Any, ...], data: Any) -> str:
+    return join_path(path_parts(loc, data))
+
+
+def path_parts(loc: tuple[Any, ...], data: Any) -> list[str | int]:
     """Drop the discriminator tags pydantic inserts into locations of tagged unions (a tag is never last; it
     may also be a field's name, as `image` is in an image source). A disk in the `{image: ...}` shorthand stands
     for its own source."""
@@ -47,7 +51,7 @@ def _path_through_input(loc: tuple[Any, ...], data: Any) -> str:
             node = node[element]
         else:
             node = None
-    return join_path(parts)
+    return parts
 
 
 def _plain_message(error: Any) -> str:

@@ -76,6 +76,7 @@ ADDED_COLUMNS = {
         "next_retry_at": "REAL",
         "started_at": "REAL",
         "since_boot": "TEXT NOT NULL DEFAULT '{}'",
+        "migration": "TEXT NOT NULL DEFAULT '{}'",
     },
     "operations": {
         "steps": "TEXT NOT NULL DEFAULT '[]'",
@@ -104,6 +105,9 @@ class VmRecord:
     started_at: float | None = None
     since_boot: dict[str, Any] = field(default_factory=dict)
     """Path -> {booted, pending} of each change made to the running VM since it booted (engine/plan.py)."""
+    migration: dict[str, Any] = field(default_factory=dict)
+    """The migration in flight into this host (engine/incoming.py): id, source, deadline, what was copied; after
+    it finished, its id and "finished"; {} for a VM that never came in."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ class Store:
 
     def update_vm(self, name: str, **changes: Any) -> None:
         """Update columns by name; spec and owned_paths are JSON-encoded here."""
-        for column in ("spec", "owned_paths", "since_boot"):
+        for column in ("spec", "owned_paths", "since_boot", "migration"):
             if column in changes:
                 changes[column] = json.dumps(changes[column])
         changes["updated_at"] = time.time()
@@ -227,6 +231,14 @@ class Store:
             row = self._db.execute(
                 "SELECT * FROM vms WHERE name = ? OR uuid = ? ORDER BY name = ? DESC LIMIT 1",
                 (name_or_uuid, name_or_uuid.lower(), name_or_uuid),
+            ).fetchone()
+        return _vm(row) if row else None
+
+    def find_migration(self, migration_id: str) -> VmRecord | None:
+        """The VM an incoming migration made (or finished) here."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM vms WHERE json_extract(migration, '$.id') = ?", (migration_id,)
             ).fetchone()
         return _vm(row) if row else None
 
@@ -502,4 +514,5 @@ def _vm(row: sqlite3.Row) -> VmRecord:
         next_retry_at=row["next_retry_at"],
         started_at=row["started_at"],
         since_boot=json.loads(row["since_boot"]),
+        migration=json.loads(row["migration"]),
     )

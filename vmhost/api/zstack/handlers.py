@@ -30,6 +30,7 @@ ZSTACK_STATES = {
     VmState.PAUSED: "Paused",
     VmState.CRASHED: "Crashed",
     VmState.STOPPING: "Running",
+    VmState.MIGRATING: "Running",
 }
 ABSENT_STATE = "Shutdown"
 STOP_TYPES = ("grace", "cold", "force")
@@ -223,8 +224,14 @@ class ZStackHost:
         record = self.find(cmd.get("uuid"), "uuid")
         if record is None:
             return Job("zstack-stop", None, None, _already_done)
-        stop = partial(self.engine.stop, record.name, force=stop_type != "grace", timeout=timeout)
+        stop = partial(self._stop, record.name, force=stop_type != "grace", timeout=timeout)
         return Job("zstack-stop", record.name, record.uuid, _reply_only(stop))
+
+    def _stop(self, name: str, force: bool, timeout: float | None) -> None:
+        """A crashed guest kept by on_crash preserve cannot answer the ACPI button (libvirt refuses to press it):
+        ZStack's agent ends such a grace stop with a destroy, so a stop of a crashed VM is a forced one here."""
+        crashed = VmState(self.engine.get(name)["state"]) == VmState.CRASHED
+        self.engine.stop(name, force=force or crashed, timeout=timeout)
 
     def destroy(self, cmd: Command) -> Job:
         record = self.find(cmd.get("uuid"), "uuid")
@@ -233,13 +240,19 @@ class ZStackHost:
         return Job("zstack-destroy", record.name, record.uuid, _reply_only(partial(self.engine.kill, record.name)))
 
     def reboot(self, cmd: Command) -> Job:
-        """Like ZStack's agent: stop (gracefully, forced at the timeout), then start again."""
+        """Like ZStack's agent (Vm.reboot): stop (gracefully, forced at the timeout), give the VM bootDev as its
+        boot order, then start again."""
         timeout = stop_timeout(cmd, self.max_stop_timeout)
+        devices = dialect.boot_devices(cmd)
         record = self.existing(cmd.get("uuid"), "uuid")
-        return Job("zstack-reboot", record.name, record.uuid, _reply_only(lambda: self._reboot(record.name, timeout)))
+        work = partial(self._reboot, record.name, timeout, devices)
+        return Job("zstack-reboot", record.name, record.uuid, _reply_only(work))
 
-    def _reboot(self, name: str, timeout: float | None) -> None:
-        self.engine.stop(name, timeout=timeout)
+    def _reboot(self, name: str, timeout: float | None, devices: list[str]) -> None:
+        self._stop(name, force=False, timeout=timeout)
+        order = dialect.reboot_boot_order(devices, self.engine.spec_of(self.engine.record(name)))
+        if order is not None:
+            self.engine.update(name, {"boot": {"order": order}})
         self.engine.start(name)
 
     def pause(self, cmd: Command) -> Job:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from vmhost.api.agent import Agent
 from vmhost.api.errors import error_body, status_of
 from vmhost.api.operations import CallbackTargets
-from vmhost.api.zstack import day_two
+from vmhost.api.zstack import day_two, migrate
 from vmhost.api.zstack.handlers import ZStackHost
 from vmhost.api.zstack.tasks import TASK_HEADER, AsyncTasks, Job, Reply, failure, success, task_of
 
@@ -45,6 +45,7 @@ ASYNC_PATHS: dict[str, AsyncHandler] = {
     "/vm/detachdatavolume": ZStackHost.detach_volume,
     "/vm/createcephsecret": ZStackHost.create_ceph_secret,
     **day_two.PATHS,
+    **migrate.PATHS,
 }
 SYNC_PATHS: dict[str, SyncHandler] = {
     "/host/connect": ZStackHost.connect,

@@ -4,7 +4,7 @@ Conversion only, no host access and no HTTP: the routes, handlers and async task
 node live in vmhost/api/zstack/ and call these functions.
 """
 
-from vmhost.dialects.zstack.convert import start_vm_spec
+from vmhost.dialects.zstack.convert import boot_devices, reboot_boot_order, start_vm_spec
 from vmhost.dialects.zstack.devices import data_volume_disk, source_identity, volume_source
 from vmhost.dialects.zstack.values import (
     LOOPBACK,
@@ -22,11 +22,13 @@ __all__ = [
     "LOOPBACK",
     "NAME_LABEL",
     "Unmappable",
+    "boot_devices",
     "data_volume_disk",
     "fallback_name",
     "is_set",
     "json_list",
     "json_object",
+    "reboot_boot_order",
     "source_identity",
     "start_vm_spec",
     "vm_uuid",

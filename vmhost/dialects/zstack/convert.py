@@ -29,7 +29,7 @@ from vmhost.dialects.zstack.values import (
     optional_integer,
     vm_uuid,
 )
-from vmhost.spec import Problem, SpecError, parse_spec
+from vmhost.spec import Problem, SpecError, VMSpec, parse_spec
 from vmhost.spec.units import MiB
 from vmhost.spec.vm import NAME_PATTERN
 
@@ -46,6 +46,8 @@ USB_ADDON_FIELDS = 8
 USB_REDIRECT_CHANNELS = 4
 CLOCK_TRACKS = ("boot", "guest", "wall", "realtime")
 CRASH_ACTIONS = ("destroy", "restart", "preserve", "coredump-destroy", "coredump-restart")
+DEFAULT_CRASH_ACTION = "preserve"
+"""vm_plugin.py make_meta: on_crash is addons.onCrash, or preserve when it is unset."""
 REFUSED_WHEN_SET = {
     "coloPrimary": "COLO fault tolerance is not supported",
     "coloSecondary": "COLO fault tolerance is not supported",
@@ -227,10 +229,31 @@ def _boot(cmd: Command) -> Document:
         timeout = optional_integer(cmd, "bootMenuSplashTimeout")
         if timeout is not None:
             boot["menu_timeout"] = timeout
-    devices = [choice(d, f"bootDev.{i}", BOOT_DEVICES) for i, d in enumerate(json_list(cmd.get("bootDev"), "bootDev"))]
+    devices = boot_devices(cmd)
     if devices and not _devices_carry_boot_order(cmd):
-        boot["order"] = list(dict.fromkeys(devices))
+        boot["order"] = devices
     return {"boot": boot}
+
+
+def boot_devices(cmd: Command) -> list[str]:
+    """bootDev (StartVmCmd, RebootVmCmd) as boot.order's device classes, first occurrence kept."""
+    devices = [choice(d, f"bootDev.{i}", BOOT_DEVICES) for i, d in enumerate(json_list(cmd.get("bootDev"), "bootDev"))]
+    return list(dict.fromkeys(devices))
+
+
+def reboot_boot_order(devices: list[str], spec: VMSpec) -> list[str] | None:
+    """The boot order a reboot's bootDev gives the VM from now on, or None to keep the one it has.
+
+    Vm.reboot puts bootDev into the definition it starts again, so it lasts beyond this boot. As at /vm/start,
+    per-device boot orders win (libvirt takes one or the other; the agent's redefinition would be refused), and
+    no bootDev keeps the VM's order (the management node always sends one, at least hd)."""
+    orders = (
+        [d.boot_order for d in spec.disks] + [c.boot_order for c in spec.cdroms] + [n.boot_order for n in spec.nics]
+    )
+    devices_ordered = any(order is not None for order in orders)
+    if not devices or devices_ordered or devices == spec.boot.order:
+        return None
+    return devices
 
 
 def _devices_carry_boot_order(cmd: Command) -> bool:
@@ -388,10 +411,9 @@ def _localtime_timers(cmd: Command) -> list[Document]:
 
 
 def _on_crash(cmd: Command) -> Document:
-    """addons.onCrash as libvirt's on_crash; unset, vmhost's own action applies (ZStack's agent: preserve)."""
-    action = addons_of(cmd).get("onCrash")
-    if not action:
-        return {}
+    """addons.onCrash as libvirt's on_crash; unset, preserve, as ZStack's agent writes it: a crashed guest stays
+    for inspection (a memory dump) and the management node sees it Crashed, where destroy would make it vanish."""
+    action = addons_of(cmd).get("onCrash") or DEFAULT_CRASH_ACTION
     return {"lifecycle": {"on_crash": choice(action, "addons.onCrash", CRASH_ACTIONS)}}
 
 

@@ -23,6 +23,7 @@ from vmhost.dialects.zstack.values import (
 )
 from vmhost.spec import Problem, SpecError
 from vmhost.spec.cpu import CPUSET_RE
+from vmhost.spec.disk import MAX_SERIAL, SERIAL_RE
 from vmhost.spec.iothreads import IoThreadPin, IoThreads
 
 BITS_PER_KIB = 8 * 1024
@@ -72,6 +73,9 @@ def disk_from_volume(volume: Mapping[str, Any], path: str, machine: str | None, 
         disk["shareable"] = True
     if disk["bus"] == "virtio-scsi" and volume.get("wwn"):
         disk["wwn"] = volume["wwn"]
+    serial = _volume_serial(volume, path)
+    if serial is not None:
+        disk["serial"] = serial
     if is_set(volume.get("physicalBlockSize")):
         disk["physical_block_size"] = volume["physicalBlockSize"]  # ZStack sets it for Ceph volumes (4 KiB objects)
     qos_path = f"addons.VolumeQos.{volume.get('volumeUuid')}"
@@ -79,6 +83,20 @@ def disk_from_volume(volume: Mapping[str, Any], path: str, machine: str | None, 
     if limits:
         disk["io_limits"] = limits
     return disk
+
+
+def _volume_serial(volume: Mapping[str, Any], path: str) -> str | None:
+    """Vm.set_volume_serial_id: the agent gives every disk its volumeUuid as serial, which is how guests and
+    ZStack's guest tools find a volume (/dev/disk/by-id/virtio-<uuid>; virtio shows the first 20 characters)."""
+    uuid = volume.get("volumeUuid")
+    if uuid is None:
+        return None
+    if not isinstance(uuid, str) or not SERIAL_RE.fullmatch(uuid) or len(uuid) > MAX_SERIAL:
+        raise Unmappable(
+            f"{path}.volumeUuid",
+            f"becomes the disk's serial, so it must be 1 to {MAX_SERIAL} letters, digits or _.+-; got {uuid!r}",
+        )
+    return uuid
 
 
 def _volume_iothread(volume: Mapping[str, Any], path: str, bus: str) -> int | None:

@@ -114,7 +114,7 @@ def _volume_fields(prefix: str, root: bool) -> tuple[dict[str, str], dict[str, s
     """VolumeTO (rootVolume, dataVolumes[]): mapped, refused and ignored fields under `prefix`."""
     mapped = {
         "installPath": "disks[].source.path",
-        "volumeUuid": "disks[].io_limits",
+        "volumeUuid": "disks[].serial",
         "deviceType": "disks[].source.type",
         "format": "disks[].source.format",
         "useVirtio": "disks[].bus",
@@ -181,7 +181,8 @@ _CDROM_IGNORED = {
         for prefix in ("cdRoms[]", "bootIso")
         for key, why in {
             "imageUuid": "which ZStack image the ISO is; path says where it is",
-            "resourceUuid": "the management node's device id, for its address bookkeeping",
+            "resourceUuid": "the management node's device id: the agent writes it as the drive's serial so that its "
+            "device reports (VirtualDeviceInfo) name the drive; vmhost sends no such reports",
             "primaryStorageUuid": "which ZStack storage caches the ISO; path (and monInfo for Ceph) say how to read it",
             "protocol": "null for file and Ceph ISOs, which path tells apart",
             "deviceAddress": "the drive address of an earlier start; libvirt assigns addresses in device order",
@@ -329,6 +330,8 @@ NOTES: dict[str, str] = {
     "nics[].isolated": "true is refused (no bridge port isolation)",
     "nics[].cleanTraffic": "the clean-traffic filter with the NIC's last IPv4 address (ips); without one: refused",
     "clockTrack": "with clock localtime, the rtc timer's track",
+    "rootVolume.volumeUuid": "as it comes (32 hex digits); also the key of its addons.VolumeQos entry",
+    "dataVolumes[].volumeUuid": "as it comes (32 hex digits); also the key of its addons.VolumeQos entry",
     "rootVolume.deviceType": "file (a /dev/ path is a block device), block, ceph, iscsi; others are refused",
     "dataVolumes[].deviceType": "file (a /dev/ path is a block device), block, ceph, iscsi; others are refused",
 }
@@ -418,8 +421,12 @@ DAY_ONE_TABLES: list[FieldTable] = [
     FieldTable(
         "RebootVmCmd",
         "/vm/reboot",
-        {"uuid": _VM, "timeout": "seconds before the stop half of the reboot is forced"},
-        gaps={"bootDev": "the agent reboots with this boot order; vmhost keeps the VM's"},
+        {
+            "uuid": _VM,
+            "timeout": "seconds before the stop half of the reboot is forced",
+            "bootDev": "boot.order from this boot on, as the agent redefines the VM with it (hd, cdrom, network); "
+            "a VM booting by per-device orders (bootOrder at /vm/start) keeps them, as at /vm/start",
+        },
     ),
     FieldTable("DestroyVmCmd", "/vm/destroy", {"uuid": _ABSENT_OK}, ignored={"vmNics": _VM_NICS}),
     FieldTable(
@@ -455,6 +462,36 @@ DAY_ONE_TABLES: list[FieldTable] = [
         "/vm/detachdatavolume",
         {"vmInstanceUuid": _VM, **_VOLUME_IDENTITY},
         ignored={"volume": _VOLUME_REST},
+    ),
+    FieldTable(
+        "MigrateVmCmd",
+        "/vm/migrate",
+        {
+            "vmUuid": _VM,
+            "destHostManagementIp": "the destination: the peer_token_files agent whose host is this address",
+            "destHostIp": "the destination when destHostManagementIp names no known agent (none: refused)",
+            "storageMigrationPolicy": "FullCopy or IncCopy: the VM's own disks are copied whole; null: shared storage",
+            "autoConverge": "auto-converge (the guest's vCPUs are slowed until the copy catches up)",
+            "bandwidth": "the migration's bandwidth limit, MiB/s",
+            "timeout": "seconds before the migration is abandoned",
+            "taskContext": "with no timeout, the management node's __messagetimeout__ and __messagedeadline__ "
+            "(milliseconds), whichever ends first; a deadline already past is refused",
+        },
+        refused={
+            "migrateFromDestination": "vmhost migrates from the source agent only; send /vm/migrate to the source",
+            "downTime": "vmhost has no maximum downtime setting for a migration",
+            "disks": "new volumes at other paths: vmhost copies the VM's own disks into its own files",
+            "reload": "resuming an earlier storage migration is not supported",
+            "vdpaPaths": "vDPA devices are not supported",
+        },
+        ignored={
+            "srcHostIp": "this host",
+            "useNuma": "the agent keeps the domain defined at the destination for it; vmhost's destination always "
+            "owns the VM",
+            "xbzrle": "stream compression, a speed setting: the guest arrives the same",
+            "nics": "the NICs travel with the VM's spec",
+            "kvmHostAddons": "qcow2 options for images the agent creates; a migration creates none",
+        },
     ),
     FieldTable(
         "CreateCephSecretCmd",

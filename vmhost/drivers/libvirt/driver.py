@@ -22,12 +22,16 @@ from vmhost.drivers.base import (
     GuestAddresses,
     HostFacts,
     HostInfo,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationTarget,
     Recorded,
     Resources,
 )
 from vmhost.drivers.libvirt import live, snapshots
 from vmhost.drivers.libvirt.console import LibvirtConsole
 from vmhost.drivers.libvirt.errors import translate
+from vmhost.drivers.libvirt.migration import Migrations
 from vmhost.drivers.libvirt.secrets import CephSecrets, referenced
 from vmhost.drivers.libvirt.stats import typed_stats
 from vmhost.errors import HypervisorError, NotFound, Unavailable
@@ -97,9 +101,11 @@ class LibvirtDriver:
             Capability.DISK_RESIZE,
             Capability.MEDIA_CHANGE,
             Capability.SNAPSHOTS,
+            Capability.LIVE_MIGRATION,
+            Capability.OFFLINE_MIGRATION,
         }
     )
-    """What vmhost implements on libvirt today (migration: not yet)."""
+    """What vmhost implements on libvirt today."""
 
     def __init__(self, uri: str, accel: str, render_hooks: tuple[RenderHook, ...] = ()):
         self.uri = uri
@@ -107,6 +113,7 @@ class LibvirtDriver:
         self.render_hooks = render_hooks
         self._local = threading.local()
         self.secrets = CephSecrets(lambda: self.conn)
+        self.migrations = Migrations()
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -204,8 +211,29 @@ class LibvirtDriver:
         )
 
     def define(self, spec: VMSpec, resources: Resources) -> None:
-        xml = domain_xml(spec, self._context(spec, resources))
+        xml = self.incoming_definition(spec, resources)
         self._call(spec.name, "define", lambda: self.conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
+
+    def incoming_definition(self, spec: VMSpec, resources: Resources) -> str:
+        """The domain XML define() writes (renderer and plugins' render hooks), for a migration into this host."""
+        return domain_xml(spec, self._context(spec, resources))
+
+    def migrate(self, name: str, target: MigrationTarget, options: MigrationOptions) -> None:
+        self.migrations.migrate(self._domain(name), target, options)
+
+    def migration_progress(self, name: str) -> MigrationProgress | None:
+        try:
+            dom = self._domain(name)
+        except NotFound:
+            return None
+        return self.migrations.current(dom)
+
+    def abort_migration(self, name: str) -> None:
+        try:
+            dom = self._domain(name)
+        except NotFound:
+            return
+        self.migrations.abort(dom)
 
     def attach_disk(self, spec: VMSpec, resources: Resources, target: str) -> None:
         """Plug the disk with `target` into the running domain (the persistent definition is define's job)."""

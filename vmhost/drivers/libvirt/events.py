@@ -58,7 +58,15 @@ _KINDS: dict[tuple[int, int], tuple[DomainEventKind | None, str]] = {
     (libvirt.VIR_DOMAIN_EVENT_DEFINED, -1): (DomainEventKind.DEFINED, ""),
     (libvirt.VIR_DOMAIN_EVENT_UNDEFINED, -1): (DomainEventKind.UNDEFINED, "undefined"),
     (libvirt.VIR_DOMAIN_EVENT_STARTED, -1): (DomainEventKind.STARTED, "started"),
+    (libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_MIGRATED): (
+        DomainEventKind.STARTED,
+        "migrated",
+    ),
     (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, -1): (DomainEventKind.PAUSED, "paused"),
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED): (
+        DomainEventKind.PAUSED,
+        "migrated",
+    ),
     (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR): (
         DomainEventKind.PAUSED,
         "io-error",
@@ -68,6 +76,10 @@ _KINDS: dict[tuple[int, int], tuple[DomainEventKind | None, str]] = {
         "watchdog",
     ),
     (libvirt.VIR_DOMAIN_EVENT_RESUMED, -1): (DomainEventKind.RESUMED, "resumed"),
+    (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_MIGRATED): (
+        DomainEventKind.RESUMED,
+        "migrated",
+    ),
     (libvirt.VIR_DOMAIN_EVENT_SHUTDOWN, -1): (DomainEventKind.SHUTTING_DOWN, "shutting-down"),
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN): (
         DomainEventKind.STOPPED,
@@ -82,6 +94,10 @@ _KINDS: dict[tuple[int, int], tuple[DomainEventKind | None, str]] = {
         "guest-crash",
     ),
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED): (DomainEventKind.CRASHED, "qemu-died"),
+    (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED): (
+        DomainEventKind.STOPPED,
+        "migrated",
+    ),
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, -1): (DomainEventKind.STOPPED, "stopped"),
     (libvirt.VIR_DOMAIN_EVENT_CRASHED, -1): (DomainEventKind.CRASHED, "guest-panic"),
 }

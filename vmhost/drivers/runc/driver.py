@@ -37,6 +37,7 @@ from vmhost.drivers.base import (
 )
 from vmhost.drivers.cpuinfo import os_host_facts
 from vmhost.drivers.netstats import host_end_io
+from vmhost.drivers.no_migration import NoMigration
 from vmhost.drivers.no_snapshots import NoSnapshots
 from vmhost.drivers.runc import host, image, launch, network, shim
 from vmhost.drivers.runc import state as runc_state
@@ -58,8 +59,9 @@ IMAGE = "image.json"
 DEFAULT_OCI_VERSION = "1.0.2"
 
 
-class RuncDriver(NoSnapshots):
+class RuncDriver(NoSnapshots, NoMigration):
     kind = "runc"
+    migration_hint = "runc checkpoint/restore (CRIU) is not wired in; stop the container, create it on the other host"
     snapshot_hint = "containers have no disk images to snapshot; keep state in container.mounts and back those up"
     capabilities = frozenset({Capability.PAUSE})
     """runc pause/resume freeze the cgroup; a container has no reboot, console stream, disks or PCI devices."""

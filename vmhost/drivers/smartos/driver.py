@@ -36,6 +36,7 @@ from vmhost.drivers.base import (
     Resources,
 )
 from vmhost.drivers.cpuinfo import os_host_facts
+from vmhost.drivers.no_migration import NoMigration
 from vmhost.drivers.pty_console import PtyConsole
 from vmhost.drivers.smartos.command import Vmadm, failure
 from vmhost.drivers.smartos.states import mapped
@@ -78,8 +79,9 @@ def parse_list(text: str) -> list[Listed]:
     return rows
 
 
-class VmadmDriver(StopToChange):
+class VmadmDriver(StopToChange, NoMigration):
     kind = "smartos"
+    migration_hint = "vmadm send/receive (a stopped VM's zone streamed between hosts) is not wired in"
     capabilities = frozenset({Capability.REBOOT, Capability.CONSOLE})
     """vmadm has no paused state, no live disk changes, and bhyve passthrough is not rendered; bhyve adds
     snapshots (ZFS, through vmadm; kvm VMs have none)."""

@@ -33,6 +33,7 @@ from vmhost.drivers.base import (
     Recorded,
     Resources,
 )
+from vmhost.drivers.no_migration import NoMigration
 from vmhost.drivers.no_snapshots import NoSnapshots
 from vmhost.drivers.stop_to_change import StopToChange
 from vmhost.drivers.xen import facts, host
@@ -58,8 +59,9 @@ DIGIT_NAME = "xl reads an all-digit argument as a domain id, so a Xen VM's name 
 log = logging.getLogger("vmhost.xen")
 
 
-class XlDriver(StopToChange, NoSnapshots):
+class XlDriver(StopToChange, NoSnapshots, NoMigration):
     kind = "xen"
+    migration_hint = "xl migrate runs over ssh between the dom0s, which vmhost does not set up"
     snapshot_hint = "xl has no snapshots; snapshot the disk images or volumes with the storage that holds them"
     capabilities = frozenset({Capability.PAUSE, Capability.REBOOT, Capability.CONSOLE, Capability.PCI_PASSTHROUGH})
     """No disk hot-plug: a disk change waits for the next start."""

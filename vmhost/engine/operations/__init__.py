@@ -5,7 +5,9 @@ from vmhost.engine.operations.attach_disk import AttachDisk
 from vmhost.engine.operations.create import Create
 from vmhost.engine.operations.delete import Delete
 from vmhost.engine.operations.detach_disk import DetachDisk
+from vmhost.engine.operations.incoming import Incoming, IncomingFinish
 from vmhost.engine.operations.kill import Kill
+from vmhost.engine.operations.migrate import Migrate
 from vmhost.engine.operations.pause import Pause
 from vmhost.engine.operations.reboot import Reboot
 from vmhost.engine.operations.resume import Resume
@@ -34,5 +36,8 @@ OPERATIONS: dict[str, type[Declared]] = {
         CreateSnapshot,
         RevertSnapshot,
         DeleteSnapshot,
+        Migrate,
+        Incoming,
+        IncomingFinish,
     )
 }

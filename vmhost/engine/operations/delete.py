@@ -11,6 +11,8 @@ from vmhost.engine import resources
 from vmhost.engine.core import GONE, Core
 from vmhost.engine.events import VmEvent
 from vmhost.engine.hooks import Phase
+from vmhost.engine.operations import incoming
+from vmhost.engine.states import VmState
 from vmhost.engine.steps import Declared, Step, run
 from vmhost.engine.stopping import force_off, remove_domain_if_its
 from vmhost.errors import VmhostError
@@ -81,6 +83,11 @@ class Delete(Declared):
 
 
 def delete(core: Core, name: str) -> None:
+    """A VM still migrating into this host is only dropped here (its source keeps it; refused once arrived)."""
+    found = core.record(name)
+    if found.state == VmState.INCOMING.value:
+        incoming.abort(core, found.migration["id"])
+        return
     with core.locked(name) as record:
         spec = _readable_spec(core, record)
         if spec is not None:

@@ -3,8 +3,9 @@
 A full snapshot is the hypervisor's to revert (libvirt revertToSnapshot: disks, memory and the running state
 it was taken in). libvirt 9.0 cannot revert an external (disk-only) snapshot, so vmhost does: the VM is forced
 off (its state since the snapshot is what is being thrown away), each disk's top overlay is replaced by a new
-empty one on the same image below it (the snapshot point), and a VM that ran is started again. Interrupted,
-the revert is completed, and recovery starts the VM again if it should run."""
+empty one on the same image below it (the snapshot point), and a VM that ran is started again (a step of the
+revert). Interrupted, the revert is completed: recovery forces the VM off if it still runs, makes the new overlays
+and starts it again if it ran."""
 
 from collections.abc import Set
 from pathlib import Path
@@ -64,9 +65,13 @@ class RevertSnapshot(Declared):
                 Step("redefined", self.redefine, redo=self.redefine, when=lambda: self.spec_changed),
             )
         return (
-            Step("stopped", self.force_off, when=lambda: snapshots.running(self.core, self.name)),
+            Step("stopped", self.force_off, redo=self.force_off_if_running, when=self.vm_runs),
             Step("reverted", self.new_overlays, redo=self.new_overlays),
+            Step("started", self.start_again, redo=self.start_again, when=lambda: self.was_running),
         )
+
+    def vm_runs(self) -> bool:
+        return snapshots.running(self.core, self.name)
 
     def redefine(self) -> None:
         """libvirt put back the definition the snapshot was taken with; the store's spec stays the truth (a change
@@ -76,6 +81,17 @@ class RevertSnapshot(Declared):
     def force_off(self) -> None:
         """The state since the snapshot is what a revert throws away: no graceful shutdown for it."""
         force_off(self.core, self.name)
+
+    def force_off_if_running(self) -> None:
+        """Recovery, killed before the VM was off: its overlays must not be replaced under a running QEMU."""
+        if self.vm_runs():
+            self.force_off()
+
+    def start_again(self) -> None:
+        """A VM that ran before the revert runs after it; under the revert's lock (in recovery too), so the stop
+        event of its forced-off QEMU cannot mark it as meant to stay off before it is started again."""
+        if self.was_running:
+            start_locked(self.core, self.core.record(self.name))
 
     def new_overlays(self) -> None:
         """Each top overlay replaced by an empty one on the same image below it, at the same path (so the
@@ -120,9 +136,7 @@ def revert_snapshot(core: Core, name: str, snapshot: str) -> dict[str, Any]:
             spec_changed=changed,
         )
         run(op)
-        if layers and was_running:
-            start_locked(core, core.record(record.name))
-        elif not snapshots.overlays_managed(core, record.name):
+        if not snapshots.overlays_managed(core, record.name):
             _forget_newer_if_native(core, record.name, record.uuid)
         state = _desired_after(core, record.name)
     core.events.publish(

@@ -1,6 +1,7 @@
 """stop: ACPI power button, wait until gone, force-destroy at the deadline. Idempotent.
 
-A paused guest cannot hear the power button, so it is forced at once.
+A paused guest cannot hear the power button, nor can a crashed one kept for inspection (on_crash: preserve;
+libvirt refuses its shutdown as "not running"), so both are forced at once.
 """
 
 import time
@@ -70,7 +71,8 @@ def stop(core: Core, name: str, force: bool = False, timeout: float | None = Non
         core.pre_hooks(Phase.BEFORE_STOP, spec)
         began = time.monotonic()
         core.set_state(record.name, VmState.STOPPING)
-        op = Stop(core, record.name, record.uuid, force or state == DomainState.PAUSED, deadline)
+        deaf = state in (DomainState.PAUSED, DomainState.CRASHED_PRESERVED)
+        op = Stop(core, record.name, record.uuid, force or deaf, deadline)
         run(op)
         result = StopResult(op.method, time.monotonic() - began)
     core.post_hooks([Phase.AFTER_STOP], spec)

@@ -16,13 +16,15 @@ from vmhost.spec import VMSpec
 from vmhost.spec.cdrom import Cdrom
 from vmhost.spec.checks import BUS_PREFIX
 from vmhost.spec.disk import Disk
-from vmhost.spec.targets import DEVICE_LIMIT, _letters
+from vmhost.spec.targets import LETTERS, _letters
 
 __all__ = ["Seed", "needs_seed", "render_seed", "seed_cdrom"]
 
-SEED_BUS = "sata"
-SATA_PORTS = 6
-"""Ports of one AHCI controller (libvirt puts sdX on controller X // 6, unit X % 6)."""
+SEED_BUS = "scsi"
+"""The libvirt renderer puts this SCSI CD-ROM on a virtio-scsi controller: every cloud kernel has virtio_scsi and
+sr_mod, while Debian's cloud kernel (the genericcloud images) has neither AHCI (SATA) nor sym53c8xx (LSI SCSI)."""
+NAMES = len(LETTERS) * (len(LETTERS) + 1)
+"""sda..sdz, sdaa..sdzz: the names a Cdrom target can have."""
 VOLUME_ID = "cidata"
 """The NoCloud datasource finds its seed by this volume label."""
 
@@ -57,11 +59,11 @@ def render_seed(spec: VMSpec) -> Seed:
 
 
 def seed_cdrom(spec: VMSpec, iso: Path) -> Cdrom:
-    """The seed's read-only drive, on the first SATA controller's last free port (sdf down to sda): names are
-    given to disks from sda up, so a disk added later (a hot-plugged SCSI disk) rarely wants the seed's name."""
+    """The seed's read-only SCSI drive, named from the far end (sdzz, then sdzy...): disks are named from sda up
+    and a VM has at most DEVICE_LIMIT devices, so no disk added later (live too) wants the seed's name. The name is
+    only libvirt's: the drive's address comes from controllers.scsi_layout; the guest sees a CD-ROM (srN)."""
     devices: list[Disk | Cdrom] = [*spec.disks, *spec.cdroms]
     used = {device.target for device in devices}
     prefix = BUS_PREFIX[SEED_BUS]
-    order = [*reversed(range(SATA_PORTS)), *range(SATA_PORTS, DEVICE_LIMIT + 1)]
-    index = next(i for i in order if f"{prefix}{_letters(i)}" not in used)
+    index = next(i for i in reversed(range(NAMES)) if f"{prefix}{_letters(i)}" not in used)
     return Cdrom(iso=iso, bus=SEED_BUS, target=f"{prefix}{_letters(index)}")

@@ -57,12 +57,13 @@ def render_domain(spec: VMSpec, ctx: RenderContext) -> etree._Element:
 
 def devices_element(spec: VMSpec, ctx: RenderContext) -> etree._Element:
     accel = spec.accel or ctx.accel
-    layout = scsi_layout(spec)
+    seed = seed_cdrom(spec, ctx.seed_iso) if ctx.seed_iso is not None else None
+    layout = scsi_layout(spec, seed)
     devices = etree.Element("devices")
     devices.extend(disk_element(disk, ctx, layout) for disk in spec.disks)
     devices.extend(cdrom_element(cdrom, layout) for cdrom in spec.cdroms)
-    if ctx.seed_iso is not None:
-        devices.append(cdrom_element(seed_cdrom(spec, ctx.seed_iso), layout))
+    if seed is not None:
+        devices.append(cdrom_element(seed, layout))
     devices.extend(controller_elements(spec, layout))
     devices.extend(nic_element(nic, accel) for nic in spec.nics)
     devices.extend(console_elements(spec, ctx))

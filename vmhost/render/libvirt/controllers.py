@@ -5,7 +5,8 @@ SCSI devices get explicit drive addresses. Left to itself libvirt derives the co
 asks for. Controllers are numbered densely (virtio-scsi first, then lsilogic), because libvirt fills any gap
 below the highest index with an implicit controller of its default model. virtio-scsi disks that name an
 IOThread get a controller of their own run by that IOThread (the IOThread belongs to the controller, not the disk),
-one per IOThread, after the shared one.
+one per IOThread, after the shared one. The NoCloud seed CD-ROM sits on the shared virtio-scsi controller (added for it
+when the spec has none) at a SCSI target of its own, so no disk ever wants its address.
 """
 
 from collections import Counter
@@ -16,15 +17,20 @@ from lxml import etree
 
 from vmhost.render.libvirt.nodes import element, sub
 from vmhost.spec import VMSpec
+from vmhost.spec.cdrom import Cdrom
 
 LSILOGIC_UNITS = 7
 """The LSI 53C895A has SCSI IDs 0-7 and is itself ID 7, so it takes seven devices."""
+SEED_SCSI_TARGET = 1
+"""The seed's SCSI target on the shared virtio-scsi controller; the spec's devices are LUNs of target 0, so a disk
+plugged in later (live too) takes the next LUN there and never the seed's address."""
 
 
 @dataclass(frozen=True)
 class DriveAddress:
     controller: int
     unit: int
+    target: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,16 +48,17 @@ class ScsiLayout:
     addresses: dict[str, DriveAddress]
 
 
-def scsi_layout(spec: VMSpec) -> ScsiLayout:
+def scsi_layout(spec: VMSpec, seed: Cdrom | None = None) -> ScsiLayout:
     """virtio-scsi disks sit on the controller they name, else share one per IOThread (the one without first; a
-    controller has 16384 LUNs) at the lowest free index; bus 'scsi' devices then fill lsilogic ones. Any index
-    left free below the highest gets an empty virtio-scsi controller, so libvirt adds none of its own model."""
+    controller has 16384 LUNs) at the lowest free index; the seed joins the one without; bus 'scsi' devices then
+    fill lsilogic ones. Any index left free below the highest gets an empty virtio-scsi controller, so libvirt
+    adds none of its own model."""
     virtio = [d for d in spec.disks if d.bus == "virtio-scsi"]
     runs: dict[int, int | None] = {d.controller: d.iothread for d in virtio if d.controller is not None}
     index_of: dict[int | None, int] = {}
     for index, thread in sorted(runs.items()):
         index_of.setdefault(thread, index)
-    implicit = {d.iothread for d in virtio if d.controller is None}
+    implicit = {d.iothread for d in virtio if d.controller is None} | ({None} if seed is not None else set())
     for thread in sorted(implicit, key=lambda t: -1 if t is None else t):
         if thread not in index_of:
             index_of[thread] = _lowest_free(runs)
@@ -62,6 +69,8 @@ def scsi_layout(spec: VMSpec) -> ScsiLayout:
         index = disk.controller if disk.controller is not None else index_of[disk.iothread]
         addresses[_target(disk.target)] = DriveAddress(index, units[index])
         units[index] += 1
+    if seed is not None:
+        addresses[_target(seed.target)] = DriveAddress(index_of[None], 0, target=SEED_SCSI_TARGET)
     controllers = {index: ScsiController(index, "virtio-scsi", thread) for index, thread in runs.items()}
     lsi = [d.target for d in spec.disks if d.bus == "scsi"] + [c.target for c in spec.cdroms if c.bus == "scsi"]
     index = -1
@@ -106,4 +115,6 @@ def drive_address(layout: ScsiLayout, target: str | None) -> etree._Element | No
     address = layout.addresses.get(_target(target))
     if address is None:
         return None
-    return element("address", type="drive", controller=address.controller, bus=0, target=0, unit=address.unit)
+    return element(
+        "address", type="drive", controller=address.controller, bus=0, target=address.target, unit=address.unit
+    )

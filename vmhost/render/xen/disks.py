@@ -6,15 +6,18 @@ a path may hold commas or '=' without being misread.
 
 from pathlib import Path
 
-from vmhost.render.cloudinit import seed_cdrom
 from vmhost.render.xen.context import Problems, XenContext
 from vmhost.render.xen.values import Settings, strings
 from vmhost.spec import VMSpec
 from vmhost.spec.cdrom import Cdrom
+from vmhost.spec.checks import BUS_PREFIX
 from vmhost.spec.disk import BlockDisk, Disk, FileDisk, ImageDisk, NewDisk, OverlayDisk
+from vmhost.spec.targets import DEVICE_LIMIT, _letters
 
 XL_FORMATS = frozenset({"raw", "qcow", "qcow2", "vhd", "qed"})
 """libxl_disk_format: what xl's disk parser accepts as format=."""
+SEED_PORTS = 6
+"""The seed's vdev is sdf first, down to sda, then sdg up: the names the seed had when libvirt put it on SATA."""
 
 
 def disk_settings(spec: VMSpec, ctx: XenContext) -> Settings:
@@ -22,6 +25,15 @@ def disk_settings(spec: VMSpec, ctx: XenContext) -> Settings:
     if ctx.seed_iso is not None:
         specs.append(cdrom_spec(seed_cdrom(spec, ctx.seed_iso)))
     return {"disk": strings(specs)} if specs else {}
+
+
+def seed_cdrom(spec: VMSpec, iso: Path) -> Cdrom:
+    """The seed's read-only drive, named away from the names disks get (sda up)."""
+    devices: list[Disk | Cdrom] = [*spec.disks, *spec.cdroms]
+    used = {device.target for device in devices}
+    order = [*reversed(range(SEED_PORTS)), *range(SEED_PORTS, DEVICE_LIMIT + 1)]
+    index = next(i for i in order if f"{BUS_PREFIX['sata']}{_letters(i)}" not in used)
+    return Cdrom(iso=iso, bus="sata", target=f"{BUS_PREFIX['sata']}{_letters(index)}")
 
 
 def vdev(target: str | None) -> str:

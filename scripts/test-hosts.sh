@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# A multi-host test bed on this one machine: N "hosts", each a network namespace (veth on one bridge of the root
+# namespace), a persistent mount and UTS namespace (its own /run/libvirt, /var/lib/libvirt, /etc/libvirt,
+# /var/cache/libvirt, /var/log/libvirt, /etc/hosts and hostname), its own virtlogd and libvirtd (host_uuid of its
+# own, listening on TCP without auth on its test address only: the bed is private), and its own `vmhost serve`
+# (HTTPS with a certificate of the bed's CA, migration over plain TCP to the other hosts).
+#
+#   root namespace: bridge ${prefix}br0 = SUBNET.1/24 ── veth ${prefix}v<i> ══ eth0 = SUBNET.(10+i) in netns ${prefix}-host<i>
+#
+# Everything lives under VMHOST_TESTBED_ROOT (default /srv/vmhost-testbed); ROOT/shared is the shared storage, at
+# the same path on every host (a bindfs mount of type fuse.glusterfs, which libvirt counts as shared). QEMU runs
+# without cgroups on these hosts. `down` removes all of it, also after a failed test or a half `up` (a failed `up`
+# removes what it made itself).
+#
+# Usage: scripts/test-hosts.sh up N | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...]
+#        | kill-libvirtd HOST | start-libvirtd HOST | exec HOST -- ARGV... | leftovers | self-test
+# (leftovers: what of the bed exists, one line each, empty after `down`; self-test: up/status/down of a second bed.)
+# `up` and `status` print the bed as one JSON document (a list of hosts) on stdout; progress goes to stderr.
+# A second bed next to the first: other VMHOST_TESTBED_ROOT, VMHOST_TESTBED_PREFIX (at most 6 characters) and
+# VMHOST_TESTBED_SUBNET (three octets).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+root=${VMHOST_TESTBED_ROOT:-/srv/vmhost-testbed}
+prefix=${VMHOST_TESTBED_PREFIX:-vmtb}
+subnet=${VMHOST_TESTBED_SUBNET:-10.231.0}
+vmhost=${VMHOST_TESTBED_VMHOST:-$repo/.venv/bin/vmhost}
+images=/var/lib/vmhost/images
+bridge=${prefix}br0
+shared=$root/shared
+bed_file=$root/bed.json
+agent_port=7443
+guest_bridge=vmhbr0
+# The directories each host has of its own (bind mounts inside its mount namespace), and their name under its dir.
+private_dirs=(/run/libvirt:run /var/lib/libvirt:lib /etc/libvirt:etc /var/cache/libvirt:cache /var/log/libvirt:log)
+
+# up, down, kill-* and start-* of one bed run one at a time (status waits for them): two test sessions may start
+# at once and find no bed. Daemons must not inherit the lock (8>&- on each).
+lock_file=/run/lock/vmhost-testbed-$prefix.lock
+lock() { mkdir -p "${lock_file%/*}"; exec 8>>"$lock_file"; flock "${1:--x}" 8; }
+
+log() { echo "test-hosts: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+host_dir() { echo "$root/hosts/$1"; }
+address_of() { echo "$subnet.$((10 + ${1#host}))"; }
+netns_of() { echo "$prefix-$1"; }
+known_host() { [[ "$1" =~ ^host[0-9]+$ && -d "$(host_dir "$1")" ]] || die "no test host $1 (see: $0 status)"; }
+
+# The argv prefix that runs a command inside HOST's network, mount and UTS namespaces (in `enter`; a plain
+# command, so that `"${enter[@]}" daemon &` makes $! the daemon's pid: nsenter and setsid exec, they do not fork).
+enter_host() {
+    local dir
+    dir=$(host_dir "$1")
+    enter=(nsenter "--net=/run/netns/$(netns_of "$1")" "--mount=$dir/ns/mnt" "--uts=$dir/ns/uts" --)
+}
+
+alive() { # pid file: its process exists and is not a zombie
+    local state
+    [[ -s "$1" ]] || return 1
+    state=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) || return 1
+    [[ "$state" != Z* ]]
+}
+
+wait_gone() { # pid...: until none of them runs (a zombie has let go of everything; PID 1 reaps it within 2 s)
+    local pid state
+    for _ in $(seq 100); do
+        for pid in "$@"; do
+            state=$(ps -o stat= -p "$pid" 2>/dev/null) && [[ "$state" != Z* ]] && break
+            pid=
+        done
+        [[ -z "${pid:-}" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- certificates, configuration ---
+
+make_ca() {
+    local tls=$root/tls
+    mkdir -p "$tls"
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 7 \
+        -subj "/CN=vmhost test bed CA $prefix" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+}
+
+make_cert() { # host address
+    local dir tls=$root/tls
+    dir=$(host_dir "$1")
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=$2" \
+        -keyout "$dir/tls/key.pem" -out "$dir/tls/req.pem" 2>/dev/null
+    openssl x509 -req -in "$dir/tls/req.pem" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 7 \
+        -out "$dir/tls/cert.pem" -extfile <(printf '%s\n' "subjectAltName=IP:$2" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+            "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
+    chmod 600 "$dir/tls/key.pem"
+}
+
+# The libvirt configuration of one host: a copy of the machine's /etc/libvirt without its domains, networks'
+# autostart links, storage pools and secrets, and libvirtd.conf / qemu.conf of its own.
+make_libvirt_config() { # host address uuid
+    local dir etc
+    dir=$(host_dir "$1")
+    etc=$dir/etc
+    cp -a /etc/libvirt/. "$etc/"
+    find "$etc/qemu" -maxdepth 1 -name '*.xml' -delete
+    rm -rf "$etc/qemu/autostart" "$etc/storage" "$etc/qemu/networks/autostart"/* "$etc/secrets"/*
+    cat >"$etc/libvirtd.conf" <<EOF
+# test bed host $1: TCP without authentication on the test address only (a private bridge)
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "$2"
+auth_tcp = "none"
+auth_unix_rw = "none"
+unix_sock_rw_perms = "0700"
+host_uuid = "$3"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+EOF
+    cat >"$etc/qemu.conf" <<EOF
+# test bed host $1
+migration_address = "$2"
+migration_host = "$2"
+# Several libvirtds on one machine would share (and collide in) the same cgroup tree: a migrating VM has the
+# same machine name on both hosts.
+cgroup_controllers = [ ]
+EOF
+}
+
+make_agent_config() { # host address hosts...
+    local host=$1 address=$2 dir peers="" other
+    shift 2
+    dir=$(host_dir "$host")
+    for other in "$@"; do
+        [[ "$other" == "$host" ]] && continue
+        peers+="\"https://$(address_of "$other"):$agent_port\" = \"$(host_dir "$other")/data/api-token\", "
+    done
+    cat >"$dir/config.toml" <<EOF
+# vmhost agent of test bed host $host
+libvirt_uri = "qemu:///system"
+data_dir = "$dir/data"
+accel = "tcg"
+stop_timeout = 30
+listen_host = "$address"
+listen_port = $agent_port
+tls_cert = "$dir/tls/cert.pem"
+tls_key = "$dir/tls/key.pem"
+migration_address = "$address"
+migration_transport = "tcp"
+peer_token_files = { ${peers%, } }
+peer_ca_file = "$root/tls/ca.pem"
+allowed_paths = ["$shared", "$images", "$dir/data"]
+EOF
+}
+
+host_json() { # host
+    local host=$1 dir address
+    dir=$(host_dir "$host")
+    address=$(address_of "$host")
+    cat <<EOF
+  {"name": "$host", "hostname": "$prefix-$host", "address": "$address",
+   "agent_url": "https://$address:$agent_port", "agent_token": "$(cat "$dir/data/api-token")",
+   "token_file": "$dir/data/api-token",
+   "libvirt_uri": "qemu+tcp://$address/system", "migration_uri": "tcp://$address",
+   "host_uuid": "$(cat "$dir/host-uuid")",
+   "dir": "$dir", "data_dir": "$dir/data", "config_file": "$dir/config.toml",
+   "ca_file": "$root/tls/ca.pem", "cert_file": "$dir/tls/cert.pem", "key_file": "$dir/tls/key.pem",
+   "shared_dir": "$shared", "images_dir": "$images",
+   "netns": "$(netns_of "$host")", "mount_ns": "$dir/ns/mnt", "uts_ns": "$dir/ns/uts",
+   "agent_pid_file": "$dir/agent.pid", "agent_log": "$dir/agent.log",
+   "libvirtd_pid_file": "$dir/libvirtd.pid", "libvirtd_log": "$dir/libvirtd.log",
+   "libvirtd_debug_log": "$dir/log/libvirtd.log", "qemu_log_dir": "$dir/log/qemu",
+   "virtlogd_pid_file": "$dir/virtlogd.pid", "guest_bridge": "$guest_bridge", "vmhost": "$vmhost"$2}
+EOF
+}
+
+bed_json() { # extra-field-function (optional)
+    local host first=1
+    echo "["
+    for host in $(cat "$root/hosts.list"); do
+        ((first)) || echo ","
+        first=0
+        host_json "$host" "$(${1:-true} "$host")"
+    done
+    echo "]"
+}
+
+# --- daemons ---
+
+start_virtlogd() {
+    local dir
+    dir=$(host_dir "$1")
+    alive "$dir/virtlogd.pid" && return 0
+    enter_host "$1"
+    "${enter[@]}" virtlogd -d -p "$dir/virtlogd.pid" </dev/null >>"$dir/virtlogd.log" 2>&1 8>&-
+}
+
+launch_libvirtd() { # host: start it (under a reaping supervisor, as scripts/libvirtd.sh says why), do not wait
+    local dir
+    dir=$(host_dir "$1")
+    alive "$dir/libvirtd.pid" && return 0
+    start_virtlogd "$1"
+    enter_host "$1"
+    "${enter[@]}" setsid tini -s -- libvirtd --listen --pid-file "$dir/libvirtd.pid" \
+        </dev/null >>"$dir/libvirtd.log" 2>&1 8>&- &
+    echo $! >"$dir/tini.pid"
+    disown  # no "Killed" job notice from this shell when a later command kills it
+}
+
+wait_libvirtd() {
+    local dir
+    dir=$(host_dir "$1")
+    for _ in $(seq 300); do
+        alive "$dir/libvirtd.pid" && virsh -q -c "qemu+tcp://$(address_of "$1")/system" version >/dev/null 2>&1 &&
+            return 0
+        alive "$dir/tini.pid" || break
+        sleep 0.1
+    done
+    tail -n 20 "$dir/libvirtd.log" "$dir/log/libvirtd.log" >&2 2>/dev/null || true
+    die "libvirtd of $1 did not come up (logs: $dir/libvirtd.log, $dir/log/libvirtd.log)"
+}
+
+kill_libvirtd() { # SIGKILL, as a crash; its QEMUs keep running
+    local dir pid
+    dir=$(host_dir "$1")
+    alive "$dir/libvirtd.pid" || return 0
+    pid=$(cat "$dir/libvirtd.pid")
+    kill -KILL "$pid"
+    wait_gone "$pid" || die "libvirtd $pid of $1 did not go away"
+}
+
+launch_agent() { # host [ENV=VALUE...]
+    local host=$1 dir setting
+    shift
+    dir=$(host_dir "$host")
+    alive "$dir/agent.pid" && die "the agent of $host runs already (pid $(cat "$dir/agent.pid"))"
+    for setting in "$@"; do [[ "$setting" == [A-Za-z_]*=* ]] || die "not ENV=VALUE: $setting"; done
+    echo "--- $(date -u +%FT%TZ) start-agent $*" >>"$dir/agent.log"
+    if (($#)); then printf '%s\n' "$@" >"$dir/agent.env"; else : >"$dir/agent.env"; fi
+    enter_host "$host"
+    "${enter[@]}" setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        LANG=C.UTF-8 PYTHONUNBUFFERED=1 VMHOST_CONFIG="$dir/config.toml" "$@" "$vmhost" serve \
+        </dev/null >>"$dir/agent.log" 2>&1 8>&- &
+    echo $! >"$dir/agent.pid"
+    disown  # no "Killed" job notice from this shell when a later command kills it
+}
+
+wait_agent() {
+    local dir address
+    dir=$(host_dir "$1")
+    address=$(address_of "$1")
+    for _ in $(seq 600); do
+        alive "$dir/agent.pid" || break
+        curl -sf -o /dev/null --max-time 2 --cacert "$root/tls/ca.pem" \
+            -H "Authorization: Bearer $(cat "$dir/data/api-token")" "https://$address:$agent_port/healthz" && return 0
+        sleep 0.1
+    done
+    tail -n 30 "$dir/agent.log" >&2 || true
+    die "the agent of $1 did not come up (log: $dir/agent.log)"
+}
+
+kill_agent() {
+    local dir pid
+    dir=$(host_dir "$1")
+    alive "$dir/agent.pid" || return 0
+    pid=$(cat "$dir/agent.pid")
+    kill -KILL "$pid"
+    wait_gone "$pid" || die "agent $pid of $1 did not go away"
+}
+
+# --- up / down ---
+
+make_host() { # host uuid hosts...
+    local host=$1 uuid=$2 dir address ns entry
+    shift 2
+    dir=$(host_dir "$host")
+    address=$(address_of "$host")
+    ns=$(netns_of "$host")
+    mkdir -p "$dir"/{ns,tls,data,run,lib,etc,cache,log}
+    chmod 755 "$dir"
+    chmod 711 "$dir/data"
+    echo "$uuid" >"$dir/host-uuid"
+    # /var/lib/libvirt and /var/log/libvirt: the machine's directory tree (owners, modes), not its files; the QEMU
+    # capability cache is copied (a probe takes a while, and the binary is the same).
+    (cd /var/lib/libvirt && find . -mindepth 1 -type d -print0 | cpio -0 -pdm --quiet "$dir/lib")
+    (cd /var/log/libvirt && find . -mindepth 1 -type d -print0 | cpio -0 -pdm --quiet "$dir/log")
+    cp -a /var/cache/libvirt/. "$dir/cache/"
+    chmod --reference=/var/lib/libvirt "$dir/lib"
+    chmod --reference=/var/cache/libvirt "$dir/cache"
+    make_libvirt_config "$host" "$address" "$uuid"
+    { cat /etc/hosts; for entry in "$@"; do echo "$(address_of "$entry") $prefix-$entry"; done; } >"$dir/hosts"
+    make_cert "$host" "$address"
+    (umask 077 && openssl rand -base64 33 | tr '+/' '-_' >"$dir/data/api-token")
+    make_agent_config "$host" "$address" "$@"
+
+    ip netns add "$ns"
+    ip link add "${prefix}v${host#host}" type veth peer name eth0 netns "$ns"
+    echo 1 >"/proc/sys/net/ipv6/conf/${prefix}v${host#host}/disable_ipv6"
+    ip link set "${prefix}v${host#host}" master "$bridge" up
+    ip -n "$ns" link set lo up
+    nsenter --net="/run/netns/$ns" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6'
+    ip -n "$ns" addr add "$address/24" dev eth0
+    ip -n "$ns" link set eth0 up
+
+    # A bridge for the guests' NICs, the same name on every host (a migrating NIC needs it on both ends).
+    ip -n "$ns" link add "$guest_bridge" type bridge
+    ip -n "$ns" link set "$guest_bridge" up
+
+    touch "$dir/ns/mnt" "$dir/ns/uts"
+    mkdir "$dir/cgroup"
+    local binds="set -e; hostname $prefix-$host; mount --bind $dir/hosts /etc/hosts"
+    for entry in "${private_dirs[@]}"; do binds+="; mount --bind $dir/${entry#*:} ${entry%%:*}"; done
+    # A sysfs of the host's network namespace (/sys/class/net: its links and bridges, as vmhost and libvirt read
+    # them), with the machine's cgroup tree moved over to it.
+    binds+="; mount --rbind /sys/fs/cgroup $dir/cgroup; mount -t sysfs sysfs /sys; mount --move $dir/cgroup /sys/fs/cgroup"
+    nsenter --net="/run/netns/$ns" -- unshare --mount="$dir/ns/mnt" --uts="$dir/ns/uts" --propagation private \
+        -- sh -c "$binds"
+}
+
+up() {
+    local count=$1 started host hosts=() i
+    [[ "$count" =~ ^[1-9][0-9]?$ ]] || die "usage: $0 up N (1 to 99 hosts)"
+    [[ -e "$root" ]] && die "$root exists: a bed is up (or left over); run $0 down first"
+    [[ -x "$vmhost" ]] || die "no vmhost at $vmhost (run scripts/setup.sh)"
+    if [[ -n "$(leftovers)" ]]; then # an earlier bed of this prefix died without its directory: clear it first
+        log "clearing what an earlier bed left: $(leftovers | tr '\n' ';')"
+        down
+    fi
+    started=$(date +%s.%N)
+    # A failed step (set -e, or die) ends the script: the EXIT trap removes what this `up` made.
+    trap 'if (($? != 0)); then log "up failed; removing what it made"; down >&2 || true; fi' EXIT
+    for i in $(seq "$count"); do hosts+=("host$i"); done
+    mkdir -p "$root" "$shared" "$root/shared-backing"
+    chmod 755 "$root" "$shared" "$root/shared-backing"
+    # The shared storage: a FUSE mount of type fuse.glusterfs, which libvirt counts as a shared file system (a
+    # plain directory is not: a live migration with a disk there is refused as unsafe, and the source would give
+    # the disk back to root after a migration). Made before the hosts' mount namespaces, which copy it.
+    bindfs -o subtype=glusterfs "$root/shared-backing" "$shared" 8>&-
+    pgrep -nf -- "^bindfs -o subtype=glusterfs $root/shared-backing $shared\$" >"$root/bindfs.pid"
+    printf '%s\n' "${hosts[@]}" >"$root/hosts.list"
+    make_ca
+
+    ip link add "$bridge" type bridge
+    echo 1 >"/proc/sys/net/ipv6/conf/$bridge/disable_ipv6"
+    ip addr add "$subnet.1/24" dev "$bridge"
+    ip link set "$bridge" up
+
+    elapsed() { awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $started}"; }
+    for host in "${hosts[@]}"; do make_host "$host" "$(cat /proc/sys/kernel/random/uuid)" "${hosts[@]}"; done
+    local made=$(elapsed)
+    for host in "${hosts[@]}"; do launch_libvirtd "$host"; done
+    for host in "${hosts[@]}"; do wait_libvirtd "$host"; done
+    local libvirtds=$(elapsed)
+    for host in "${hosts[@]}"; do launch_agent "$host"; done
+    for host in "${hosts[@]}"; do wait_agent "$host"; done
+    bed_json >"$bed_file"
+    trap - EXIT
+    log "up: $count hosts in $(elapsed) s (namespaces and files $made s, libvirtds up at $libvirtds s)"
+    cat "$bed_file"
+}
+
+# The pids running in one host's namespaces: its daemons, the agent, QEMU (in a mount namespace of its own, but
+# in the host's network and UTS namespaces) and whatever `exec` left.
+host_pids() {
+    local host=$1 dir ns pid uts=""
+    dir=$(host_dir "$host")
+    ns=$(netns_of "$host")
+    [[ -e "/run/netns/$ns" ]] && ip netns pids "$ns" 2>/dev/null
+    if mountpoint -q "$dir/ns/uts" 2>/dev/null; then
+        uts=$(stat -L -c 'uts:[%i]' "$dir/ns/uts")
+        for pid in /proc/[0-9]*; do
+            [[ "$(readlink "$pid/ns/uts" 2>/dev/null)" == "$uts" ]] && echo "${pid#/proc/}"
+        done
+    fi
+    for pid in agent tini libvirtd virtlogd; do [[ -s "$dir/$pid.pid" ]] && cat "$dir/$pid.pid"; done
+    return 0
+}
+
+down() {
+    local dir pids="" ns
+    if [[ -d "$root/hosts" ]]; then
+        for dir in "$root"/hosts/host*; do
+            [[ -d "$dir" ]] && pids+=" $(host_pids "${dir##*/}" | tr '\n' ' ')"
+        done
+        pids=$(for pid in $pids; do [[ ! -e /proc/$pid ]] || echo "$pid"; done | sort -un | tr '\n' ' ')
+        if [[ -n "${pids// /}" ]]; then
+            # shellcheck disable=SC2086
+            kill -KILL $pids 2>/dev/null || true
+            # shellcheck disable=SC2086
+            wait_gone $pids || log "processes of the bed still there: $pids"
+        fi
+        for dir in "$root"/hosts/host*; do
+            for ns in "$dir/ns/mnt" "$dir/ns/uts"; do mountpoint -q "$ns" 2>/dev/null && umount "$ns"; done
+        done
+    fi
+    for ns in $(ip netns list | awk -v p="$prefix-host" 'index($1, p) == 1 {print $1}'); do ip netns del "$ns"; done
+    ip link show "$bridge" >/dev/null 2>&1 && ip link del "$bridge"
+    if mountpoint -q "$shared" 2>/dev/null; then
+        umount "$shared" 2>/dev/null || { log "$shared is busy: detaching it"; umount -l "$shared"; }
+    fi
+    if [[ -s "$root/bindfs.pid" ]] && alive "$root/bindfs.pid"; then
+        kill "$(cat "$root/bindfs.pid")" 2>/dev/null || true
+    fi
+    [[ -s "$root/bindfs.pid" ]] && { wait_gone "$(cat "$root/bindfs.pid")" || log "bindfs still there"; }
+    if [[ -e "$root" ]]; then
+        # Nothing may still be mounted below: rm would cross into it.
+        if findmnt -rno TARGET | grep -q "^$root/"; then die "still mounted under $root: $(findmnt -rno TARGET | grep "^$root/")"; fi
+        rm -rf "$root"
+    fi
+    log "down: nothing left of the bed in $root"
+}
+
+status() {
+    local host dir
+    [[ -s "$bed_file" ]] || { log "no test bed is up in $root"; exit 1; }
+    for host in $(cat "$root/hosts.list"); do
+        [[ -e "/run/netns/$(netns_of "$host")" ]] || { log "$host has no network namespace"; exit 1; }
+    done
+    running() {
+        dir=$(host_dir "$1")
+        printf ', "agent_running": %s, "libvirtd_running": %s, "agent_env": [%s]' \
+            "$(alive "$dir/agent.pid" && echo true || echo false)" \
+            "$(alive "$dir/libvirtd.pid" && echo true || echo false)" \
+            "$(sed 's/["\\]/\\&/g; s/.*/"&"/' "$dir/agent.env" 2>/dev/null | paste -sd,)"
+    }
+    bed_json running
+}
+
+# What a `down` must leave: nothing of this bed's names, processes, mounts or directories.
+leftovers() {
+    ip netns list | awk -v p="$prefix-host" 'index($1, p) == 1 {print "netns " $1}'
+    ip -o link show | awk -F': ' -v p="$prefix" 'index($2, p) == 1 {print "link " $2}'
+    findmnt -rno TARGET | grep -E "^$root(/|\$)" | sed 's/^/mount /' || true
+    [[ -e "$root" ]] && echo "directory $root"
+    pgrep -af -- "$root/" | sed 's/^/process /' || true
+}
+
+self_test() {
+    # A bed of its own (other root, prefix, subnet): a bed others use stays as it is.
+    export VMHOST_TESTBED_ROOT=/srv/vmhost-testbed-selftest VMHOST_TESTBED_PREFIX=vmst VMHOST_TESTBED_SUBNET=10.231.9
+    "$0" down >/dev/null 2>&1 || true
+    "$0" up 2 >/dev/null
+    "$0" status >/dev/null
+    "$0" down
+    local left
+    left=$(root=$VMHOST_TESTBED_ROOT prefix=$VMHOST_TESTBED_PREFIX leftovers)
+    [[ -z "$left" ]] || die "down left: $left"
+    log "self-test passed"
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+    up | down | kill-agent | start-agent | kill-libvirtd | start-libvirtd) lock -x ;;
+    status) lock -s ;;
+esac
+case "$command" in
+    up) up "${1:-2}" ;;
+    down) down ;;
+    status) status ;;
+    leftovers) leftovers ;;
+    self-test) self_test ;;
+    kill-agent) known_host "${1:-}" && kill_agent "$1" ;;
+    start-agent) known_host "${1:-}" && { launch_agent "$@"; wait_agent "$1"; } ;;
+    kill-libvirtd) known_host "${1:-}" && kill_libvirtd "$1" ;;
+    start-libvirtd) known_host "${1:-}" && { launch_libvirtd "$1"; wait_libvirtd "$1"; } ;;
+    exec)
+        known_host "${1:-}"
+        host=$1
+        shift
+        [[ "${1:-}" == -- ]] && shift
+        (($#)) || die "usage: $0 exec HOST -- ARGV..."
+        enter_host "$host"
+        exec "${enter[@]}" "$@"
+        ;;
+    *) die "usage: $0 up N | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...] | kill-libvirtd HOST |
+       start-libvirtd HOST | exec HOST -- ARGV... | leftovers | self-test" ;;
+esac

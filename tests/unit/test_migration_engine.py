@@ -1,0 +1,382 @@
+"""Migration between two agents on fake hypervisors: the source coordinates, the destination prepares, takes
+the VM in and finishes. Whatever happens, and wherever either agent is killed, the VM ends on exactly one host,
+running if it ran, and the other host keeps nothing of it."""
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.eventually import eventually
+from tests.fakes.driver import NETWORK, FakeDriver, FakeHypervisor
+from tests.fakes.engines import Killed, killed_at, spec
+from vmhost.config import HostConfig
+from vmhost.drivers.base import Capability, DomainEventKind, DomainState
+from vmhost.engine import Engine
+from vmhost.engine.hooks import Hook, HookContext, Phase
+from vmhost.engine.peer import IncomingOffer, IncomingStatus, IncomingTicket, MigrationRequest
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, PeerUnreachable, Unsupported
+from vmhost.store.sqlite import Store
+
+T = TypeVar("T")
+DISK = {"source": {"type": "new", "size": "1MiB"}}
+
+
+@dataclasses.dataclass
+class Host:
+    """One agent and its hypervisor; `restart` is the agent dying and coming back on the same store."""
+
+    name: str
+    address: str
+    data_dir: Path
+    hypervisor: FakeHypervisor
+    engine: Engine
+    peers: dict[str, "LocalPeer"]
+    dead: list[Engine] = dataclasses.field(default_factory=list)
+    """Engines that 'died': their stores close at the end (an event deferred before the kill may still be
+    applied by a thread of theirs, which a real SIGKILL would have ended)."""
+
+    def restart(self) -> None:
+        self.hypervisor.sink = None
+        self.dead.append(self.engine)
+        eventually(lambda: not self.engine.locks.is_held("web"), 5, 0.01, "the dead engine's threads let go")
+        self.engine = make_engine(self)
+        self.engine.recover()
+
+    def vm_dirs(self) -> list[str]:
+        vms = self.data_dir / "vms"
+        return sorted(p.name for p in vms.iterdir()) if vms.is_dir() else []
+
+
+class LocalPeer:
+    """The destination agent called in-process. A kill inside it is the connection dropping: the destination
+    comes back (restarted and recovered) and the source sees PeerUnreachable, as over HTTP."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.url = f"https://{host.address}:7443"
+
+    def _call(self, call: Callable[[Engine], T]) -> T:
+        try:
+            return call(self.host.engine)
+        except Killed:
+            self.host.restart()
+            raise PeerUnreachable(f"{self.url} did not answer") from None
+
+    def prepare(self, offer: IncomingOffer) -> IncomingTicket:
+        return self._call(lambda engine: engine.accept_incoming(offer))
+
+    def upload_disk(self, migration_id: str, target: str, source: Path) -> None:
+        def upload(engine: Engine) -> None:
+            engine.incoming_disk(migration_id, target).write_bytes(source.read_bytes())
+            engine.check_incoming_upload(migration_id, target)
+
+        self._call(upload)
+
+    def finish(self, migration_id: str) -> None:
+        self._call(lambda engine: engine.finish_incoming(migration_id))
+
+    def abort(self, migration_id: str) -> None:
+        self._call(lambda engine: engine.abort_incoming(migration_id))
+
+    def status(self, migration_id: str) -> IncomingStatus:
+        return self._call(lambda engine: engine.incoming_status(migration_id))
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+
+def make_engine(host: Host, **config: Any) -> Engine:
+    settings = {
+        "data_dir": host.data_dir,
+        "stop_timeout": 0.5,
+        "allowed_paths": (host.data_dir,),
+        "migration_address": host.address,
+        "migration_transport": "tcp",
+        "migration_stall_timeout": 1.0,
+        **config,
+    }
+    store = Store(host.data_dir / "vmhost.db", synchronous="NORMAL")
+    engine = Engine(HostConfig(**settings), FakeDriver(host.hypervisor), store=store, peers=lambda url: host.peers[url])
+    host.hypervisor.sink = engine.on_domain_event
+    return engine
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
+    peers: dict[str, LocalPeer] = {}
+    made = []
+    for index in (1, 2):
+        hypervisor = FakeHypervisor()
+        host = Host(f"h{index}", f"10.9.0.{index}", tmp_path / f"h{index}", hypervisor, None, peers)  # type: ignore[arg-type]
+        host.data_dir.mkdir()
+        host.engine = make_engine(host)
+        NETWORK[host.address] = hypervisor
+        peers[f"https://{host.address}:7443"] = LocalPeer(host)
+        made.append(host)
+    yield made[0], made[1]
+    time.sleep(0.2)  # let the dead engines' deferred events end
+    for host in made:
+        NETWORK.pop(host.address, None)
+        for engine in [*host.dead, host.engine]:
+            engine.store.close()
+
+
+def url(host: Host) -> str:
+    return f"https://{host.address}:7443"
+
+
+def running_web(source: Host, **fields: Any) -> None:
+    source.engine.create(spec("web", **fields), start=True)
+
+
+def where_is(name: str, *hosts: Host) -> list[tuple[str, str, str]]:
+    """(host, record state, domain state) of every host that keeps anything of `name`."""
+    found = []
+    for host in hosts:
+        record = host.engine.store.get_vm(name)
+        domain = host.hypervisor.domains.get(name)
+        if record is not None or domain is not None:
+            found.append((host.name, record.state if record else "-", domain.state.value if domain else "-"))
+    return found
+
+
+def test_a_live_migration_moves_the_vm_and_leaves_nothing_at_the_source(hosts):
+    source, destination = hosts
+    running_web(source)
+    seen = []
+    source.engine.events.subscribe(lambda event: seen.append((event.type, event.reason)))
+
+    source.engine.migrate("web", url(destination), MigrationRequest())
+
+    assert where_is("web", source, destination) == [("h2", "running", "running")]
+    assert source.vm_dirs() == []
+    record = destination.engine.record("web")
+    assert record.desired_state == "running"
+    assert record.migration["state"] == "finished"
+    assert ("migrated", f"migrated to {url(destination)}") in seen
+
+
+def test_the_destination_keeps_the_vm_running_across_its_own_restart(hosts):
+    source, destination = hosts
+    running_web(source)
+    source.engine.migrate("web", url(destination), MigrationRequest())
+    destination.restart()
+    assert where_is("web", source, destination) == [("h2", "running", "running")]
+
+
+def test_an_offline_migration_moves_spec_and_disks(hosts):
+    source, destination = hosts
+    source.engine.create(spec("web", disks=[DISK]))
+    disk = Path(source.engine.record("web").owned_paths[0])
+
+    source.engine.migrate("web", url(destination), MigrationRequest(offline=True, copy_storage=True))
+
+    assert where_is("web", source, destination) == [("h2", "stopped", "shutoff")]
+    moved = Path(destination.engine.record("web").owned_paths[0])
+    assert moved.is_file() and moved.is_relative_to(destination.data_dir)
+    assert not disk.exists() and source.vm_dirs() == []
+    destination.engine.start("web")
+    assert destination.hypervisor.domains["web"].state == DomainState.RUNNING
+
+
+def test_a_stalled_migration_is_aborted_and_the_vm_keeps_running_here(hosts):
+    source, destination = hosts
+    running_web(source)
+    source.hypervisor.stall_migrations = True
+
+    with pytest.raises(HypervisorError, match="aborted: no progress for 1 s; web keeps running here"):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+
+    assert where_is("web", source, destination) == [("h1", "running", "running")]
+    assert destination.vm_dirs() == []
+    assert "migration to https://10.9.0.2:7443 failed" in source.engine.record("web").reason
+
+
+def test_a_migration_past_its_timeout_is_aborted(hosts):
+    source, destination = hosts
+    running_web(source)
+    source.hypervisor.stall_migrations = True
+    with pytest.raises(HypervisorError, match=r"took longer than 0\.6 s"):
+        source.engine.migrate("web", url(destination), MigrationRequest(timeout=0.6, stall_timeout=30))
+    assert where_is("web", source, destination) == [("h1", "running", "running")]
+
+
+@pytest.mark.parametrize(
+    ("make", "request_", "error", "message"),
+    [
+        (lambda e: e.create(spec("web")), MigrationRequest(), Conflict, "needs it running"),
+        (lambda e: e.create(spec("web"), start=True), MigrationRequest(offline=True), Conflict, "only a stopped VM"),
+        (lambda e: e.create(spec("web", disks=[DISK]), start=True), MigrationRequest(), Conflict, "--copy-storage"),
+    ],
+)
+def test_what_cannot_migrate_is_refused_before_anything_is_touched(hosts, make, request_, error, message):
+    source, destination = hosts
+    make(source.engine)
+    before = source.engine.record("web").state
+    with pytest.raises(error, match=message):
+        source.engine.migrate("web", url(destination), request_)
+    assert source.engine.record("web").state == before
+    assert where_is("web", destination) == [] and destination.vm_dirs() == []
+
+
+def test_a_destination_that_cannot_take_the_vm_refuses_and_the_vm_stays(hosts):
+    source, destination = hosts
+    running_web(source)
+    destination.engine.store.close()
+    destination.engine = make_engine(destination, migration_address=None)
+    with pytest.raises(HostResourceError, match="set migration_address"):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    assert where_is("web", source, destination) == [("h1", "running", "running")]
+    assert source.engine.record("web").state == "running"
+
+
+def test_a_name_taken_at_the_destination_is_refused(hosts):
+    source, destination = hosts
+    running_web(source)
+    destination.engine.create(spec("web"))
+    with pytest.raises(Conflict, match="already has a VM named web"):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    assert source.engine.record("web").state == "running"
+
+
+def test_a_driver_without_live_migration_is_refused_with_its_name(hosts):
+    source, destination = hosts
+    running_web(source)
+    driver = source.engine.driver.for_name("web")
+    assert isinstance(driver, FakeDriver)
+    driver.capabilities = frozenset(Capability) - {Capability.LIVE_MIGRATION}
+    with pytest.raises(Unsupported, match="live-migration"):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+
+
+def test_an_incoming_vm_cannot_be_changed_until_it_has_arrived(hosts):
+    source, destination = hosts
+    running_web(source)
+    ticket = destination.engine.accept_incoming(
+        IncomingOffer(migration_id="a" * 32, spec=source.engine.record("web").spec, source_url=url(source))
+    )
+    assert ticket.hypervisor_uri == "qemu+tcp://10.9.0.2/system" and not ticket.tls
+    with pytest.raises(Conflict, match=r"migrating here from https://10\.9\.0\.1:7443"):
+        destination.engine.start("web")
+    assert destination.engine.incoming_status("a" * 32) == "prepared"
+    destination.engine.abort_incoming("a" * 32)
+    destination.engine.abort_incoming("a" * 32)  # idempotent
+    assert destination.engine.incoming_status("a" * 32) == "unknown"
+    assert where_is("web", destination) == [] and destination.vm_dirs() == []
+
+
+def test_an_arrived_vm_cannot_be_aborted_only_finished(hosts):
+    """Its source has it shut off: dropping it here would lose it."""
+    source, destination = hosts
+    running_web(source)
+    ticket = destination.engine.accept_incoming(
+        IncomingOffer(migration_id="b" * 32, spec=source.engine.record("web").spec, source_url=url(source))
+    )
+    source.engine.driver.migrate("web", _target(ticket), _options())
+    assert destination.engine.incoming_status("b" * 32) == "arrived"
+    with pytest.raises(Conflict, match="can only be finished"):
+        destination.engine.abort_incoming("b" * 32)
+    destination.engine.finish_incoming("b" * 32)
+    destination.engine.finish_incoming("b" * 32)  # idempotent
+    assert destination.engine.incoming_status("b" * 32) == "finished"
+
+
+def test_an_incoming_migration_whose_source_never_returns_is_settled_after_its_deadline(hosts):
+    source, destination = hosts
+    running_web(source)
+    destination.engine.store.close()
+    destination.engine = make_engine(destination, incoming_timeout=0.01)
+    destination.engine.accept_incoming(
+        IncomingOffer(migration_id="c" * 32, spec=source.engine.record("web").spec, source_url=url(source))
+    )
+    time.sleep(0.05)
+    destination.engine.list_vms()  # the periodic reconcile
+    assert where_is("web", destination) == [] and destination.vm_dirs() == []
+
+
+SOURCE_POINTS = [f"migrate:{step}" for step in ("begin", "prepared", "transferred", "finished")]
+DESTINATION_POINTS = [
+    "incoming:begin",
+    "incoming:recorded",
+    "incoming:placeholders",
+    "incoming-finish:begin",
+    "incoming-finish:resumed",
+    "incoming-finish:owned",
+]
+
+
+@pytest.mark.parametrize("point", SOURCE_POINTS + DESTINATION_POINTS)
+def test_a_vm_never_runs_on_two_hosts_and_is_never_lost_wherever_an_agent_dies(point, hosts, monkeypatch):
+    source, destination = hosts
+    running_web(source)
+    with killed_at(monkeypatch, point) as passed:
+        try:
+            source.engine.migrate("web", url(destination), MigrationRequest())
+        except Killed:
+            source.restart()  # the source agent died at `point`; it comes back and recovers
+        except PeerUnreachable:
+            pass  # the destination died before the point of no return: the source rolled back
+    assert point in passed
+    found = where_is("web", source, destination)
+    assert len(found) == 1, found
+    host, state, domain = found[0]
+    assert (state, domain) == ("running", "running"), found
+    other = destination if host == "h1" else source
+    assert other.vm_dirs() == []
+    assert other.engine.store.get_vm("web") is None
+
+
+def _target(ticket: IncomingTicket) -> Any:
+    from vmhost.drivers.base import MigrationTarget
+
+    return MigrationTarget(ticket.hypervisor_uri, ticket.stream_uri, ticket.definition, ticket.tls)
+
+
+def _options() -> Any:
+    from vmhost.drivers.base import MigrationOptions
+
+    return MigrationOptions()
+
+
+def test_deleting_a_vm_still_migrating_in_drops_only_the_incoming_copy(hosts):
+    source, destination = hosts
+    running_web(source)
+    destination.engine.accept_incoming(
+        IncomingOffer(migration_id="d" * 32, spec=source.engine.record("web").spec, source_url=url(source))
+    )
+    destination.engine.delete("web")
+    assert where_is("web", source, destination) == [("h1", "running", "running")]
+    assert destination.vm_dirs() == []
+
+
+def test_a_live_vm_is_resumed_as_soon_as_it_arrives_without_waiting_for_its_source(hosts):
+    """libvirt tells the source only after it stopped the source's QEMU: the destination does not wait."""
+    source, destination = hosts
+    running_web(source)
+    ticket = destination.engine.accept_incoming(
+        IncomingOffer(migration_id="e" * 32, spec=source.engine.record("web").spec, source_url=url(source))
+    )
+    source.engine.driver.migrate("web", _target(ticket), _options())
+    destination.hypervisor.emit("web", DomainEventKind.PAUSED, "paused")  # the arrival, as libvirt reports it
+    eventually(lambda: destination.engine.incoming_status("e" * 32) == "finished", 5, 0.02, "taken in")
+    assert destination.hypervisor.domains["web"].state == DomainState.RUNNING
+    destination.engine.finish_incoming("e" * 32)  # the source's finish, later: nothing left to do
+
+
+def test_the_destination_runs_the_start_paused_hooks_while_the_arrived_vm_is_still_paused(hosts):
+    """Plugins activate host-side resources there (e.g. the nic-tuning example) before the guest runs again."""
+    source, destination = hosts
+    running_web(source)
+    seen: list[tuple[str, DomainState]] = []
+
+    def activate(context: HookContext) -> None:
+        seen.append((context.spec.name, destination.hypervisor.domains[context.spec.name].state))
+
+    destination.engine.hooks.append(Hook("nic-tuning", Phase.START_PAUSED, activate))
+    source.engine.migrate("web", url(destination), MigrationRequest())
+    assert seen == [("web", DomainState.PAUSED)]
+    assert destination.hypervisor.domains["web"].state == DomainState.RUNNING
