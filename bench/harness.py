@@ -3,6 +3,7 @@ copies (the same domains started with virsh)."""
 
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -12,11 +13,13 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -424,3 +427,26 @@ def parallel_starts(api: Api, names: list[str], raw_files: dict[str, Path]) -> t
 
 def progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def quietly(action: Callable[[], object]) -> None:
+    """A cleanup step that fails is reported, and the rest of the cleanup still runs."""
+    try:
+        action()
+    except Exception as exc:
+        progress(f"cleanup step failed: {exc}")
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Cleanup must finish: ignore Ctrl-C while it runs."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def terminate(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: the run cleans up what it made."""
+    raise KeyboardInterrupt

@@ -33,11 +33,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -49,10 +48,13 @@ from harness import (
     each_parallel,
     fmt,
     guest_spec,
+    interrupts_deferred,
     minus,
     progress,
+    quietly,
     raw_copy,
     run,
+    terminate,
     timed,
     wall_parallel,
 )
@@ -587,9 +589,9 @@ def cleanup(hosts: tuple[TestHost, ...], made: Made) -> None:
     progress("cleaning up")
     for host in hosts:
         for vm in made.agent_vms:
-            _quietly(partial(_delete, host, vm))
+            quietly(partial(_delete, host, vm))
     for host in hosts:
-        _quietly(partial(_sweep, host))
+        quietly(partial(_sweep, host))
 
 
 def remove_guests(host: TestHost, agents: list[str], raws: list[str]) -> None:
@@ -629,30 +631,10 @@ def _sweep(host: TestHost) -> None:
         for dom in conn.listAllDomains():
             if dom.name().startswith(PREFIX):
                 if dom.isActive():
-                    _quietly(dom.destroy)
-                _quietly(dom.undefine)
+                    quietly(dom.destroy)
+                quietly(dom.undefine)
     finally:
         conn.close()
-
-
-def _quietly(action: Callable[[], object]) -> None:
-    try:
-        action()
-    except Exception as exc:
-        progress(f"cleanup step failed: {exc}")
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _terminate(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def busy(bed: TestBed) -> str:
@@ -698,7 +680,7 @@ def the_bed(choice: str) -> tuple[TestBed, tuple[TestHost, TestHost], bool]:
         try:
             hosts = bed.up(2)
         except TestBedError as exc:
-            _quietly(bed.down)
+            quietly(bed.down)
             raise BenchError(str(exc)) from exc
     if len(hosts) < 2:
         raise BenchError(f"the test bed has {len(hosts)} host(s); migration needs 2")
@@ -720,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: run as root (the test bed needs it)", file=sys.stderr)
         return 1
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     bed, made, hosts, ours_to_remove = None, Made(), None, False
     workspace = Path(tempfile.mkdtemp(prefix="vmhost-bench-mig-", dir="/tmp"))  # /tmp: the same on every host
     workspace.chmod(0o711)
@@ -753,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             if hosts is not None:
                 cleanup(hosts, made)
             if ours_to_remove and bed is not None:
-                _quietly(bed.down)
+                quietly(bed.down)
             shutil.rmtree(workspace, ignore_errors=True)
     print(report(results, settings, hosts))
     return 0

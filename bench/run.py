@@ -32,12 +32,9 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import FrameType
 
 import httpx
 from exits import CrashResult, StopResult, bench_crash, bench_stop
@@ -59,14 +56,17 @@ from harness import (
     create_agent_vms,
     each_parallel,
     fmt,
+    interrupts_deferred,
     make_workspace,
     minus,
     parallel_starts,
     percentile,
     progress,
+    quietly,
     raw_create,
     raw_destroy,
     settle,
+    terminate,
     timed,
     virsh,
     write_raw_copies,
@@ -432,11 +432,11 @@ def cleanup(session: Session) -> None:
     api, agent = session.api, session.agent
     if api is not None:
         names = session.made.agent_vms
-        _quietly(lambda: each_parallel([partial(_quietly, partial(api.delete, name)) for name in names]))
+        quietly(lambda: each_parallel([partial(quietly, partial(api.delete, name)) for name in names]))
         api.client.close()
-    _quietly(_sweep_domains)
+    quietly(_sweep_domains)
     if agent is not None:
-        _quietly(agent.stop)
+        quietly(agent.stop)
     if session.workspace is not None:
         shutil.rmtree(session.workspace.root, ignore_errors=True)
 
@@ -445,31 +445,10 @@ def _sweep_domains() -> None:
     """Whatever the API left behind (or raw copies): every domain named with this run's prefix."""
     for name in virsh("list", "--state-running", "--state-paused", "--name").split():
         if name.startswith(PREFIX):
-            _quietly(partial(virsh, "destroy", name))
+            quietly(partial(virsh, "destroy", name))
     for name in virsh("list", "--all", "--name").split():
         if name.startswith(PREFIX):
-            _quietly(partial(virsh, "undefine", name))
-
-
-def _quietly(action: Callable[[], object]) -> None:
-    try:
-        action()
-    except Exception as exc:
-        progress(f"cleanup step failed: {exc}")
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Cleanup must finish: ignore Ctrl-C while it runs."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _terminate(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+            quietly(partial(virsh, "undefine", name))
 
 
 def measure(api: Api, agent: AgentProcess, workspace: Workspace, made: Made, settings: Settings) -> Results:
@@ -518,7 +497,7 @@ def main() -> int:
     settings = QUICK if args.quick else FULL
     scale = ScaleSettings.of(args.scale_n, args.scale_memory, quick=args.quick) if args.scale else None
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     session = Session()
     try:
         preflight(scale is not None)
