@@ -11,7 +11,10 @@ from tests.conformance.busybox import busybox_rootfs
 
 pytestmark = pytest.mark.integration
 LIBVIRT = ["pause", "reboot", "console", "disk-hotplug", "nic-hotplug", "vcpu-hotplug", "memory-hotplug", "disk-resize"]
-MATRIX = {"libvirt": [*LIBVIRT, "media-change", "pci-passthrough", "snapshots"], "runc": ["pause"]}
+MATRIX = {
+    "libvirt": [*LIBVIRT, "media-change", "pci-passthrough", "snapshots", "live-migration", "offline-migration"],
+    "runc": ["pause"],
+}
 
 
 def test_rebooting_a_container_is_501_naming_runc_and_reboot_and_the_container_keeps_running(
@@ -60,5 +63,5 @@ def test_vmhost_host_prints_the_same_locally_and_through_the_agent(cli, agent):
     assert ["CAPABILITY", "LIBVIRT", "RUNC"] in rows
     assert ["pause", "yes", "yes"] in rows
     assert ["reboot", "yes", "-"] in rows
-    assert ["live-migration", "-", "-"] in rows
+    assert ["live-migration", "yes", "-"] in rows
     assert json.loads(cli("host", "--json").stdout)["capabilities"] == MATRIX

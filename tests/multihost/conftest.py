@@ -42,6 +42,7 @@ def _bring_up(bed: TestBed) -> tuple[list[TestHost], bool]:
     """The running bed, or a new one (made: True). Two sessions may start at once: one makes it, the other waits."""
     hosts = bed.status()
     if hosts is not None:
+        _revive(hosts)
         return hosts, False
     try:
         return bed.up(HOSTS), True
@@ -50,6 +51,16 @@ def _bring_up(bed: TestBed) -> tuple[list[TestHost], bool]:
         if hosts is None:
             raise
         return hosts, False
+
+
+def _revive(hosts: list[TestHost]) -> None:
+    """A reused bed may have lost daemons (a test elsewhere killed every libvirtd of the machine): start them."""
+    for host in hosts:
+        running = host.running()
+        if not running["libvirtd"]:
+            host.start_libvirtd()
+        if not running["agent"]:
+            host.start_agent()
 
 
 @pytest.fixture(scope="session")

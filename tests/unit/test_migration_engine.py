@@ -17,6 +17,7 @@ from vmhost.config import HostConfig
 from vmhost.drivers.base import Capability, DomainEventKind, DomainState
 from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, HookContext, Phase
+from vmhost.engine.operations import migrate as migrate_operation
 from vmhost.engine.peer import IncomingOffer, IncomingStatus, IncomingTicket, MigrationRequest
 from vmhost.errors import Conflict, HostResourceError, HypervisorError, PeerUnreachable, Unsupported
 from vmhost.store.sqlite import Store
@@ -380,3 +381,36 @@ def test_the_destination_runs_the_start_paused_hooks_while_the_arrived_vm_is_sti
     source.engine.migrate("web", url(destination), MigrationRequest())
     assert seen == [("web", DomainState.PAUSED)]
     assert destination.hypervisor.domains["web"].state == DomainState.RUNNING
+
+
+def test_a_vm_that_moved_but_was_not_confirmed_is_never_started_again_here(hosts, monkeypatch):
+    """Past the point of no return nothing is undone: the source keeps a `migrating` record that start and the
+    restore at agent start refuse (the VM may run on the other host), until an operator deletes it."""
+    source, destination = hosts
+    running_web(source)
+    monkeypatch.setattr(migrate_operation, "PEER_PATIENCE", 0.3)
+    peer = source.peers[url(destination)]
+
+    def unreachable(migration_id: str) -> None:
+        raise PeerUnreachable(f"{peer.url} did not answer")
+
+    monkeypatch.setattr(peer, "finish", unreachable)
+    source.engine.store.update_vm("web", spec={**source.engine.record("web").spec, "autostart": True})
+    with pytest.raises(PeerUnreachable):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    record = source.engine.record("web")
+    assert (record.state, record.desired_state) == ("migrating", "stopped")
+    assert "did not confirm" in record.reason
+    (incoming_id,) = _incoming_ids(destination)
+    assert destination.engine.incoming_status(incoming_id) in ("arrived", "finished")
+    with pytest.raises(Conflict, match="did not confirm"):
+        source.engine.start("web")
+    source.restart()
+    assert source.hypervisor.domains["web"].state == DomainState.SHUTOFF
+    assert source.engine.record("web").state == "migrating"
+    source.engine.delete("web")
+    assert where_is("web", source) == []
+
+
+def _incoming_ids(host: Host) -> list[str]:
+    return [record.migration["id"] for record in host.engine.store.list_vms() if record.migration.get("id")]

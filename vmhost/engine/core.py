@@ -105,14 +105,17 @@ class Core:
             raise VmhostError(f"the stored spec of {record.name} no longer validates at {', '.join(paths)}") from None
 
     @contextmanager
-    def locked(self, name_or_uuid: str) -> Iterator[VmRecord]:
-        """The VM's lock, for an operation on it: refused (Conflict) while it is migrating into this host."""
+    def locked(self, name_or_uuid: str, *, moved_away: bool = False) -> Iterator[VmRecord]:
+        """The VM's lock, for an operation on it: refused (Conflict) while it is migrating into this host, and
+        for a VM that migrated away without confirmation (only a delete, `moved_away`, may take that one)."""
         name = self.record(name_or_uuid).name
         with self.locks.hold(name):
             record = self.record(name)
             if record.state == VmState.INCOMING.value:
                 source = record.migration.get("source", "another host")
                 raise Conflict(f"{name} is migrating here from {source}; it can be changed once it has arrived")
+            if record.state == VmState.MIGRATING.value and not moved_away:
+                raise Conflict(f"{name}: {record.reason or 'it is being migrated'}")
             yield record
 
     # ---- states ------------------------------------------------------------------------------

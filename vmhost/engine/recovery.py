@@ -53,7 +53,10 @@ def recover(core: Core, supervisor: Supervisor) -> list[VmRecord]:
 
 
 def _should_run(core: Core, record: VmRecord, host_stopped: set[str]) -> bool:
-    """Running when the agent last saw it, stopped by the last host shutdown, or autostart."""
+    """Running when the agent last saw it, stopped by the last host shutdown, or autostart; never one that may
+    run on another host now (a migration that did not confirm)."""
+    if record.state == VmState.MIGRATING.value:
+        return False
     return record.desired_state == "running" or record.uuid in host_stopped or core.spec_of(record).autostart
 
 

@@ -78,5 +78,6 @@ def check_transition(name: str, source: VmState, target: VmState) -> None:
 
 def keeps_recorded(state: VmState, locked: bool) -> bool:
     """Whether the record, not the hypervisor, says the state: an operation in flight (`locked`) owns its
-    transitional state, and an incoming migration its record until the source has it finished."""
-    return state == VmState.INCOMING or (state in TRANSIENT and locked)
+    transitional state; a migration its records (incoming until the source has it finished; migrating, also
+    when the migration failed past its point of no return: the VM may run on the other host)."""
+    return state in (VmState.INCOMING, VmState.MIGRATING) or (state in TRANSIENT and locked)

@@ -339,6 +339,8 @@ def sweep(core: Core) -> None:
     for record in core.store.list_vms():
         if record.state != VmState.INCOMING.value or record.migration.get("deadline", now) > now:
             continue
+        if core.driver.migration_progress(record.name) is not None:
+            continue  # still moving in: a long migration is not cut off by the deadline
         migration_id, source = record.migration["id"], record.migration.get("source")
         try:
             taken = status(core, migration_id) == "arrived"

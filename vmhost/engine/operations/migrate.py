@@ -13,6 +13,7 @@ cannot tell on which side of it the crash fell asks the destination (`Peer.statu
 hypervisor job that may still be moving the VM.
 """
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -22,7 +23,7 @@ from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from vmhost.drivers.base import Capability, MigrationOptions, MigrationProgress, MigrationTarget
+from vmhost.drivers.base import Capability, DomainState, MigrationOptions, MigrationProgress, MigrationTarget
 from vmhost.engine import plan, resources
 from vmhost.engine.core import GONE, Core, stored
 from vmhost.engine.events import VmEvent
@@ -66,7 +67,9 @@ class Migrate(Declared):
         self.peer_url, self.migration_id, self.request = peer_url, migration_id, request
         self._peer: Peer | None = None
         self.ticket: IncomingTicket | None = None
-        self.watchdog_reason = ""
+        self.moved = False
+        """Past the point of no return in this process: the transfer ended (offline: the finish was asked for).
+        From then on nothing is undone, whatever fails."""
 
     @property
     def peer(self) -> Peer:
@@ -114,6 +117,8 @@ class Migrate(Declared):
             return True  # forgotten here already: only the journal entry was missing
         if not self.request.offline:
             self._cancel_hypervisor_job()
+            if self.core.driver.state(self.name) == DomainState.RUNNING:
+                return False  # the job is over and the VM runs here: it did not move
         status = patiently(lambda: self.peer.status(self.migration_id))
         return status == "finished" or (status == "arrived" and not self.request.offline)
 
@@ -132,12 +137,18 @@ class Migrate(Declared):
             copy_storage=self.request.copy_storage,
             disks=copied_disks(self.core, spec) if self.request.copy_storage else {},
         )
-        self.ticket = self.peer.prepare(offer)
+        try:
+            self.ticket = self.peer.prepare(offer)
+        except VmhostError:
+            with contextlib.suppress(VmhostError):  # it may have prepared before the answer was lost
+                self.abort_remote()
+            raise
 
     def abort_remote(self) -> None:
         """Retried while the destination cannot answer (its agent or hypervisor restarting): an abort that is
-        given up leaves its record there until incoming_timeout."""
-        patiently(lambda: self.peer.abort(self.migration_id))
+        given up leaves its record there until incoming_timeout. Never once the VM has moved."""
+        if not self.moved:
+            patiently(lambda: self.peer.abort(self.migration_id))
 
     def transfer(self) -> None:
         ticket = self._ticket()
@@ -165,6 +176,7 @@ class Migrate(Declared):
                         exc.detail or exc.message,
                     ) from exc
                 raise
+        self.moved = True
         self._publish("migration", f"transferred to {self.peer_url}")
 
     def upload_disks(self) -> None:
@@ -176,6 +188,7 @@ class Migrate(Declared):
             self.peer.upload_disk(self.migration_id, target, paths[target])
 
     def finish_remote(self) -> None:
+        self.moved = True  # offline: the destination may define it from this call on
         patiently(lambda: self.peer.finish(self.migration_id))
 
     def clean_up(self) -> None:
@@ -201,8 +214,13 @@ class Migrate(Declared):
     # ---- outcome -----------------------------------------------------------------------------
 
     def failed(self, error: Exception) -> None:
+        """Before the point of no return the VM is here again as the hypervisor says; after it, its record stays
+        `migrating` (never started here: start and restore refuse it) until an operator deletes it here."""
         record = self.core.store.get_vm(self.name)
-        if record is not None and record.uuid == self.uuid:
+        if record is not None and record.uuid == self.uuid and self.moved:
+            reason = f"moved to {self.peer_url}, which did not confirm ({error}); delete it here once it runs there"
+            self.core.set_state(self.name, VmState.MIGRATING, reason, desired_state="stopped")
+        elif record is not None and record.uuid == self.uuid:
             state = OBSERVED[self.core.driver.state(self.name)]
             self.core.set_state(self.name, state, f"migration to {self.peer_url} failed: {error}")
 
