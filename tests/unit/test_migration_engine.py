@@ -19,7 +19,7 @@ from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, HookContext, Phase
 from vmhost.engine.operations import migrate as migrate_operation
 from vmhost.engine.peer import IncomingOffer, IncomingStatus, IncomingTicket, MigrationRequest
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, PeerUnreachable, Unsupported
+from vmhost.errors import Conflict, HostResourceError, HypervisorError, PeerUnreachable, Unavailable, Unsupported
 from vmhost.store.sqlite import Store
 
 T = TypeVar("T")
@@ -410,6 +410,38 @@ def test_a_vm_that_moved_but_was_not_confirmed_is_never_started_again_here(hosts
     assert source.engine.record("web").state == "migrating"
     source.engine.delete("web")
     assert where_is("web", source) == []
+
+
+def test_a_migration_that_failed_while_the_hypervisor_was_away_leaves_a_vm_that_still_runs_here(hosts, monkeypatch):
+    """Before the point of no return the VM never left: when the hypervisor cannot say its state as the migration
+    fails, the record waits for the next reconcile, which finds the VM running here and lets it be changed."""
+    source, destination = hosts
+    running_web(source)
+    peer = source.peers[url(destination)]
+    hypervisor_away = False
+    answering_state = FakeDriver.state
+
+    def refused(offer: IncomingOffer) -> IncomingTicket:
+        nonlocal hypervisor_away
+        hypervisor_away = True
+        raise PeerUnreachable(f"{peer.url} did not answer")
+
+    def state(driver: FakeDriver, name: str) -> DomainState:
+        if hypervisor_away and driver.hypervisor is source.hypervisor:
+            raise Unavailable("lost the connection to the hypervisor")
+        return answering_state(driver, name)
+
+    monkeypatch.setattr(peer, "prepare", refused)
+    monkeypatch.setattr(FakeDriver, "state", state)
+    with pytest.raises(PeerUnreachable):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    hypervisor_away = False
+
+    source.engine.list_vms()
+
+    assert source.engine.record("web").state == "running"
+    source.engine.stop("web")
+    assert where_is("web", source, destination) == [("h1", "stopped", "shutoff")]
 
 
 def _incoming_ids(host: Host) -> list[str]:

@@ -29,6 +29,15 @@ GONE = {DomainState.SHUTOFF, DomainState.CRASHED, DomainState.ABSENT}
 """No process left: off, off after a crash, or not defined at all."""
 MISSING_DEFINITION = "the hypervisor has no definition for this VM"
 
+MOVED_TO = "moved_to"
+"""The key of VmRecord.migration that a source sets when a migration failed past its point of no return."""
+
+
+def moved_away(record: VmRecord) -> bool:
+    """Whether the VM may run on another host now: its migration moved it there but was never confirmed."""
+    return record.state == VmState.MIGRATING.value and MOVED_TO in record.migration
+
+
 Progress = Callable[[str], None]
 log = logging.getLogger("vmhost.engine")
 
@@ -105,16 +114,16 @@ class Core:
             raise VmhostError(f"the stored spec of {record.name} no longer validates at {', '.join(paths)}") from None
 
     @contextmanager
-    def locked(self, name_or_uuid: str, *, moved_away: bool = False) -> Iterator[VmRecord]:
+    def locked(self, name_or_uuid: str, *, deleting: bool = False) -> Iterator[VmRecord]:
         """The VM's lock, for an operation on it: refused (Conflict) while it is migrating into this host, and
-        for a VM that migrated away without confirmation (only a delete, `moved_away`, may take that one)."""
+        for a VM that migrated away without confirmation (only a delete may take that one)."""
         name = self.record(name_or_uuid).name
         with self.locks.hold(name):
             record = self.record(name)
             if record.state == VmState.INCOMING.value:
                 source = record.migration.get("source", "another host")
                 raise Conflict(f"{name} is migrating here from {source}; it can be changed once it has arrived")
-            if record.state == VmState.MIGRATING.value and not moved_away:
+            if moved_away(record) and not deleting:
                 raise Conflict(f"{name}: {record.reason or 'it is being migrated'}")
             yield record
 

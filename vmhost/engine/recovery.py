@@ -11,7 +11,7 @@ import sqlite3
 
 from vmhost.drivers.base import DomainInfo
 from vmhost.engine import host_shutdown, resources
-from vmhost.engine.core import Core, stored
+from vmhost.engine.core import Core, moved_away, stored
 from vmhost.engine.events import VmEvent
 from vmhost.engine.operations import OPERATIONS, incoming
 from vmhost.engine.states import OBSERVED, VmState
@@ -55,7 +55,7 @@ def recover(core: Core, supervisor: Supervisor) -> list[VmRecord]:
 def _should_run(core: Core, record: VmRecord, host_stopped: set[str]) -> bool:
     """Running when the agent last saw it, stopped by the last host shutdown, or autostart; never one that may
     run on another host now (a migration that did not confirm)."""
-    if record.state == VmState.MIGRATING.value:
+    if moved_away(record):
         return False
     return record.desired_state == "running" or record.uuid in host_stopped or core.spec_of(record).autostart
 

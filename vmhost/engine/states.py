@@ -76,8 +76,8 @@ def check_transition(name: str, source: VmState, target: VmState) -> None:
         raise IllegalTransition(f"illegal state transition of {name}: {source.value} -> {target.value}")
 
 
-def keeps_recorded(state: VmState, locked: bool) -> bool:
+def keeps_recorded(state: VmState, locked: bool, moved_away: bool) -> bool:
     """Whether the record, not the hypervisor, says the state: an operation in flight (`locked`) owns its
-    transitional state; a migration its records (incoming until the source has it finished; migrating, also
-    when the migration failed past its point of no return: the VM may run on the other host)."""
-    return state in (VmState.INCOMING, VmState.MIGRATING) or (state in TRANSIENT and locked)
+    transitional state; a migration its records (incoming until the source has it finished; migrating when the
+    migration failed past its point of no return, `moved_away`: the VM may run on the other host)."""
+    return state == VmState.INCOMING or (state == VmState.MIGRATING and moved_away) or (state in TRANSIENT and locked)

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 
 from vmhost.drivers.base import DomainEvent, DomainEventKind, DomainState
-from vmhost.engine.core import Core
+from vmhost.engine.core import Core, moved_away
 from vmhost.engine.events import VmEvent
 from vmhost.engine.hooks import Phase
 from vmhost.engine.operations import incoming
@@ -195,6 +195,6 @@ class Supervisor:
         return [(record, self._reconciled(record, live.get(record.name, DomainState.ABSENT))) for record in records]
 
     def _reconciled(self, record: VmRecord, live: DomainState) -> VmState:
-        if keeps_recorded(VmState(record.state), self.core.locks.is_held(record.name)):
+        if keeps_recorded(VmState(record.state), self.core.locks.is_held(record.name), moved_away(record)):
             return VmState(record.state)
         return self.core.store_observed(record, OBSERVED[live])

@@ -19,7 +19,7 @@ import pydantic_core
 from vmhost.drivers import processes
 from vmhost.drivers.base import Capability, ConsoleStream, DomainInfo, DomainState
 from vmhost.engine import logs, resources
-from vmhost.engine.core import GONE, MISSING_DEFINITION, Core
+from vmhost.engine.core import GONE, MISSING_DEFINITION, Core, moved_away
 from vmhost.engine.plan import pending
 from vmhost.engine.states import OBSERVED, VmState, keeps_recorded
 from vmhost.errors import Conflict, NotFound, VmhostError
@@ -307,7 +307,7 @@ def info_view(core: Core, name: str) -> dict[str, Any]:
 
 def _known_state(core: Core, record: VmRecord, info: DomainInfo | None) -> VmState:
     """An operation in flight owns its transitional state; otherwise the hypervisor's word."""
-    if keeps_recorded(VmState(record.state), core.locks.is_held(record.name)):
+    if keeps_recorded(VmState(record.state), core.locks.is_held(record.name), moved_away(record)):
         return VmState(record.state)
     return OBSERVED[info.state if info else DomainState.ABSENT]
 

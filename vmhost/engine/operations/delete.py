@@ -88,7 +88,7 @@ def delete(core: Core, name: str) -> None:
     if found.state == VmState.INCOMING.value:
         incoming.abort(core, found.migration["id"])
         return
-    with core.locked(name, moved_away=True) as record:
+    with core.locked(name, deleting=True) as record:
         spec = _readable_spec(core, record)
         if spec is not None:
             core.pre_hooks(Phase.BEFORE_DELETE, spec)

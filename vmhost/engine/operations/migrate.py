@@ -25,12 +25,12 @@ from typing import Any, Self, TypeVar
 
 from vmhost.drivers.base import Capability, DomainState, MigrationOptions, MigrationProgress, MigrationTarget
 from vmhost.engine import plan, resources
-from vmhost.engine.core import GONE, Core, stored
+from vmhost.engine.core import GONE, MOVED_TO, Core, stored
 from vmhost.engine.events import VmEvent
 from vmhost.engine.peer import DiskOffer, IncomingOffer, IncomingTicket, MigrationRequest, Peer
 from vmhost.engine.states import OBSERVED, VmState
 from vmhost.engine.steps import Declared, Step, run
-from vmhost.errors import Conflict, HypervisorError, PeerUnreachable, VmhostError
+from vmhost.errors import Conflict, HypervisorError, PeerUnreachable, Unavailable, VmhostError
 from vmhost.spec import VMSpec
 from vmhost.spec.disk import ImageDisk, OverlayDisk
 from vmhost.storage import qemu_img
@@ -219,9 +219,13 @@ class Migrate(Declared):
         record = self.core.store.get_vm(self.name)
         if record is not None and record.uuid == self.uuid and self.moved:
             reason = f"moved to {self.peer_url}, which did not confirm ({error}); delete it here once it runs there"
-            self.core.set_state(self.name, VmState.MIGRATING, reason, desired_state="stopped")
+            migration = {MOVED_TO: self.peer_url}
+            self.core.set_state(self.name, VmState.MIGRATING, reason, desired_state="stopped", migration=migration)
         elif record is not None and record.uuid == self.uuid:
-            state = OBSERVED[self.core.driver.state(self.name)]
+            try:
+                state = OBSERVED[self.core.driver.state(self.name)]
+            except Unavailable:
+                return  # the supervisor's reconcile reads it once the hypervisor answers again
             self.core.set_state(self.name, state, f"migration to {self.peer_url} failed: {error}")
 
     # ---- helpers -----------------------------------------------------------------------------
