@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.eventually import eventually
 from tests.fakes.driver import FakeDriver, FakeHypervisor
 from vmhost.api.agent import Agent
 from vmhost.api.app import create_app
@@ -61,8 +62,11 @@ def agent_http(engine: Engine) -> Iterator[TestClient]:
 
 
 def restarted(engine: Engine, hypervisor: FakeHypervisor, **driver_options: Any) -> Engine:
-    """The agent died and came back: a new Engine on the same store and hypervisor, recovered."""
+    """The agent died and came back: a new Engine on the same store and hypervisor, recovered. A thread of the
+    dead engine that was waiting for a VM's lock (a deferred event) may take it as the "killed" operation lets
+    go, which a real SIGKILL would not allow: it finishes before the new engine looks for interrupted work."""
     hypervisor.sink = None
+    eventually(engine.supervisor.idle, 5, 0.01, "the dead engine's deferred events")
     engine.store.close()
     again = engine_on(hypervisor, engine.config.data_dir, **driver_options)
     again.recover()

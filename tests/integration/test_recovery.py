@@ -41,7 +41,12 @@ class AgentProcess:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        eventually(self._healthy, 30, 0.1, "the agent's /healthz")
+        try:
+            eventually(self._healthy, 30, 0.1, "the agent's /healthz")
+        except BaseException:
+            self.process.kill()  # never started for the fixture to stop: it would outlive the test
+            self.process.wait(30)
+            raise
         self.http = httpx.Client(
             base_url=self.url, timeout=120, headers={"Authorization": f"Bearer {read_token(data_dir)}"}
         )

@@ -115,6 +115,21 @@ def test_an_agent_killed_at_any_journaled_point_is_recovered_with_the_same_steps
     assert op.state in ("completed by recovery", "rolled back by recovery")
 
 
+@pytest.mark.parametrize("step", ["disks-created", "defined"])
+def test_a_next_boot_update_of_a_running_vm_killed_before_it_is_recorded_leaves_no_new_disk(
+    step, tmp_path, monkeypatch
+):
+    """The new disk is for the next boot (never plugged in): recovery removes it although the VM runs."""
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    prepare(engine, "running")
+    with killed_at(monkeypatch, f"update:{step}"), pytest.raises(Killed):
+        engine.update("web", {"cpu": {"vcpus": 2}, "disks": [DISK, DISK]})
+    engine = restarted(engine, hypervisor)
+    assert_consistent(engine, hypervisor)
+    assert [disk["target"] for disk in engine.get("web")["disks"]] == ["vda"]
+
+
 def guest_writes(overlay: Path, base: Path) -> None:
     """What libvirt and then the guest would have done: the overlay made on the disk's image, data written on it
     (the fake driver keeps snapshot names only)."""

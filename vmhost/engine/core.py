@@ -150,6 +150,14 @@ class Core:
             self.set_state(record.name, state, MISSING_DEFINITION if state == VmState.FAILED else "")
         return state
 
+    def forget(self, record: VmRecord) -> None:
+        """The VM is no longer this host's: its record, snapshot records, restart timer and lock go (under the
+        lock: a waiter retries on a fresh file). The caller publishes why."""
+        self.timers.cancel(record.name)
+        self.store.delete_vm(record.name)
+        self.store.snapshots.delete(record.uuid)
+        self.locks.discard(record.name)
+
     # ---- hooks -------------------------------------------------------------------------------
 
     def _context(self, hook: Hook, spec: VMSpec) -> HookContext:

@@ -52,6 +52,7 @@ class Supervisor:
         self.core = core
         self._lock = threading.Lock()
         self._deferred: dict[str, list[DomainEvent]] = defaultdict(list)
+        self._appliers = 0
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -89,10 +90,24 @@ class Supervisor:
         with self._lock:
             waiting = bool(self._deferred[event.name])
             self._deferred[event.name].append(event)
+            if not waiting:
+                self._appliers += 1
         if not waiting:
             threading.Thread(target=self._apply_deferred, args=(event.name,), daemon=True).start()
 
+    def idle(self) -> bool:
+        """No deferred event waits for its VM's lock or is being applied."""
+        with self._lock:
+            return self._appliers == 0
+
     def _apply_deferred(self, name: str) -> None:
+        try:
+            self._apply_deferred_under_lock(name)
+        finally:
+            with self._lock:
+                self._appliers -= 1
+
+    def _apply_deferred_under_lock(self, name: str) -> None:
         try:
             with self.core.locks.hold(name):
                 with self._lock:

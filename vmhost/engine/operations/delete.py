@@ -70,12 +70,9 @@ class Delete(Declared):
         resources.release(directory, [Path(p) for p in self.owned])
 
     def forget(self) -> None:
-        self.core.timers.cancel(self.name)
         record = self.core.store.get_vm(self.name)
         if record is not None and record.uuid == self.uuid:
-            self.core.store.delete_vm(self.name)
-            self.core.store.snapshots.delete(self.uuid)
-            self.core.locks.discard(self.name)
+            self.core.forget(record)
             self.core.events.publish(VmEvent(vm=self.name, uuid=self.uuid, type="deleted", state="deleted"))
 
     def settle(self) -> None:

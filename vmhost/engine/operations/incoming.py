@@ -294,8 +294,7 @@ def _drop(core: Core, record: VmRecord) -> None:
     remove_domain_if_its(core, record.name, record.uuid)
     owned = [Path(path) for path in record.owned_paths]
     resources.release(resources.vm_dir(core.config.data_dir, record.uuid), owned)
-    core.store.delete_vm(record.name)
-    core.locks.discard(record.name)
+    core.forget(record)
     core.events.publish(
         VmEvent(vm=record.name, uuid=record.uuid, type="migration", state="", reason="incoming migration dropped")
     )

@@ -207,8 +207,7 @@ class Migrate(Declared):
         owned = [Path(path) for path in record.owned_paths] if record is not None else []
         resources.release(resources.vm_dir(self.core.config.data_dir, self.uuid), owned)
         if record is not None:
-            self.core.store.delete_vm(self.name)
-            self.core.locks.discard(self.name)  # under the lock: a waiter retries on a fresh file
+            self.core.forget(record)
         self._publish("migrated", f"migrated to {self.peer_url}")
 
     # ---- outcome -----------------------------------------------------------------------------

@@ -73,10 +73,10 @@ class Update(Declared):
         """Recovery: the steps the journal shows done (an unplug is only taken back where a plug happened)."""
 
     def journal_data(self) -> dict[str, Any]:
-        """What recovery needs to take live changes back or to finish them: the new spec and the actions."""
-        if not self.actions:
+        """What recovery needs: the new spec (the disks it adds are removed on a rollback) and the live actions
+        (taken back or finished)."""
+        if self.spec is None:
             return {}
-        assert self.spec is not None
         return {"spec": stored(self.spec), "actions": [action.view() for action in self.actions]}
 
     @classmethod
@@ -84,13 +84,14 @@ class Update(Declared):
         record = core.store.get_vm(op.vm_name)
         if record is None:
             return None
-        if not op.data.get("actions"):
+        if "spec" not in op.data:
             return cls(core, record.name, record.uuid)
         spec, old = parse_spec(op.data["spec"]), core.spec_of(record)
         actions = tuple(planning.Action(**action) for action in op.data["actions"])
         plan = resources.plan(spec, core.config, known=old)
         restored = cls(core, record.name, record.uuid, spec=spec, plan=plan, old=old, actions=actions)
         restored.journaled = set(op.steps)
+        restored.created = sorted(set(plan.resources.disk_paths.values()) - {Path(p) for p in record.owned_paths})
         return restored
 
     def completes(self, journaled: Set[str]) -> bool:
