@@ -14,12 +14,21 @@ from tests.eventually import eventually
 from tests.fakes.driver import NETWORK, FakeDriver, FakeHypervisor
 from tests.fakes.engines import Killed, killed_at, spec
 from vmhost.config import HostConfig
-from vmhost.drivers.base import Capability, DomainEventKind, DomainState
+from vmhost.drivers.base import Capability, DomainEventKind, DomainState, HostInfo
 from vmhost.engine import Engine
 from vmhost.engine.hooks import Hook, HookContext, Phase
 from vmhost.engine.operations import migrate as migrate_operation
 from vmhost.engine.peer import IncomingOffer, IncomingStatus, IncomingTicket, MigrationRequest
-from vmhost.errors import Conflict, HostResourceError, HypervisorError, PeerUnreachable, Unavailable, Unsupported
+from vmhost.errors import (
+    Conflict,
+    HostResourceError,
+    HypervisorError,
+    PeerUnreachable,
+    Unavailable,
+    Unsupported,
+    VmhostError,
+)
+from vmhost.spec import SpecError
 from vmhost.store.sqlite import Store
 
 T = TypeVar("T")
@@ -235,6 +244,30 @@ def test_a_destination_that_cannot_take_the_vm_refuses_and_the_vm_stays(hosts):
     assert source.engine.record("web").state == "running"
 
 
+@pytest.mark.parametrize("lacking", ["memory", "bridge"])
+def test_a_destination_without_room_or_the_vms_bridge_refuses_and_the_vm_stays(hosts, monkeypatch, lacking):
+    """The destination checks the spec as a create there would: its own free memory, its own bridges."""
+    source, destination = hosts
+    running_web(source)
+    host_info, host_problems = FakeDriver.host_info, FakeDriver.host_problems
+
+    def small(driver: FakeDriver) -> HostInfo:
+        info = host_info(driver)
+        at_destination = driver.hypervisor is destination.hypervisor
+        return dataclasses.replace(info, memory_available=64 << 20) if at_destination else info
+
+    def no_bridge(driver: FakeDriver, spec_: Any) -> list[tuple[str, str]]:
+        at_destination = driver.hypervisor is destination.hypervisor
+        return [("nics[0].bridge", "no bridge br0 on this host")] if at_destination else host_problems(driver, spec_)
+
+    monkeypatch.setattr(FakeDriver, *(("host_info", small) if lacking == "memory" else ("host_problems", no_bridge)))
+    expected = "not enough host memory" if lacking == "memory" else "nics\\[0\\].bridge.*no bridge br0"
+    with pytest.raises((VmhostError, SpecError), match=expected):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    assert where_is("web", source, destination) == [("h1", "running", "running")]
+    assert destination.vm_dirs() == []
+
+
 def test_a_name_taken_at_the_destination_is_refused(hosts):
     source, destination = hosts
     running_web(source)
@@ -329,6 +362,36 @@ def test_a_vm_never_runs_on_two_hosts_and_is_never_lost_wherever_an_agent_dies(p
     other = destination if host == "h1" else source
     assert other.vm_dirs() == []
     assert other.engine.store.get_vm("web") is None
+
+
+OFFLINE_POINTS = [
+    *(f"migrate:{step}" for step in ("begin", "prepared", "copied", "finished", "cleaned")),
+    *(f"incoming:{step}" for step in ("begin", "recorded", "placeholders")),
+    *(f"incoming-finish:{step}" for step in ("begin", "defined", "owned")),
+]
+
+
+@pytest.mark.parametrize("point", OFFLINE_POINTS)
+def test_an_offline_migration_killed_anywhere_leaves_the_stopped_vm_and_its_disk_on_one_host(point, hosts, monkeypatch):
+    source, destination = hosts
+    source.engine.create(spec("web", disks=[DISK]))
+    with killed_at(monkeypatch, point) as passed:
+        try:
+            source.engine.migrate("web", url(destination), MigrationRequest(offline=True, copy_storage=True))
+        except Killed:
+            source.restart()
+        except PeerUnreachable:
+            pass
+    assert point in passed
+    found = where_is("web", source, destination)
+    assert len(found) == 1, found
+    host, state, domain = found[0]
+    assert (state, domain) == ("stopped", "shutoff"), found
+    holder, other = (source, destination) if host == "h1" else (destination, source)
+    assert other.vm_dirs() == [] and other.engine.store.get_vm("web") is None
+    assert all(Path(path).is_file() for path in holder.engine.record("web").owned_paths)
+    holder.engine.start("web")
+    assert holder.hypervisor.domains["web"].state == DomainState.RUNNING
 
 
 def _target(ticket: IncomingTicket) -> Any:
