@@ -66,10 +66,10 @@ def register(app: typer.Typer, backend: Callable[[], AbstractContextManager[Back
             result = connection.shutdown_host(timeout)
         if as_json:
             print_json(out, result)
-            return
-        for line in shutdown_lines(result):
-            out.print(line, markup=False, highlight=False)
-        if result["failed"]:
+        else:
+            for line in shutdown_lines(result):
+                out.print(line, markup=False, highlight=False)
+        if result["failed"]:  # exit 1 with --json too, as `evacuate --json` does
             raise typer.Exit(1)
 
 
