@@ -268,6 +268,20 @@ def test_a_destination_without_room_or_the_vms_bridge_refuses_and_the_vm_stays(h
     assert destination.vm_dirs() == []
 
 
+def test_an_accepted_incoming_migration_holds_its_memory_until_its_vm_arrives(hosts, monkeypatch):
+    """An evacuation prepares several VMs before any arrives: what was accepted is not offered again."""
+    source, destination = hosts
+    running_web(source, memory="5GiB")
+    with killed_at(monkeypatch, "migrate:prepared"), pytest.raises(Killed):
+        source.engine.migrate("web", url(destination), MigrationRequest())
+    destination.engine.create(spec("big", memory="3GiB"))
+    with pytest.raises(HostResourceError, match="and 5184MiB held for incoming migrations"):
+        destination.engine.start("big")
+    source.restart()  # the source comes back, aborts the migration there: the memory is free again
+    assert destination.engine.store.get_vm("web") is None
+    destination.engine.start("big")
+
+
 def test_a_name_taken_at_the_destination_is_refused(hosts):
     source, destination = hosts
     running_web(source)

@@ -8,6 +8,10 @@ in ZStack's words). A promise lasts until its start has finished; from then on a
 figure as the guest touches it. Memory a running guest has not touched yet is not held back: as Linux itself
 does, vmhost lets such memory be promised again (overcommit).
 
+An incoming migration holds its VM's memory from the moment this host accepts it until its QEMU runs here, so
+an evacuation that prepares several VMs at once never lands more than the host can hold (and a start meanwhile
+does not take that memory); the hold is read from the store, so it outlives an agent restart.
+
 Promises are per process: the agent's operations see each other's, a CLI in local mode at the same time does not.
 """
 
@@ -57,10 +61,12 @@ class Offer:
     reserve: int
     promised: int
     """To the starts in flight."""
+    awaited: int = 0
+    """By incoming migrations accepted here whose VM has no process here yet."""
 
     @property
     def left(self) -> int:
-        return self.free - self.reserve - self.promised
+        return self.free - self.reserve - self.promised - self.awaited
 
 
 class Admission:
@@ -71,8 +77,11 @@ class Admission:
         self._promised: dict[object, int] = {}
 
     @contextmanager
-    def admitted(self, spec: VMSpec, host: Callable[[], HostInfo], config: HostConfig) -> Iterator[None]:
-        """Promise the start's memory for the block, or raise HostResourceError (409) naming the numbers.
+    def admitted(
+        self, spec: VMSpec, host: Callable[[], HostInfo], config: HostConfig, awaited: int = 0
+    ) -> Iterator[None]:
+        """Promise the start's memory for the block, or raise HostResourceError (409) naming the numbers;
+        `awaited` is the memory of the incoming migrations that have yet to bring their VMs.
 
         The host is asked before taking the lock, so parallel starts do not queue behind each other's libvirt
         call; promises are counted under it, so no two starts are given the same memory.
@@ -80,7 +89,8 @@ class Admission:
         need = demand(spec, config)
         free = host().memory_available
         with self._lock:
-            offer = Offer(free=free, reserve=config.memory_reserve, promised=sum(self._promised.values()))
+            promised = sum(self._promised.values())
+            offer = Offer(free=free, reserve=config.memory_reserve, promised=promised, awaited=awaited)
             if need.total > offer.left:
                 raise HostResourceError(_refusal(spec.name, need, offer))
             promise = object()
@@ -100,6 +110,8 @@ def _refusal(name: str, need: Demand, offer: Offer) -> str:
     offered = f"the host has {_mib(offer.free)} free, less {_mib(offer.reserve)} memory_reserve"
     if offer.promised:
         offered += f" and {_mib(offer.promised)} promised to starts in flight"
+    if offer.awaited:
+        offered += f" and {_mib(offer.awaited)} held for incoming migrations"
     return (
         f"not enough host memory to start {name}: it needs {needs}; {offered}, which leaves {_mib(max(offer.left, 0))}"
     )

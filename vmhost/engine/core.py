@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from vmhost.config import HostConfig
 from vmhost.drivers.base import DomainState
-from vmhost.engine import image_pull, images, resources
+from vmhost.engine import admission, image_pull, images, resources
 from vmhost.engine.admission import Admission
 from vmhost.engine.events import EventBus, VmEvent
 from vmhost.engine.hooks import Hook, HookContext, HookFailed, Phase, PostHookFailed, failure_text
@@ -157,6 +157,14 @@ class Core:
         self.store.delete_vm(record.name)
         self.store.snapshots.delete(record.uuid)
         self.locks.discard(record.name)
+
+    def awaited_incoming(self) -> int:
+        """The memory held for incoming migrations whose VM has no process here yet (engine/admission.py)."""
+        held = 0
+        for record in self.store.list_vms():
+            if record.state == VmState.INCOMING.value and self.driver.state(record.name) == DomainState.ABSENT:
+                held += admission.demand(self.spec_of(record), self.config).total
+        return held
 
     # ---- hooks -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import libvirt
@@ -461,7 +461,7 @@ class LibvirtDriver:
                 continue  # no agent channel or no answer, no lease database: the next source may know
             for interface in interfaces.values():
                 mac = str(interface.get("hwaddr") or "").lower()
-                addresses = tuple(f"{a['addr']}/{a['prefix']}" for a in interface.get("addrs") or [])
+                addresses = tuple(_address(a) for a in interface.get("addrs") or [])
                 if mac and addresses and mac not in found:
                     found[mac] = GuestAddresses(addresses, source)
         return found
@@ -483,6 +483,11 @@ class LibvirtDriver:
     def release_pci(self, address: str) -> None:
         device = self._call(address, "find PCI device", lambda: self.conn.nodeDeviceLookupByName(_pci_name(address)))
         self._call(address, "reattach PCI device", device.reAttach)
+
+
+def _address(found: Mapping[str, Any]) -> str:
+    """CIDR form where the source knows the prefix; the ARP table knows none (libvirt says 0)."""
+    return f"{found['addr']}/{found['prefix']}" if found.get("prefix") else str(found["addr"])
 
 
 ADDRESS_SOURCES = (

@@ -195,7 +195,7 @@ def _check_acceptable(core: Core, spec: VMSpec, offer: IncomingOffer) -> None:
     if core.driver.for_spec(spec).state(spec.name) != DomainState.ABSENT:
         raise Conflict(f"this host's hypervisor already has a domain named {spec.name}")
     if not offer.offline:
-        with core.admission.admitted(spec, core.driver.for_spec(spec).host_info, config):
+        with core.admission.admitted(spec, core.driver.for_spec(spec).host_info, config, core.awaited_incoming()):
             pass  # room for it now; the source's memory is not counted twice: it leaves that host
 
 

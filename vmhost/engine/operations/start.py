@@ -100,7 +100,7 @@ def start_locked(core: Core, record: VmRecord) -> bool:
         return False
     spec = core.spec_of(record)
     _check_startable(core, spec)
-    with core.admission.admitted(spec, core.driver.for_spec(spec).host_info, core.config):
+    with core.admission.admitted(spec, core.driver.for_spec(spec).host_info, core.config, core.awaited_incoming()):
         run(Start(core, record.name, record.uuid, spec))
     return True
 
