@@ -31,7 +31,8 @@ bed_file=$root/bed.json
 agent_port=7443
 guest_bridge=vmhbr0
 # The directories each host has of its own (bind mounts inside its mount namespace), and their name under its dir.
-private_dirs=(/run/libvirt:run /var/lib/libvirt:lib /etc/libvirt:etc /var/cache/libvirt:cache /var/log/libvirt:log)
+private_dirs=(/run/libvirt:run /var/lib/libvirt:lib /etc/libvirt:etc /var/cache/libvirt:cache /var/log/libvirt:log
+    /etc/pki:pki)
 
 # up, down, kill-* and start-* of one bed run one at a time (status waits for them): two test sessions may start
 # at once and find no bed. Daemons must not inherit the lock (8>&- on each).
@@ -87,13 +88,29 @@ make_ca() {
 make_cert() { # host address
     local dir tls=$root/tls
     dir=$(host_dir "$1")
+    # One certificate per host for every TLS it speaks, as server and as client: the agent's HTTPS, libvirtd's
+    # TLS listener and its peer-to-peer client, QEMU's migration stream. libvirt wants keyEncipherment too.
     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=$2" \
         -keyout "$dir/tls/key.pem" -out "$dir/tls/req.pem" 2>/dev/null
     openssl x509 -req -in "$dir/tls/req.pem" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 7 \
         -out "$dir/tls/cert.pem" -extfile <(printf '%s\n' "subjectAltName=IP:$2" "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth,clientAuth" \
             "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
     chmod 600 "$dir/tls/key.pem"
+    # libvirtd as a TLS client (a peer-to-peer migration opens qemu+tls to the destination) reads /etc/pki, which
+    # is this directory inside the host's mount namespace.
+    mkdir -p "$dir/pki/CA" "$dir/pki/libvirt/private"
+    cp "$tls/ca.pem" "$dir/pki/CA/cacert.pem"
+    cp "$dir/tls/cert.pem" "$dir/pki/libvirt/clientcert.pem"
+    install -m 600 "$dir/tls/key.pem" "$dir/pki/libvirt/private/clientkey.pem"
+    # QEMU (user libvirt-qemu) encrypts the migration stream with these, as server and as client.
+    install -d -m 750 -g libvirt-qemu "$dir/tls/qemu"
+    cp "$tls/ca.pem" "$dir/tls/qemu/ca-cert.pem"
+    local role
+    for role in server client; do
+        cp "$dir/tls/cert.pem" "$dir/tls/qemu/$role-cert.pem"
+        install -m 640 -g libvirt-qemu "$dir/tls/key.pem" "$dir/tls/qemu/$role-key.pem"
+    done
 }
 
 # The libvirt configuration of one host: a copy of the machine's /etc/libvirt without its domains, networks'
@@ -106,10 +123,14 @@ make_libvirt_config() { # host address uuid
     find "$etc/qemu" -maxdepth 1 -name '*.xml' -delete
     rm -rf "$etc/qemu/autostart" "$etc/storage" "$etc/qemu/networks/autostart"/* "$etc/secrets"/*
     cat >"$etc/libvirtd.conf" <<EOF
-# test bed host $1: TCP without authentication on the test address only (a private bridge)
-listen_tls = 0
+# test bed host $1: TLS (the bed's CA, client certificates checked) for migrations, as on real hosts, and TCP
+# without authentication for the tests' own connections, on the test address only (a private bridge)
+listen_tls = 1
 listen_tcp = 1
 listen_addr = "$2"
+ca_file = "$root/tls/ca.pem"
+cert_file = "$(host_dir "$1")/tls/cert.pem"
+key_file = "$(host_dir "$1")/tls/key.pem"
 auth_tcp = "none"
 auth_unix_rw = "none"
 unix_sock_rw_perms = "0700"
@@ -120,6 +141,8 @@ EOF
 # test bed host $1
 migration_address = "$2"
 migration_host = "$2"
+migrate_tls_x509_cert_dir = "$(host_dir "$1")/tls/qemu"
+migrate_tls_x509_verify = 1
 # Several libvirtds on one machine would share (and collide in) the same cgroup tree: a migrating VM has the
 # same machine name on both hosts.
 cgroup_controllers = [ ]
@@ -145,7 +168,7 @@ listen_port = $agent_port
 tls_cert = "$dir/tls/cert.pem"
 tls_key = "$dir/tls/key.pem"
 migration_address = "$address"
-migration_transport = "tcp"
+migration_transport = "tls"
 peer_token_files = { ${peers%, } }
 peer_ca_file = "$root/tls/ca.pem"
 allowed_paths = ["$shared", "$images", "$dir/data"]
@@ -330,12 +353,20 @@ up() {
     trap 'if (($? != 0)); then log "up failed; removing what it made"; down >&2 || true; fi' EXIT
     for i in $(seq "$count"); do hosts+=("host$i"); done
     mkdir -p "$root" "$shared" "$root/shared-backing"
+    mkdir -p /etc/pki  # where each host's own pki directory is mounted (an empty directory of the machine)
     chmod 755 "$root" "$shared" "$root/shared-backing"
     # The shared storage: a FUSE mount of type fuse.glusterfs, which libvirt counts as a shared file system (a
     # plain directory is not: a live migration with a disk there is refused as unsafe, and the source would give
     # the disk back to root after a migration). Made before the hosts' mount namespaces, which copy it.
-    bindfs -o subtype=glusterfs "$root/shared-backing" "$shared" 8>&-
-    pgrep -nf -- "^bindfs -o subtype=glusterfs $root/shared-backing $shared\$" >"$root/bindfs.pid"
+    # bindfs runs in the foreground under a shell that logs how it ended: a FUSE daemon that dies leaves nothing
+    # but "Transport endpoint is not connected" behind (the multi-host fixture shows this log when it happens).
+    setsid sh -c 'bindfs -f -o subtype=glusterfs "$1" "$2"; echo "$(date -u +%FT%TZ) bindfs ended with status $?"' \
+        bindfs-watch "$root/shared-backing" "$shared" </dev/null >>"$root/bindfs.log" 2>&1 8>&- &
+    echo $! >"$root/bindfs-watch.pid"
+    disown
+    for _ in $(seq 100); do mountpoint -q "$shared" && break; sleep 0.05; done
+    mountpoint -q "$shared" || die "bindfs did not mount $shared (log: $root/bindfs.log)"
+    pgrep -nf -- "^bindfs -f -o subtype=glusterfs $root/shared-backing $shared\$" >"$root/bindfs.pid"
     printf '%s\n' "${hosts[@]}" >"$root/hosts.list"
     make_ca
 
@@ -376,7 +407,7 @@ host_pids() {
 }
 
 down() {
-    local dir pids="" ns
+    local dir pids="" ns link
     if [[ -d "$root/hosts" ]]; then
         for dir in "$root"/hosts/host*; do
             [[ -d "$dir" ]] && pids+=" $(host_pids "${dir##*/}" | tr '\n' ' ')"
@@ -392,6 +423,10 @@ down() {
             for ns in "$dir/ns/mnt" "$dir/ns/uts"; do mountpoint -q "$ns" 2>/dev/null && umount "$ns"; done
         done
     fi
+    # The veths first: the kernel destroys those of a deleted namespace only once nothing holds it any more.
+    for link in $(ip -o link show | awk -F': ' -v p="${prefix}v" 'index($2, p) == 1 {sub(/@.*/, "", $2); print $2}'); do
+        ip link del "$link" 2>/dev/null || true
+    done
     for ns in $(ip netns list | awk -v p="$prefix-host" 'index($1, p) == 1 {print $1}'); do ip netns del "$ns"; done
     ip link show "$bridge" >/dev/null 2>&1 && ip link del "$bridge"
     if mountpoint -q "$shared" 2>/dev/null; then
@@ -401,6 +436,7 @@ down() {
         kill "$(cat "$root/bindfs.pid")" 2>/dev/null || true
     fi
     [[ -s "$root/bindfs.pid" ]] && { wait_gone "$(cat "$root/bindfs.pid")" || log "bindfs still there"; }
+    [[ -s "$root/bindfs-watch.pid" ]] && { wait_gone "$(cat "$root/bindfs-watch.pid")" || log "bindfs's watcher still there"; }
     if [[ -e "$root" ]]; then
         # Nothing may still be mounted below: rm would cross into it.
         if findmnt -rno TARGET | grep -q "^$root/"; then die "still mounted under $root: $(findmnt -rno TARGET | grep "^$root/")"; fi

@@ -22,6 +22,7 @@ import libvirt
 import pytest
 from lxml import etree
 
+from tests.eventually import eventually
 from tests.integration.conftest import (
     PREFIX,
     REPO,
@@ -212,6 +213,17 @@ def test_disk_resize_grows_a_running_vms_disk_live_and_never_shrinks_it(running)
     assert shrink.returncode == 2 and qemu_img.image_info(Path(image), "qcow2").virtual_size == 48 * MiB
 
 
+def test_set_memory_balloons_a_running_vm_down_live_and_its_next_boot_keeps_it(running):
+    result = running.cli("set-memory", running.name, "256MiB")
+    assert result.returncode == 0, result.stderr
+    assert f"updated {running.name}: 1 live" in result.stdout
+    eventually(
+        lambda: running.engine.get(running.name)["runtime"]["memory"] == "256MiB", 60, 0.5, "the balloon at 256 MiB"
+    )
+    assert running.engine.get(running.name)["pending"] == []
+    assert running.engine.record(running.name).spec["memory"]["size"] == "256MiB"
+
+
 def test_a_new_nic_is_validated_as_at_create(running):
     missing = running.cli("nic", "attach", running.name, "--source", "vmhnobr0")
     assert missing.returncode == 2 and "nics.1.source: bridge vmhnobr0 does not exist" in missing.stderr
@@ -249,3 +261,11 @@ def test_an_agent_killed_at_each_step_of_a_live_apply_leaves_the_vm_consistent(r
     assert engine.driver.info(name).pid == pid and record.state == "running"
     assert engine.store.unfinished_operations() == []
     assert engine.store.operations(name, limit=1)[0].state in ("completed by recovery", "rolled back by recovery")
+
+
+def test_nic_detach_unplugs_a_nic_from_the_running_guest_and_its_definition(running):
+    mac = running.macs()[-1]
+    result = running.cli("nic", "detach", running.name, mac)
+    assert result.returncode == 0, result.stderr
+    assert mac not in running.macs() and mac not in running.macs(inactive=True)
+    assert mac not in [nic["mac"] for nic in running.engine.record(running.name).spec["nics"]]

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,7 +55,11 @@ def _bring_up(bed: TestBed) -> tuple[list[TestHost], bool]:
 
 
 def _revive(hosts: list[TestHost]) -> None:
-    """A reused bed may have lost daemons (a test elsewhere killed every libvirtd of the machine): start them."""
+    """A reused bed may have lost daemons (a test elsewhere killed every libvirtd of the machine): start them;
+    one whose shared storage died is rebuilt."""
+    if not _shared_storage_alive(hosts[0]):
+        _rebuild(hosts)
+        return
     for host in hosts:
         running = host.running()
         if not running["libvirtd"]:
@@ -164,10 +169,40 @@ def clean_hosts(hosts: list[TestHost]) -> list[str]:
     return swept
 
 
+def _shared_storage_alive(host: TestHost) -> bool:
+    try:
+        host.shared_dir.stat()
+    except OSError:  # ENOTCONN: the FUSE daemon behind the mount is gone
+        return False
+    return True
+
+
+def _shared_storage_diagnosis(host: TestHost) -> str:
+    """How the bed's bindfs ended (the script logs it) and what the kernel said about it."""
+    log = host.dir.parent.parent / "bindfs.log"
+    ended = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else ["no bindfs.log"]
+    kernel = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout.splitlines()
+    said = [line for line in kernel if "bindfs" in line or "fuse" in line.lower()][-5:]
+    return "; ".join([*ended, *said]) or "nothing logged"
+
+
+def _rebuild(hosts: list[TestHost]) -> None:
+    """A bed whose shared storage died is of no use to anyone: down, up again, the session's list updated."""
+    bed = hosts[0].bed
+    bed.down()
+    hosts[:] = bed.up(HOSTS)
+
+
 @pytest.fixture(autouse=True)
 def _clean_bed(test_hosts: list[TestHost]) -> Iterator[None]:
-    """After each test: no domain and no agent record of this session on any host, every daemon up."""
+    """After each test: no domain and no agent record of this session on any host, every daemon up; a bed whose
+    shared storage died is rebuilt (and the test fails, saying how the storage ended) rather than failing every
+    test after it."""
     yield
+    if not _shared_storage_alive(test_hosts[0]):
+        diagnosis = _shared_storage_diagnosis(test_hosts[0])
+        _rebuild(test_hosts)
+        pytest.fail(f"the bed's shared storage died during this test ({diagnosis}); the bed was rebuilt")
     clean_hosts(test_hosts)
     deadline = time.monotonic() + 30
     while True:

@@ -132,6 +132,29 @@ def test_a_live_migration_on_shared_storage_moves_the_running_guest(pair, vm_nam
         disk.unlink(missing_ok=True)
 
 
+def test_the_migration_stream_is_encrypted_so_a_destination_without_its_certificate_is_refused(pair, vm_name):
+    """The bed's agents migrate as real hosts do (migration_transport = "tls": libvirt over qemu+tls, QEMU's
+    stream with VIR_MIGRATE_TLS): hide the destination QEMU's certificate and nothing moves."""
+    source, destination = pair
+    name = vm_name("tls")
+    certificate = destination.dir / "tls" / "qemu" / "server-cert.pem"
+    hidden = certificate.with_name("server-cert.pem.hidden")
+    try:
+        running_guest(source, name)
+        uuid = record_of(source, name)["uuid"]  # type: ignore[index]
+        certificate.rename(hidden)
+
+        done = migrate(source, destination, name)
+
+        assert done["state"] == "failed", done
+        assert "server-cert.pem" in str(done["error"]), done
+        assert on_exactly_one_host(name, uuid, [source, destination]) == source
+    finally:
+        if hidden.exists():
+            hidden.rename(certificate)
+        remove_everywhere(name, [source, destination])
+
+
 def test_a_live_migration_with_copy_storage_moves_the_disks_and_removes_them_here(pair, vm_name):
     source, destination = pair
     name = vm_name("copy")

@@ -114,7 +114,7 @@ def test_each_agent_is_configured_to_reach_the_others_with_their_tokens(hosts: l
         config = load_config(host.config_file)
         others = [other for other in hosts if other.name != host.name]
         assert config.migration_address == host.address
-        assert config.migration_transport == "tcp"
+        assert config.migration_transport == "tls"
         assert config.accel == "tcg"
         assert config.peer_ca_file == host.ca_file
         assert {url: path.read_text().strip() for url, path in config.peer_token_files.items()} == {
@@ -123,7 +123,7 @@ def test_each_agent_is_configured_to_reach_the_others_with_their_tokens(hosts: l
         assert {host.shared_dir, host.images_dir} <= set(config.path_roots)
 
 
-def hosts_have_their_own_host_uuids_and_hostnames(hosts: list[TestHost]) -> None:
+def test_hosts_have_their_own_host_uuids_and_hostnames(hosts: list[TestHost]) -> None:
     uuids = [host_uuid(host) for host in hosts]
     assert uuids == [host.host_uuid for host in hosts]
     assert len(set(uuids)) == len(hosts)
@@ -136,7 +136,7 @@ def test_each_libvirtd_listens_only_on_its_test_address(hosts: list[TestHost]) -
     for host in hosts:
         sockets = host.exec(["ss", "-ltnpH"]).stdout.splitlines()
         libvirtd = {line.split()[3] for line in sockets if '"libvirtd"' in line}
-        assert libvirtd == {f"{host.address}:16509"}, sockets
+        assert libvirtd == {f"{host.address}:16509", f"{host.address}:16514"}, sockets
 
 
 def test_each_host_sees_its_own_links_in_sysfs_and_a_bridge_for_guests(hosts: list[TestHost]) -> None:
