@@ -80,4 +80,4 @@ def keeps_recorded(state: VmState, locked: bool, moved_away: bool) -> bool:
     """Whether the record, not the hypervisor, says the state: an operation in flight (`locked`) owns its
     transitional state; a migration its records (incoming until the source has it finished; migrating when the
     migration failed past its point of no return, `moved_away`: the VM may run on the other host)."""
-    return state == VmState.INCOMING or (state == VmState.MIGRATING and moved_away) or (state in TRANSIENT and locked)
+    return state == VmState.INCOMING or moved_away or (state in TRANSIENT and locked)

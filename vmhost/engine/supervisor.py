@@ -102,13 +102,6 @@ class Supervisor:
 
     def _apply_deferred(self, name: str) -> None:
         try:
-            self._apply_deferred_under_lock(name)
-        finally:
-            with self._lock:
-                self._appliers -= 1
-
-    def _apply_deferred_under_lock(self, name: str) -> None:
-        try:
             with self.core.locks.hold(name):
                 with self._lock:
                     events = self._deferred.pop(name, [])
@@ -121,6 +114,9 @@ class Supervisor:
                     self.apply(record, event)
         except Exception:
             log.exception("could not apply a deferred event", extra={"vm": name})
+        finally:
+            with self._lock:
+                self._appliers -= 1
 
     def apply(self, record: VmRecord, event: DomainEvent) -> None:
         """Under the VM's lock. The state comes from asking the hypervisor again, so a late event cannot
