@@ -15,13 +15,16 @@ guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
 # by-hand baseline of bench/from_image.py; openssh-client: the cloud guest test logs in over SSH.
 # dnsmasq-base: DHCP of libvirt networks (its `default` network, and the guest-address test's isolated one).
 # bindfs, openssl, curl: the multi-host test bed (scripts/test-hosts.sh: its shared storage, its CA, its health checks).
+# etcd-server, etcd-client: the fleet's source of truth (vmhost/fleet/); the test bed's fleet mode starts etcd by hand
+# (`scripts/test-hosts.sh up N --fleet`), its postinst starts nothing without systemd.
 packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
           ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool tini
           skopeo umoci docker-registry
           genisoimage
           mmdebstrap cloud-image-utils openssh-client
           dnsmasq-base
-          bindfs openssl curl)
+          bindfs openssl curl
+          etcd-server etcd-client)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -12,10 +12,20 @@
 # without cgroups on these hosts. `down` removes all of it, also after a failed test or a half `up` (a failed `up`
 # removes what it made itself).
 #
-# Usage: scripts/test-hosts.sh up N | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...]
-#        | kill-libvirtd HOST | start-libvirtd HOST | exec HOST -- ARGV... | leftovers | self-test
-# (leftovers: what of the bed exists, one line each, empty after `down`; self-test: up/status/down of a second bed.)
-# `up` and `status` print the bed as one JSON document (a list of hosts) on stdout; progress goes to stderr.
+# A fleet bed (`up N --fleet`) also runs one etcd in the root namespace, clients on http://SUBNET.1:2379 (plain
+# HTTP: the bridge is private), peers on SUBNET.1:2380, data in ROOT/etcd (no automatic compaction: tests compact
+# explicitly); each agent's config.toml then has agent_url and, last, a [fleet] table naming that etcd, host_name
+# hostI, labels {bed = PREFIX, index = "I"} and lease_ttl (VMHOST_TESTBED_LEASE_TTL, default 10). The bed keeps
+# its mode (ROOT/fleet) for status, start-agent and start-etcd.
+#
+# Usage: scripts/test-hosts.sh up N [--fleet] | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...]
+#        | pause-agent HOST | resume-agent HOST | kill-libvirtd HOST | start-libvirtd HOST | kill-etcd | start-etcd
+#        | exec HOST -- ARGV... | leftovers | self-test
+# (pause-agent/resume-agent: SIGSTOP/SIGCONT of the agent, a hung host; kill-etcd: SIGKILL, as a crash; start-etcd:
+# again on the same data, waiting until it is healthy; leftovers: what of the bed exists, one line each, empty after
+# `down`; self-test: up/status/down of a second bed, then the same and etcd's commands on a fleet bed.)
+# `up` and `status` print the bed as one JSON document (a list of hosts) on stdout; progress goes to stderr. Each
+# host's "fleet" and "etcd_endpoint" (null without --fleet) give the mode; status adds which daemons run.
 # A second bed next to the first: other VMHOST_TESTBED_ROOT, VMHOST_TESTBED_PREFIX (at most 6 characters) and
 # VMHOST_TESTBED_SUBNET (three octets).
 set -euo pipefail
@@ -30,6 +40,10 @@ shared=$root/shared
 bed_file=$root/bed.json
 agent_port=7443
 guest_bridge=vmhbr0
+etcd_dir=$root/etcd
+etcd_url=http://$subnet.1:2379
+etcd_peer_url=http://$subnet.1:2380
+lease_ttl=${VMHOST_TESTBED_LEASE_TTL:-10}
 # The directories each host has of its own (bind mounts inside its mount namespace), and their name under its dir.
 private_dirs=(/run/libvirt:run /var/lib/libvirt:lib /etc/libvirt:etc /var/cache/libvirt:cache /var/log/libvirt:log
     /etc/pki:pki)
@@ -46,6 +60,8 @@ host_dir() { echo "$root/hosts/$1"; }
 address_of() { echo "$subnet.$((10 + ${1#host}))"; }
 netns_of() { echo "$prefix-$1"; }
 known_host() { [[ "$1" =~ ^host[0-9]+$ && -d "$(host_dir "$1")" ]] || die "no test host $1 (see: $0 status)"; }
+fleet_bed() { [[ -e "$root/fleet" ]]; }
+known_fleet() { fleet_bed || die "no fleet bed in $root (up N --fleet makes one)"; }
 
 # The argv prefix that runs a command inside HOST's network, mount and UTS namespaces (in `enter`; a plain
 # command, so that `"${enter[@]}" daemon &` makes $! the daemon's pid: nsenter and setsid exec, they do not fork).
@@ -173,12 +189,28 @@ peer_token_files = { ${peers%, } }
 peer_ca_file = "$root/tls/ca.pem"
 allowed_paths = ["$shared", "$images", "$dir/data"]
 EOF
+    fleet_bed || return 0
+    # [fleet] last: a TOML table runs to the next one, so every top-level setting comes before it.
+    cat >>"$dir/config.toml" <<EOF
+agent_url = "https://$address:$agent_port"
+
+# the fleet of test bed $prefix: its etcd on the bridge of the root namespace
+[fleet]
+etcd_endpoints = ["$etcd_url"]
+host_name = "$host"
+labels = { bed = "$prefix", index = "${host#host}" }
+lease_ttl = $lease_ttl
+# every host of the bed is this one machine (a few cores): let each take many small guests' vCPUs
+cpu_overcommit = 16
+EOF
 }
 
-host_json() { # host
-    local host=$1 dir address
+host_json() { # host extra-fields
+    local host=$1 dir address fleet='"fleet": false, "etcd_endpoint": null'
     dir=$(host_dir "$host")
     address=$(address_of "$host")
+    fleet_bed && fleet="\"fleet\": true, \"etcd_endpoint\": \"$etcd_url\", \"etcd_pid_file\": \"$etcd_dir/etcd.pid\",
+   \"etcd_log\": \"$etcd_dir/etcd.log\", \"etcd_data_dir\": \"$etcd_dir/data\""
     cat <<EOF
   {"name": "$host", "hostname": "$prefix-$host", "address": "$address",
    "agent_url": "https://$address:$agent_port", "agent_token": "$(cat "$dir/data/api-token")",
@@ -192,7 +224,8 @@ host_json() { # host
    "agent_pid_file": "$dir/agent.pid", "agent_log": "$dir/agent.log",
    "libvirtd_pid_file": "$dir/libvirtd.pid", "libvirtd_log": "$dir/libvirtd.log",
    "libvirtd_debug_log": "$dir/log/libvirtd.log", "qemu_log_dir": "$dir/log/qemu",
-   "virtlogd_pid_file": "$dir/virtlogd.pid", "guest_bridge": "$guest_bridge", "vmhost": "$vmhost"$2}
+   "virtlogd_pid_file": "$dir/virtlogd.pid", "guest_bridge": "$guest_bridge", "vmhost": "$vmhost",
+   $fleet$2}
 EOF
 }
 
@@ -281,13 +314,79 @@ wait_agent() {
     die "the agent of $1 did not come up (log: $dir/agent.log)"
 }
 
-kill_agent() {
+kill_agent() { # SIGKILL, as a crash (a paused agent too); its VMs keep running
     local dir pid
     dir=$(host_dir "$1")
     alive "$dir/agent.pid" || return 0
     pid=$(cat "$dir/agent.pid")
     kill -KILL "$pid"
     wait_gone "$pid" || die "agent $pid of $1 did not go away"
+}
+
+paused() { # pid file: its process is stopped (SIGSTOP)
+    local state
+    [[ -s "$1" ]] || return 1
+    state=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) || return 1
+    [[ "$state" == T* ]]
+}
+
+signal_agent() { # host STOP|CONT: a hung agent (stopped: it answers nothing, renews no lease), and on again
+    local dir pid
+    dir=$(host_dir "$1")
+    alive "$dir/agent.pid" || die "the agent of $1 does not run"
+    pid=$(cat "$dir/agent.pid")
+    kill "-$2" "$pid"
+    for _ in $(seq 50); do
+        if [[ "$2" == STOP ]]; then paused "$dir/agent.pid" && return 0; else paused "$dir/agent.pid" || return 0; fi
+        sleep 0.1
+    done
+    die "agent $pid of $1 did not take SIG$2"
+}
+
+# The fleet bed's one etcd, in the root namespace on the bridge's address: every host reaches it over its veth, and
+# a second bed (another subnet) binds its own address with the same ports. Started again on the same data dir.
+launch_etcd() {
+    alive "$etcd_dir/etcd.pid" && return 0
+    mkdir -p "$etcd_dir"
+    echo "--- $(date -u +%FT%TZ) start-etcd" >>"$etcd_dir/etcd.log"
+    # etcd_pids finds it by " --data-dir DIR " too: keep that argument between two others.
+    setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/etcd \
+        --name "$prefix-etcd" --data-dir "$etcd_dir/data" --logger zap \
+        --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+        --listen-peer-urls "$etcd_peer_url" --initial-advertise-peer-urls "$etcd_peer_url" \
+        --initial-cluster "$prefix-etcd=$etcd_peer_url" --initial-cluster-state new \
+        --initial-cluster-token "$prefix-etcd" --auto-compaction-retention=0 \
+        --heartbeat-interval 100 --election-timeout 1000 \
+        </dev/null >>"$etcd_dir/etcd.log" 2>&1 8>&- &
+    echo $! >"$etcd_dir/etcd.pid"
+    disown  # no "Killed" job notice from this shell when a later command kills it
+}
+
+etcd_healthy() { [[ "$(curl -s --max-time 2 "$etcd_url/health" 2>/dev/null)" == *'"health":"true"'* ]]; }
+
+wait_etcd() {
+    for _ in $(seq 300); do
+        alive "$etcd_dir/etcd.pid" || break
+        etcd_healthy && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$etcd_dir/etcd.log" >&2 || true
+    die "etcd did not come up on $etcd_url (log: $etcd_dir/etcd.log)"
+}
+
+etcd_pids() { # by its pid file, and by its data dir (a pid file lost, or not written yet)
+    alive "$etcd_dir/etcd.pid" && cat "$etcd_dir/etcd.pid"
+    pgrep -f -- " --data-dir $etcd_dir/data " || true
+}
+
+kill_etcd() { # SIGKILL, as a crash; its data stays
+    local pids
+    pids=$(etcd_pids | sort -un | tr '\n' ' ')
+    [[ -n "${pids// /}" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    # shellcheck disable=SC2086
+    wait_gone $pids || die "etcd ($pids) did not go away"
 }
 
 # --- up / down ---
@@ -339,9 +438,13 @@ make_host() { # host uuid hosts...
         -- sh -c "$binds"
 }
 
-up() {
-    local count=$1 started host hosts=() i
-    [[ "$count" =~ ^[1-9][0-9]?$ ]] || die "usage: $0 up N (1 to 99 hosts)"
+up() { # count fleet (0 or 1)
+    local count=$1 fleet=$2 started host hosts=() i
+    [[ "$count" =~ ^[1-9][0-9]?$ ]] || die "usage: $0 up N [--fleet] (1 to 99 hosts)"
+    if ((fleet)); then
+        [[ "$lease_ttl" =~ ^[1-9][0-9]*$ ]] || die "VMHOST_TESTBED_LEASE_TTL is seconds (a positive integer): $lease_ttl"
+        [[ -x /usr/bin/etcd ]] || die "no /usr/bin/etcd (run scripts/setup.sh)"
+    fi
     [[ -e "$root" ]] && die "$root exists: a bed is up (or left over); run $0 down first"
     [[ -x "$vmhost" ]] || die "no vmhost at $vmhost (run scripts/setup.sh)"
     if [[ -n "$(leftovers)" ]]; then # an earlier bed of this prefix died without its directory: clear it first
@@ -368,12 +471,15 @@ up() {
     mountpoint -q "$shared" || die "bindfs did not mount $shared (log: $root/bindfs.log)"
     pgrep -nf -- "^bindfs -f -o subtype=glusterfs $root/shared-backing $shared\$" >"$root/bindfs.pid"
     printf '%s\n' "${hosts[@]}" >"$root/hosts.list"
+    if ((fleet)); then echo "$etcd_url" >"$root/fleet"; fi
     make_ca
 
     ip link add "$bridge" type bridge
     echo 1 >"/proc/sys/net/ipv6/conf/$bridge/disable_ipv6"
     ip addr add "$subnet.1/24" dev "$bridge"
     ip link set "$bridge" up
+    # etcd boots while the hosts are made (it binds the bridge's address: after the bridge).
+    if ((fleet)); then launch_etcd; fi
 
     elapsed() { awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $started}"; }
     for host in "${hosts[@]}"; do make_host "$host" "$(cat /proc/sys/kernel/random/uuid)" "${hosts[@]}"; done
@@ -381,11 +487,14 @@ up() {
     for host in "${hosts[@]}"; do launch_libvirtd "$host"; done
     for host in "${hosts[@]}"; do wait_libvirtd "$host"; done
     local libvirtds=$(elapsed)
+    if ((fleet)); then wait_etcd; fi
     for host in "${hosts[@]}"; do launch_agent "$host"; done
     for host in "${hosts[@]}"; do wait_agent "$host"; done
     bed_json >"$bed_file"
     trap - EXIT
-    log "up: $count hosts in $(elapsed) s (namespaces and files $made s, libvirtds up at $libvirtds s)"
+    local what="$count hosts"
+    if ((fleet)); then what+=" and etcd at $etcd_url"; fi
+    log "up: $what in $(elapsed) s (namespaces and files $made s, libvirtds up at $libvirtds s)"
     cat "$bed_file"
 }
 
@@ -423,6 +532,7 @@ down() {
             for ns in "$dir/ns/mnt" "$dir/ns/uts"; do mountpoint -q "$ns" 2>/dev/null && umount "$ns"; done
         done
     fi
+    kill_etcd
     # The veths first: the kernel destroys those of a deleted namespace only once nothing holds it any more.
     for link in $(ip -o link show | awk -F': ' -v p="${prefix}v" 'index($2, p) == 1 {sub(/@.*/, "", $2); print $2}'); do
         ip link del "$link" 2>/dev/null || true
@@ -453,9 +563,11 @@ status() {
     done
     running() {
         dir=$(host_dir "$1")
-        printf ', "agent_running": %s, "libvirtd_running": %s, "agent_env": [%s]' \
+        printf ', "agent_running": %s, "agent_paused": %s, "libvirtd_running": %s, "etcd_running": %s, "agent_env": [%s]' \
             "$(alive "$dir/agent.pid" && echo true || echo false)" \
+            "$(paused "$dir/agent.pid" && echo true || echo false)" \
             "$(alive "$dir/libvirtd.pid" && echo true || echo false)" \
+            "$(alive "$etcd_dir/etcd.pid" && echo true || echo false)" \
             "$(sed 's/["\\]/\\&/g; s/.*/"&"/' "$dir/agent.env" 2>/dev/null | paste -sd,)"
     }
     bed_json running
@@ -468,37 +580,82 @@ leftovers() {
     findmnt -rno TARGET | grep -E "^$root(/|\$)" | sed 's/^/mount /' || true
     [[ -e "$root" ]] && echo "directory $root"
     pgrep -af -- "$root/" | sed 's/^/process /' || true
+    # anything still listening on the bed's address, e.g. its etcd (the address goes with the bridge, a socket not)
+    ss -ltnH 2>/dev/null | awk -v a="$subnet.1:" 'index($4, a) == 1 {print "listener " $4}' || true
 }
 
 self_test() {
     # A bed of its own (other root, prefix, subnet): a bed others use stays as it is.
     export VMHOST_TESTBED_ROOT=/srv/vmhost-testbed-selftest VMHOST_TESTBED_PREFIX=vmst VMHOST_TESTBED_SUBNET=10.231.9
+    local sroot=$VMHOST_TESTBED_ROOT url=http://$VMHOST_TESTBED_SUBNET.1:2379 left bed host config
     "$0" down >/dev/null 2>&1 || true
     "$0" up 2 >/dev/null
     "$0" status >/dev/null
     "$0" down
-    local left
-    left=$(root=$VMHOST_TESTBED_ROOT prefix=$VMHOST_TESTBED_PREFIX leftovers)
+    left=$("$0" leftovers)
     [[ -z "$left" ]] || die "down left: $left"
+
+    # The same as a fleet bed: its etcd, reached from inside each host, survives a kill with its data; an agent
+    # pauses and resumes. A failed check takes the bed down.
+    trap 'if (($? != 0)); then "$0" down >/dev/null 2>&1 || true; fi' EXIT
+    bed=$("$0" up 2 --fleet)
+    [[ "$bed" == *"\"fleet\": true, \"etcd_endpoint\": \"$url\""* ]] || die "a fleet bed without its etcd_endpoint: $bed"
+    for host in host1 host2; do
+        [[ "$("$0" exec "$host" -- curl -s --max-time 5 "$url/health")" == *'"health":"true"'* ]] ||
+            die "$host does not reach a healthy etcd at $url"
+        config=$sroot/hosts/$host/config.toml
+        [[ "$(grep '^\[' "$config" | tail -n 1)" == "[fleet]" ]] || die "$config: [fleet] is not its last table"
+        grep -qx "host_name = \"$host\"" "$config" || die "$config: no host_name = \"$host\""
+    done
+    ETCDCTL_API=3 etcdctl --endpoints "$url" put /test-hosts/self-test kept >/dev/null
+    "$0" kill-etcd
+    if curl -s --max-time 2 "$url/health" >/dev/null; then die "etcd still answers after kill-etcd"; fi
+    [[ "$("$0" status)" == *'"etcd_running": false'* ]] || die "status: etcd_running after kill-etcd"
+    "$0" start-etcd
+    [[ "$(ETCDCTL_API=3 etcdctl --endpoints "$url" get --print-value-only /test-hosts/self-test)" == kept ]] ||
+        die "etcd lost its data across kill-etcd, start-etcd"
+    healthz() { curl -sf -o /dev/null --max-time 2 --cacert "$sroot/tls/ca.pem" "https://$VMHOST_TESTBED_SUBNET.11:$agent_port/healthz"; }
+    "$0" pause-agent host1
+    [[ "$("$0" status)" == *'"agent_paused": true'* ]] || die "status: the agent of host1 is not paused after pause-agent"
+    if healthz; then die "a paused agent answered"; fi
+    "$0" resume-agent host1
+    healthz || die "the agent of host1 does not answer after resume-agent"
+    "$0" down
+    trap - EXIT
+    left=$("$0" leftovers)
+    [[ -z "$left" ]] || die "down of the fleet bed left: $left"
     log "self-test passed"
 }
 
 command=${1:-}
 shift || true
 case "$command" in
-    up | down | kill-agent | start-agent | kill-libvirtd | start-libvirtd) lock -x ;;
+    up | down | kill-agent | start-agent | pause-agent | resume-agent | kill-libvirtd | start-libvirtd | kill-etcd \
+        | start-etcd) lock -x ;;
     status) lock -s ;;
 esac
 case "$command" in
-    up) up "${1:-2}" ;;
+    up) # up N [--fleet], also up --fleet N
+        count="" fleet=0
+        for arg in "$@"; do
+            if [[ "$arg" == --fleet ]]; then fleet=1
+            elif [[ -z "$count" ]]; then count=$arg
+            else die "usage: $0 up N [--fleet]"; fi
+        done
+        up "${count:-2}" "$fleet"
+        ;;
     down) down ;;
     status) status ;;
     leftovers) leftovers ;;
     self-test) self_test ;;
     kill-agent) known_host "${1:-}" && kill_agent "$1" ;;
     start-agent) known_host "${1:-}" && { launch_agent "$@"; wait_agent "$1"; } ;;
+    pause-agent) known_host "${1:-}" && signal_agent "$1" STOP ;;
+    resume-agent) known_host "${1:-}" && signal_agent "$1" CONT ;;
     kill-libvirtd) known_host "${1:-}" && kill_libvirtd "$1" ;;
     start-libvirtd) known_host "${1:-}" && { launch_libvirtd "$1"; wait_libvirtd "$1"; } ;;
+    kill-etcd) known_fleet && kill_etcd ;;
+    start-etcd) known_fleet && { launch_etcd; wait_etcd; } ;;
     exec)
         known_host "${1:-}"
         host=$1
@@ -508,6 +665,7 @@ case "$command" in
         enter_host "$host"
         exec "${enter[@]}" "$@"
         ;;
-    *) die "usage: $0 up N | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...] | kill-libvirtd HOST |
-       start-libvirtd HOST | exec HOST -- ARGV... | leftovers | self-test" ;;
+    *) die "usage: $0 up N [--fleet] | down | status | kill-agent HOST | start-agent HOST [ENV=VALUE...] |
+       pause-agent HOST | resume-agent HOST | kill-libvirtd HOST | start-libvirtd HOST | kill-etcd | start-etcd |
+       exec HOST -- ARGV... | leftovers | self-test" ;;
 esac

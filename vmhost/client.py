@@ -207,6 +207,38 @@ class AgentClient:
     def delete_snapshot(self, name: str, snapshot: str) -> None:
         self._operation("DELETE", f"/v1/vms/{name}/snapshots/{snapshot}")
 
+    def fleet_apply(self, spec: dict[str, Any], host: str | None, state: str) -> dict[str, Any]:
+        """The fleet's desired state for one VM (any agent of the fleet writes it); `changed` false: it was so."""
+        body = {"spec": spec, "host": host, "state": state}
+        applied: dict[str, Any] = self._call("POST", "/v1/fleet/vms", json=body)
+        return applied
+
+    def fleet_list(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/v1/fleet/vms")
+        return rows
+
+    def fleet_get(self, vm: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("GET", f"/v1/fleet/vms/{vm}")
+        return view
+
+    def fleet_delete(self, vm: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/fleet/vms/{vm}")
+        return result
+
+    def fleet_hosts(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/v1/fleet/hosts")
+        return rows
+
+    def fleet_drain(self, host: str, wait: bool) -> dict[str, Any]:
+        """Cordon the host and give its VMs other hosts; with wait, answered once none is left moving off it."""
+        params = {"wait": str(wait).lower()}
+        result: dict[str, Any] = self._call("POST", f"/v1/fleet/hosts/{host}/drain", params=params)
+        return result
+
+    def fleet_uncordon(self, host: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/fleet/hosts/{host}/uncordon")
+        return result
+
     def events(self, vm: str | None, follow: bool) -> Iterator[dict[str, Any]]:
         """Each state change as a dict, from the agent's recent history and then (with follow) live."""
         params = {"follow": str(follow).lower(), **({"vm": vm} if vm else {})}

@@ -2,6 +2,8 @@
 
 import ipaddress
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +25,33 @@ CHOICES = {
 def _per_cpu_workers() -> int:
     """16 per CPU, from 16 to 64: operations mostly wait on libvirt, QEMU or a guest, not on this process's CPU."""
     return min(64, max(16, 16 * (os.cpu_count() or 1)))
+
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""Host names of the fleet: they are path segments of etcd keys."""
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """`[fleet]`: this agent reconciles the VMs etcd says should run on this host (vmhost/fleet/)."""
+
+    etcd_endpoints: tuple[str, ...]
+    host_name: str
+    ca_file: Path | None = None
+    """CA of etcd's certificates (https endpoints); unset: the system's."""
+    cert_file: Path | None = None
+    """Client certificate etcd checks (with key_file); unset: none sent."""
+    key_file: Path | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    lease_ttl: int = 10
+    """Seconds after which a host that stopped renewing its lease counts as down."""
+    fence: Literal["none", "lease"] = "none"
+    """none: a down host's VMs stay where they are (unknown); lease: this host stops its VMs once it could not
+    renew its lease for fence_after seconds, and the fleet may then start them on another host (shared storage)."""
+    fence_after: float = 20.0
+    cpu_overcommit: float = 4.0
+    """vCPUs the scheduler may place on this host per host CPU."""
+    prefix: str = "/vmhost"
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,8 @@ class HostConfig:
     """Agent URL -> file holding the token this agent sends to that peer (migration); key "*": any other peer."""
     peer_ca_file: Path | None = None
     """CA bundle that peers' TLS certificates are checked against; unset: the system's."""
+    fleet: FleetConfig | None = None
+    """`[fleet]`: the etcd this host takes its desired VMs from; unset: a stand-alone host."""
 
     @property
     def db_path(self) -> Path:
@@ -171,6 +202,8 @@ def _coerce(values: dict[str, Any], source: Path) -> dict[str, Any]:
     _coerce_host_lifecycle(values, source)
     _coerce_admission(values, source)
     _coerce_migration(values, source)
+    if "fleet" in values:
+        values["fleet"] = _fleet(values["fleet"], source)
     for key, kind in (
         ("history_max_age_days", float),
         ("history_max_operations", int),
@@ -231,6 +264,55 @@ def _coerce_migration(values: dict[str, Any], source: Path) -> None:
     values["peer_token_files"] = {url: Path(path) for url, path in tokens.items()}
     if "peer_ca_file" in values:
         values["peer_ca_file"] = Path(values["peer_ca_file"])
+
+
+def _fleet(table: Any, source: Path) -> FleetConfig:
+    """The `[fleet]` table: etcd endpoints are http(s) URLs, the host name a key segment, the TTLs positive."""
+    where = f"{source}: fleet"
+    if not isinstance(table, dict):
+        raise VmhostError(f"{where} must be a table: [fleet]")
+    known = {f.name for f in fields(FleetConfig)}
+    if unknown := set(table) - known:
+        raise VmhostError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
+    values = dict(table)
+    endpoints = values.get("etcd_endpoints")
+    if (
+        not isinstance(endpoints, list)
+        or not endpoints
+        or not all(isinstance(e, str) and re.match(r"^https?://[^/]+/?$", e) for e in endpoints)
+    ):
+        raise VmhostError(f"{where}.etcd_endpoints must list http:// or https:// URLs (host:port); got {endpoints!r}")
+    values["etcd_endpoints"] = tuple(e.rstrip("/") for e in endpoints)
+    _fleet_identity(values, where)
+    for key in ("ca_file", "cert_file", "key_file"):
+        if key in values:
+            values[key] = Path(values[key])
+    if ("cert_file" in values) != ("key_file" in values):
+        raise VmhostError(f"{where}: a client certificate needs both cert_file and key_file")
+    if values.get("fence", "none") not in ("none", "lease"):
+        raise VmhostError(f"{where}.fence must be one of none, lease; got {values['fence']!r}")
+    if "lease_ttl" in values:
+        values["lease_ttl"] = _positive(values["lease_ttl"], int, "fleet.lease_ttl", source)
+    for key in ("fence_after", "cpu_overcommit"):
+        if key in values:
+            values[key] = _positive(values[key], float, f"fleet.{key}", source)
+    prefix = values.get("prefix", "/vmhost")
+    if not isinstance(prefix, str) or not re.match(r"^(/[a-z0-9][a-z0-9-]*)+$", prefix):
+        raise VmhostError(f"{where}.prefix must be an absolute key path such as /vmhost; got {prefix!r}")
+    return FleetConfig(**values)
+
+
+def _fleet_identity(values: dict[str, Any], where: str) -> None:
+    """host_name (default: this machine's short hostname) and labels, both safe as key segments."""
+    name = values.get("host_name", socket.gethostname().split(".")[0].lower())
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise VmhostError(f"{where}.host_name must be lower-case letters, digits and '-' (at most 63); got {name!r}")
+    values["host_name"] = name
+    labels = values.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and NAME_PATTERN.match(k) for k, v in labels.items()):
+        raise VmhostError(f"{where}.labels must map names to strings; got {labels!r}")
 
 
 def _positive(value: Any, kind: type[float] | type[int], key: str, source: Path) -> float | int:

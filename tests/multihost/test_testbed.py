@@ -6,6 +6,7 @@ go), and these tests kill daemons and take beds down. The shared bed's fixtures 
 cleanup) are checked on the shared bed.
 """
 
+import json
 import secrets
 import subprocess
 import time
@@ -121,6 +122,74 @@ def test_each_agent_is_configured_to_reach_the_others_with_their_tokens(hosts: l
             other.agent_url: other.agent_token for other in others
         }
         assert {host.shared_dir, host.images_dir} <= set(config.path_roots)
+
+
+def test_a_bed_without_fleet_has_no_etcd_and_no_fleet_config(
+    own_bed: tuple[TestBed, list[TestHost], float],
+) -> None:
+    bed, hosts, _ = own_bed
+    for host in hosts:
+        assert (host.fleet, host.etcd_endpoint) == (False, None)
+        config = load_config(host.config_file)
+        assert config.fleet is None
+        assert config.agent_url is None  # the CLI inside a host runs the local engine unless told --agent
+    assert not bed.etcd_running()
+    result = bed.run("kill-etcd", check=False)
+    assert result.returncode != 0
+    assert "no fleet bed" in result.stderr
+
+
+def test_a_fleet_bed_runs_one_etcd_every_host_reaches_and_down_leaves_none() -> None:
+    """Its own bed: etcd on the bridge's address (reached from inside each host), every agent configured for it,
+    etcd's data across a crash, a paused agent; nothing of it left after down."""
+    tag = secrets.token_hex(2)
+    subnet = f"10.231.{50 + secrets.randbelow(50)}"
+    prefix = f"ve{tag}"
+    bed = TestBed(
+        {
+            "VMHOST_TESTBED_ROOT": f"/srv/vmhost-testbed-fleet-{tag}",
+            "VMHOST_TESTBED_PREFIX": prefix,
+            "VMHOST_TESTBED_SUBNET": subnet,
+            "VMHOST_TESTBED_LEASE_TTL": "7",
+        }
+    )
+    endpoint = f"http://{subnet}.1:2379"
+    try:
+        hosts = bed.up(2, fleet=True)
+        assert [(host.fleet, host.etcd_endpoint) for host in hosts] == [(True, endpoint)] * 2
+        assert bed.etcd_running()
+        for index, host in enumerate(hosts, start=1):
+            health = host.exec(["curl", "-s", "--max-time", "5", f"{endpoint}/health"])
+            assert json.loads(health.stdout)["health"] == "true", health
+            config = load_config(host.config_file)
+            assert config.agent_url == host.agent_url
+            assert config.fleet is not None
+            assert config.fleet.etcd_endpoints == (endpoint,)
+            assert config.fleet.host_name == host.name
+            assert dict(config.fleet.labels) == {"bed": prefix, "index": str(index)}
+            assert config.fleet.lease_ttl == 7
+            assert config.peer_ca_file == host.ca_file  # [fleet] comes last: the top-level settings stay top-level
+
+        first, second = hosts
+        assert first.etcdctl("put", "/testbed/kept", "yes").returncode == 0
+        bed.kill_etcd()
+        assert not bed.etcd_running()
+        assert first.exec(["curl", "-s", "--max-time", "2", f"{endpoint}/health"]).returncode != 0
+        bed.start_etcd()
+        assert first.etcdctl("get", "--print-value-only", "/testbed/kept").stdout.strip() == "yes"
+
+        second.pause_agent()
+        assert second.agent_paused()
+        assert second.running()["agent"]
+        with second.http(timeout=2) as client, pytest.raises(httpx.TimeoutException):
+            client.get("/healthz")
+        second.resume_agent()
+        assert not second.agent_paused()
+        with second.http(timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        bed.down()
+    assert bed.leftovers() == []  # also no etcd process (its data dir is under the root) or listener on SUBNET.1
 
 
 def test_hosts_have_their_own_host_uuids_and_hostnames(hosts: list[TestHost]) -> None:

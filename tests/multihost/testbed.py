@@ -3,7 +3,8 @@ calls it and reads its JSON (one implementation of the bed).
 
 Each host is a network namespace on the bridge of the root namespace with its own libvirtd, virtlogd and
 `vmhost serve` (HTTPS with the bed's CA); `shared_dir` is at the same path on every host and libvirt counts it as
-shared storage.
+shared storage. A fleet bed (`up(n, fleet=True)`) also runs one etcd in the root namespace on the bridge's address
+(`TestHost.etcd_endpoint`, reached from every host), and each agent's config has a [fleet] table naming it.
 """
 
 import dataclasses
@@ -50,8 +51,10 @@ class TestBed:
             raise TestBedError(f"test-hosts.sh {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
-    def up(self, count: int = 2) -> list["TestHost"]:
-        return self._hosts(self.run("up", str(count)).stdout)
+    def up(self, count: int = 2, fleet: bool = False) -> list["TestHost"]:
+        """fleet: with an etcd, and each agent in the fleet ([fleet] in its config; VMHOST_TESTBED_LEASE_TTL in
+        `env` sets its lease_ttl, default 10)."""
+        return self._hosts(self.run("up", str(count), *(["--fleet"] if fleet else [])).stdout)
 
     def down(self) -> None:
         self.run("down")
@@ -62,8 +65,28 @@ class TestBed:
         return self._hosts(result.stdout) if result.returncode == 0 else None
 
     def leftovers(self) -> list[str]:
-        """What of this bed exists on the machine (netns, links, mounts, its directory, processes)."""
+        """What of this bed exists on the machine (netns, links, mounts, its directory, processes, listeners on its
+        address such as its etcd)."""
         return [line for line in self.run("leftovers").stdout.splitlines() if line.strip()]
+
+    def kill_etcd(self) -> None:
+        """SIGKILL the fleet bed's etcd, as a crash; its data stays. (The per-test cleanup does not start it
+        again: fleet tests run on beds of their own.)"""
+        self.run("kill-etcd")
+
+    def start_etcd(self) -> None:
+        """Start the fleet bed's etcd again on the same data and wait until it is healthy."""
+        self.run("start-etcd")
+
+    def etcd_running(self) -> bool:
+        hosts = json.loads(self.run("status").stdout)
+        return bool(hosts and hosts[0]["etcd_running"])
+
+    def pause_agent(self, host: "TestHost") -> None:
+        host.pause_agent()
+
+    def resume_agent(self, host: "TestHost") -> None:
+        host.resume_agent()
 
     def _hosts(self, document: str) -> list["TestHost"]:
         return [TestHost.from_json(item, self) for item in json.loads(document)]
@@ -113,6 +136,13 @@ class TestHost:
     """A bridge for VM NICs ({type: bridge, source: …}), the same name on every host."""
     vmhost_binary: Path
     """The `vmhost` the agent runs (JSON key "vmhost")."""
+    fleet: bool = False
+    """A fleet bed's host: its agent's config has [fleet] (etcd_endpoint, host_name = name) and agent_url."""
+    etcd_endpoint: str | None = None
+    """The fleet bed's etcd (http://SUBNET.1:2379, in the root namespace, reached from every host); None without."""
+    etcd_pid_file: Path | None = None
+    etcd_log: Path | None = None
+    etcd_data_dir: Path | None = None
     bed: TestBed = field(default_factory=TestBed, compare=False, repr=False)
 
     @classmethod
@@ -122,7 +152,8 @@ class TestHost:
         values: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
             if item.name in data:
-                values[item.name] = Path(data[item.name]) if item.type is Path else data[item.name]
+                value = data[item.name]
+                values[item.name] = Path(value) if item.type in (Path, Path | None) and value is not None else value
         return cls(**values, bed=bed)
 
     def http(self, timeout: float = 120, token: str | None = None) -> httpx.Client:
@@ -157,6 +188,16 @@ class TestHost:
         self.kill_agent()
         self.start_agent(env)
 
+    def pause_agent(self) -> None:
+        """SIGSTOP the agent, a hung host: it answers nothing and renews no lease until resume_agent (or a
+        kill_agent). On the shared bed the per-test cleanup restarts it."""
+        DISTURBED.add((str(self.dir), "agent"))
+        self.bed.run("pause-agent", self.name)
+
+    def resume_agent(self) -> None:
+        """SIGCONT the paused agent."""
+        self.bed.run("resume-agent", self.name)
+
     def kill_libvirtd(self) -> None:
         """SIGKILL, as a crash; its QEMUs keep running."""
         DISTURBED.add((str(self.dir), "libvirtd"))
@@ -168,12 +209,32 @@ class TestHost:
         DISTURBED.discard((str(self.dir), "libvirtd"))
 
     def running(self) -> dict[str, bool]:
-        """{"agent": …, "libvirtd": …}: whether each runs now."""
+        """{"agent": …, "libvirtd": …}: whether each runs now (a paused agent runs)."""
+        item = self._status()
+        return {"agent": item["agent_running"], "libvirtd": item["libvirtd_running"]}
+
+    def agent_paused(self) -> bool:
+        return bool(self._status()["agent_paused"])
+
+    def _status(self) -> dict[str, Any]:
         result = self.bed.run("status", check=False)
         for item in json.loads(result.stdout or "[]"):
             if item["name"] == self.name:
-                return {"agent": item["agent_running"], "libvirtd": item["libvirtd_running"]}
+                return dict(item)
         raise TestBedError(f"{self.name} is not in the bed: {result.stderr}")
+
+    def etcdctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """etcdctl (API v3) against the fleet bed's etcd, from the root namespace (no check: callers assert)."""
+        if self.etcd_endpoint is None:
+            raise TestBedError(f"{self.name} is not in a fleet bed")
+        return subprocess.run(
+            ["etcdctl", "--endpoints", self.etcd_endpoint, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "ETCDCTL_API": "3"},
+            check=False,
+        )
 
     def exec(
         self, argv: Sequence[str], timeout: float = 120, env: Mapping[str, str] | None = None

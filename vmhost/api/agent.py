@@ -10,6 +10,8 @@ from vmhost.api.operations import Operation, Operations
 from vmhost.config import HostConfig
 from vmhost.drivers.base import EventSource
 from vmhost.engine import Engine
+from vmhost.fleet.control import Fleet
+from vmhost.fleet.reconciler import Reconciler
 
 WAIT_LIMIT = 900.0
 
@@ -21,6 +23,10 @@ class Agent:
     operations: Operations
     auth: TokenAuth
     monitor: EventSource
+    fleet: Fleet | None = None
+    """The fleet's desired state in etcd ([fleet] in the config); None on a stand-alone host."""
+    reconciler: Reconciler | None = None
+    """This host's reconciler of that desired state (started once recovery is done)."""
 
     async def respond(self, operation: Operation, wait: bool) -> Response:
         """202 with the operation at once; with wait, the finished operation (or its error and status)."""

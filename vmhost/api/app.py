@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from vmhost import __version__
-from vmhost.api import host, image_pull, images, metrics, migration, snapshots, v1
+from vmhost.api import fleet, host, image_pull, images, metrics, migration, snapshots, v1
 from vmhost.api.agent import Agent
 from vmhost.api.auth import CODES, AuthMiddleware, Principal
 from vmhost.api.errors import error_body, status_of
@@ -56,6 +56,7 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
     app.include_router(snapshots.router(agent))
     app.include_router(host.router(agent))
     app.include_router(migration.router(agent))
+    app.include_router(fleet.router(agent))
     registry = metrics.registry_for(agent.engine)
 
     @app.get(
@@ -133,10 +134,14 @@ def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
             on_lost=lambda why: log.warning("hypervisor connection lost", extra={"reason": why}),
         )
         await asyncio.to_thread(_recover, agent)
+        if agent.reconciler is not None:
+            agent.reconciler.start()
         stop = threading.Event()
         thread = threading.Thread(target=_keep_store_fresh, args=(agent, stop), name="reconcile", daemon=True)
         thread.start()
         yield
+        if agent.reconciler is not None:
+            await asyncio.to_thread(agent.reconciler.close)
         await asyncio.to_thread(host.on_exit, agent)
         stop.set()
         agent.monitor.stop()

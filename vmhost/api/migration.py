@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
 from vmhost.api.agent import Agent
+from vmhost.api.fleet import local_changes_guard
 from vmhost.api.models import OperationView
 from vmhost.api.operations import CallbackTargets, Operation
 from vmhost.api.peer import evacuation_view, reachable
@@ -71,7 +72,12 @@ def streams_body(scope: Scope) -> bool:
 
 
 def router(agent: Agent) -> APIRouter:
-    api = APIRouter(prefix="/v1", dependencies=[Depends(agent.auth)], tags=["migration"], responses=ERRORS)
+    api = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(agent.auth), local_changes_guard(agent)],
+        tags=["migration"],
+        responses=ERRORS,
+    )
     _source_routes(api, agent)
     _destination_routes(api, agent)
     return api

@@ -19,6 +19,8 @@ from vmhost.api.operations import Operations, report_progress
 from vmhost.config import HostConfig
 from vmhost.drivers.select import build_event_source
 from vmhost.errors import VmhostError
+from vmhost.fleet.control import Fleet
+from vmhost.fleet.reconciler import Reconciler
 from vmhost.host.tokens import ensure_token, token_path
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
@@ -54,7 +56,11 @@ def build_agent(config: HostConfig, plugins: Plugins) -> Agent:
     auth = TokenAuth(config.data_dir, tuple(config.zstack_trusted_sources))
     monitor = build_event_source(config, engine.driver.drivers)
     operations = Operations(workers=config.operation_workers, journal=engine)
-    return Agent(config=config, engine=engine, operations=operations, auth=auth, monitor=monitor)
+    agent = Agent(config=config, engine=engine, operations=operations, auth=auth, monitor=monitor)
+    if config.fleet is not None:
+        reconciler = Reconciler(engine, config, config.fleet)
+        agent.reconciler, agent.fleet = reconciler, Fleet(reconciler.etcd, reconciler.keys)
+    return agent
 
 
 def serve(config: HostConfig, listen: Listen) -> None:

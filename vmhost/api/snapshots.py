@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmhost.api.agent import Agent
+from vmhost.api.fleet import local_changes_guard
 from vmhost.api.models import OperationView
 from vmhost.api.operations import CallbackTargets, Operation
 from vmhost.api.v1 import ERRORS
@@ -30,7 +31,10 @@ class SnapshotCreate(BaseModel):
 
 def router(agent: Agent) -> APIRouter:
     api = APIRouter(
-        prefix="/v1/vms/{vm}/snapshots", dependencies=[Depends(agent.auth)], tags=["snapshots"], responses=ERRORS
+        prefix="/v1/vms/{vm}/snapshots",
+        dependencies=[Depends(agent.auth), local_changes_guard(agent)],
+        tags=["snapshots"],
+        responses=ERRORS,
     )
     engine, operations = agent.engine, agent.operations
     targets = CallbackTargets.of(agent.config)

@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from vmhost.api import changes
 from vmhost.api.agent import WAIT_LIMIT, Agent
 from vmhost.api.console import follow_console_log, serve_console
+from vmhost.api.fleet import local_changes_guard
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
 from vmhost.api.operations import CallbackTargets, Operation
 from vmhost.dialects.zstack import NAME_LABEL
@@ -63,7 +64,7 @@ PATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 
 def router(agent: Agent) -> APIRouter:
-    api = APIRouter(prefix="/v1", dependencies=[Depends(agent.auth)], responses=ERRORS)
+    api = APIRouter(prefix="/v1", dependencies=[Depends(agent.auth), local_changes_guard(agent)], responses=ERRORS)
     engine, operations = agent.engine, agent.operations
     targets = CallbackTargets.of(agent.config)
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from vmhost.api import peer
 from vmhost.cli import changes as change_commands
 from vmhost.cli import explain as explain_command
+from vmhost.cli import fleet as fleet_commands
 from vmhost.cli import host as host_command
 from vmhost.cli import images as image_commands
 from vmhost.cli import listing, output, tokens
@@ -26,7 +27,7 @@ from vmhost.config import HostConfig, load_config
 from vmhost.dialects import DIALECTS, to_spec_document, validate_document
 from vmhost.engine.states import VmState
 from vmhost.engine.views import FIELDS, check_query
-from vmhost.errors import Unsupported, VmhostError
+from vmhost.errors import Unavailable, Unsupported, VmhostError
 from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
 from vmhost.plugins.host import build_engine
@@ -142,6 +143,25 @@ def _client(config: HostConfig, url: str) -> AgentClient:
     if not token:
         raise VmhostError(f"no agent token: pass --token or run as root where {config.data_dir} is readable")
     return AgentClient(url, token)
+
+
+@contextmanager
+def _agent() -> Iterator[AgentClient]:
+    """For what only an agent serves: --agent, the config's agent_url, else this host's own agent (and when that
+    one does not answer, the error says how to name another)."""
+    with _errors():
+        config = _config()
+        named = _state.agent or config.agent_url
+        client = _client(config, named or f"http://{config.listen_host}:{config.listen_port}")
+        try:
+            yield client
+        except VmhostError as exc:
+            if named or exc.message != f"cannot reach the agent at {client.url}":  # client.py _call's words
+                raise
+            raise Unavailable(
+                f"no agent answers at {client.url}: start one with `vmhost serve` or name one with --agent URL",
+                exc.detail,
+            ) from None
 
 
 def _print_json(value: Any) -> None:
@@ -462,6 +482,7 @@ change_commands.register(app, _backend, out, err)
 snapshot_commands.register(app, _backend, out)
 image_commands.register(app, _backend, out)
 migration_commands.register(app, _backend, out, err)
+fleet_commands.register(app, _agent, out)
 _add_plugin_commands()
 
 
