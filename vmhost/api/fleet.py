@@ -4,9 +4,10 @@ that keeps local changes off the VMs the fleet manages (local and fleet changes 
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection
 
 from vmhost.api.agent import Agent
 from vmhost.api.models import ErrorBody
@@ -92,10 +93,13 @@ def router(agent: Agent) -> APIRouter:
 def local_changes_guard(agent: Agent) -> Any:
     """A dependency for the routes that change one VM: refused for a VM the fleet manages on this host."""
 
-    async def refuse_fleet_vm(request: Request) -> None:
-        vm = request.path_params.get("vm")
+    async def refuse_fleet_vm(connection: HTTPConnection) -> None:
+        """Reads and console sessions (websockets carry no method) change nothing, so they pass."""
+        vm = connection.path_params.get("vm")
         reconciler = agent.reconciler
-        if request.method in ("GET", "HEAD") or vm is None or reconciler is None:
+        if connection.scope["type"] != "http" or connection.scope["method"] in ("GET", "HEAD"):
+            return
+        if vm is None or reconciler is None:
             return
         if reconciler.manages(str(vm)):
             raise Conflict(f"{vm} is managed by the fleet: change it with vmhost fleet apply")
