@@ -3,6 +3,7 @@
 Run as root from the repository root:  .venv/bin/python bench/run.py [--quick]
 The scale bench instead (rows 11-15, scale.py):  .venv/bin/python bench/run.py --scale [--scale-n N] [--quick]
 The migration bench instead (rows 16-17, migrate.py, on the multi-host test bed):  bench/run.py --migrate [--quick]
+The fleet bench instead (rows 18-19, fleet.py, on a fleet bed of its own with etcd):  bench/run.py --fleet [--quick]
 
 It starts its own agent (`vmhost serve` on a free loopback port, TCG, data under a fresh temp dir), measures
 
@@ -487,7 +488,14 @@ def main() -> int:
     parser.add_argument(
         "--migrate", action="store_true", help="the migration bench (bench/migrate.py, rows 16-17) on the test bed"
     )
+    parser.add_argument(
+        "--fleet", action="store_true", help="the fleet bench (bench/fleet.py, rows 18-19) on a fleet bed with etcd"
+    )
     args = parser.parse_args()
+    if args.fleet:
+        from fleet import main as fleet_main  # noqa: PLC0415 (it needs the fleet bed, only then)
+
+        return fleet_main(["--quick"] if args.quick else [])
     if args.migrate:
         from migrate import main as migrate_main  # noqa: PLC0415 (it needs the multi-host bed, only then)
 

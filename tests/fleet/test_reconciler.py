@@ -3,6 +3,7 @@ restarts and outages change nothing that is right, and status tells the fleet wh
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from tests.fakes.engines import spec
 from tests.fleet.conftest import FleetBed, fleet_of
 from tests.fleet.etcd_server import EtcdServer
 from vmhost.engine.events import VmEvent
-from vmhost.fleet.etcd import Compacted, Entry, Etcd, EtcdUnavailable
+from vmhost.fleet.etcd import Change, Compacted, Entry, Etcd, EtcdUnavailable
 
 
 def test_an_applied_vm_is_created_and_started_on_its_host_and_its_status_says_so(fleet: FleetBed) -> None:
@@ -225,3 +226,45 @@ def test_with_fence_lease_a_vm_with_a_disk_of_its_own_host_is_never_taken_over(
         assert fleet.where("db") == []  # fenced on host1, started nowhere else: its disk is there
         severable.cut = False
         eventually(lambda: fleet.settled("db"), 20, 0.1, "db running on host1 again once it is back")
+
+
+class FreezableEtcd(SeverableEtcd):
+    """This agent frozen (as by SIGSTOP): while `frozen` is set its calls and its watch stream hang, then go on."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.thawed = threading.Event()
+        self.thawed.set()
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.thawed.wait()
+        return super()._post(path, body)
+
+    def watch(self, prefix: str, start_revision: int, stop: threading.Event) -> Iterator[Change]:
+        for change in super().watch(prefix, start_revision, stop):
+            self.thawed.wait()
+            yield change
+
+
+def test_with_fence_lease_an_agent_frozen_past_fence_after_fences_before_it_renews_its_lease(
+    tmp_path: Path, etcd_server: EtcdServer
+) -> None:
+    """Frozen, it could not fence; woken, it fences first (its VMs may already run elsewhere), then renews and
+    takes back what is still its own: here a VM with a disk of this host, which no other host may take."""
+    with fleet_of(tmp_path, etcd_server.endpoint, fence="lease", fence_after=1.0) as fleet:
+        host = fleet.host("host1")
+        host.stop()
+        frozen = FreezableEtcd(host.config)
+        host.start(frozen)
+        fleet.control.apply(spec("db", disks=[{"source": {"type": "new", "size": "1MiB"}}]), host="host1")
+        eventually(lambda: fleet.settled("db"), 10, 0.05, "db running on host1")
+        seen: list[VmEvent] = []
+        host.engine.events.subscribe(seen.append)
+        frozen.thawed.clear()
+        eventually(lambda: "host1" not in fleet.registered(), 10, 0.05, "host1's lease gone")
+        time.sleep(1.0)  # past fence_after
+        assert host.state("db") == "running"  # frozen: nothing could stop it
+        frozen.thawed.set()
+        eventually(lambda: any(e.type == "fleet" and "fenced" in e.reason for e in seen), 10, 0.05, "host1 fenced")
+        eventually(lambda: fleet.where("db") == ["host1"], 20, 0.1, "db running on host1 again once it renewed")
+        eventually(lambda: fleet.settled("db"), 20, 0.1, "its status running again")

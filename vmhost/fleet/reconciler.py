@@ -176,11 +176,13 @@ class Reconciler:
         lease: int | None = None
         written = 0.0
         while not self.stopping.is_set():
+            self._fence_if_cut_off()  # an agent frozen past fence_after fences before it renews (README)
             try:
                 if lease is not None and not self.etcd.keep_alive(lease):
                     log.warning("fleet lease expired: registering again", extra={"host": self.host})
                     lease = None
                 if lease is None:
+                    self._fence_if_cut_off()  # the renewal itself may have hung past fence_after
                     lease = self.etcd.grant(self.fleet.lease_ttl)
                     written = 0.0
                 if time.monotonic() - written > HOST_REFRESH:
@@ -319,8 +321,12 @@ class Reconciler:
         error = ""
         try:
             if record is None:
-                self.engine.create(desired.spec)
+                # recorded first: a VM whose start fails is still the fleet's, and goes when its key does
                 self.managed.put(name, uuid=desired.spec["uuid"], generation=desired.generation)
+                running = desired.state == "running"
+                self.engine.create(desired.spec, start=running)  # one operation, as POST /v1/vms?start=true
+                if running:
+                    self.managed.put(name, started=True)
                 self._note(name, f"created from the fleet (generation {desired.generation})")
             elif record.uuid != desired.spec["uuid"]:
                 self._status(name, desired, f"a VM named {name} that is not the fleet's exists on {self.host}")
