@@ -1,6 +1,7 @@
 """Placement through etcd transactions: the scheduler filters (cordon, driver, labels, anti-affinity, room) and
 spreads; concurrent applies never give one host more than it holds; drain moves every VM off a host."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -124,3 +125,12 @@ def test_drain_moves_every_vm_live_to_other_hosts_and_cordons_the_host(fleet: Fl
         fleet.control.apply(spec("new"), host=None, placement=Placement(labels={"index": "1"}))
     fleet.control.uncordon("host1")
     assert fleet.control.apply(spec("new"), placement=Placement(labels={"index": "1"})).host == "host1"
+
+
+def test_a_secret_in_a_spec_reaches_its_host_but_the_fleet_never_shows_it(fleet: FleetBed) -> None:
+    fleet.control.apply(spec("desk", graphics={"type": "vnc", "password": "s3cr3t!x"}), host="host2")
+    eventually(lambda: fleet.settled("desk"), 10, 0.05, "desk running")
+    assert "s3cr3t!x" not in json.dumps(fleet.control.vm("desk")) + json.dumps(fleet.control.vms())
+    assert fleet.control.vm("desk")["spec"]["graphics"]["password"] == "********"
+    stored = fleet.host("host2").engine.record("desk").spec
+    assert stored["graphics"]["password"] == "s3cr3t!x"  # the host has the real one to render
