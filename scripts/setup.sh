@@ -17,6 +17,7 @@ guest_dir=${VMHOST_GUEST_DIR:-/var/lib/vmhost/images/tiny-guest}
 # bindfs, openssl, curl: the multi-host test bed (scripts/test-hosts.sh: its shared storage, its CA, its health checks).
 # etcd-server, etcd-client: the fleet's source of truth (vmhost/fleet/); the test bed's fleet mode starts etcd by hand
 # (`scripts/test-hosts.sh up N --fleet`), its postinst starts nothing without systemd.
+# chromium, chromium-driver: the dashboard's browser tests (headless, through WebDriver); not needed at run time.
 packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
           ovmf busybox-static cpio xz-utils iproute2 python3-venv gcc runc libxenmisc4.17 libxen-dev ethtool tini
           skopeo umoci docker-registry
@@ -24,7 +25,8 @@ packages=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-syst
           mmdebstrap cloud-image-utils openssh-client
           dnsmasq-base
           bindfs openssl curl
-          etcd-server etcd-client)
+          etcd-server etcd-client
+          chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

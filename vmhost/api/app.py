@@ -17,11 +17,12 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from vmhost import __version__
-from vmhost.api import fleet, host, image_pull, images, metrics, migration, snapshots, v1
+from vmhost.api import dashboard, fleet, host, image_pull, images, metrics, migration, snapshots, v1
 from vmhost.api.agent import Agent
-from vmhost.api.auth import CODES, AuthMiddleware, Principal
+from vmhost.api.auth import CODES, AuthMiddleware
 from vmhost.api.errors import error_body, status_of
 from vmhost.api.models import Health
+from vmhost.api.principal import Principal
 from vmhost.errors import VmhostError
 from vmhost.plugins import Plugins
 from vmhost.spec import SpecError
@@ -57,6 +58,7 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
     app.include_router(host.router(agent))
     app.include_router(migration.router(agent))
     app.include_router(fleet.router(agent))
+    app.include_router(dashboard.router(agent))
     registry = metrics.registry_for(agent.engine)
 
     @app.get(

@@ -21,21 +21,25 @@ from fastapi import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vmhost.api.principal import Principal
+from vmhost.api.sessions import COOKIE, CSRF_HEADER, Sessions
 from vmhost.host.tokens import ADMIN, MIN_TOKEN_LENGTH, digest, token_path, tokens_path
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PATHS = frozenset({"/healthz"})
+DASHBOARD = "/ui"
+"""The dashboard's pages, files and sign-in are open; its routes that need a session check it themselves."""
 
 log = logging.getLogger("vmhost.auth")
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: a token's name (never the token), or a trusted source."""
+class Refusal:
+    """Why a connection may not go on: the status and the message the caller gets."""
 
-    name: str
-    read_only: bool = False
+    status: int
+    message: str
 
 
 class _Watched(Generic[T]):
@@ -106,12 +110,46 @@ class TokenAuth:
         self._admin = _Watched(token_path(data_dir), _admin_token)
         self._named = _Watched(tokens_path(data_dir), _named_tokens)
         self._trusted = [ipaddress.ip_network(source, strict=False) for source in trusted_sources]
+        self.sessions = Sessions()
 
     def token_principal(self, presented: str) -> Principal | None:
         admin = self._admin.get()
         if admin is not None and hmac.compare_digest(presented.encode(), admin.encode()):
             return Principal(ADMIN)
         return self._named.get().get(digest(presented)) if presented else None
+
+    def digest_principal(self, token_digest: str) -> Principal | None:
+        """The principal of a token known by its digest only (a session's): None once revoked or rotated."""
+        admin = self._admin.get()
+        if admin is not None and hmac.compare_digest(digest(admin).encode(), token_digest.encode()):
+            return Principal(ADMIN)
+        return self._named.get().get(token_digest)
+
+    def judge(self, scope: Scope, trusted_path: bool) -> Principal | Refusal:
+        """The whole decision: a bearer token (or trusted source), else a dashboard session; then the
+        read-only rule."""
+        principal: Principal | Refusal | None = self.decide(scope, trusted_path)
+        if principal is None:
+            session_id = _cookie(scope, COOKIE)
+            principal = self._session(scope, session_id) if session_id else Refusal(401, UNAUTHORIZED)
+        if isinstance(principal, Principal) and principal.read_only and not _reads(scope):
+            return Refusal(403, READ_ONLY)
+        return principal
+
+    def _session(self, scope: Scope, session_id: str) -> Principal | Refusal:
+        session = self.sessions.find(session_id)
+        if session is None:
+            return Refusal(401, "the dashboard session has ended: sign in again")
+        principal = self.digest_principal(session.token_digest)
+        if principal is None:
+            self.sessions.close(session_id)
+            return Refusal(401, "the session's token was revoked or rotated: sign in again")
+        if scope["type"] == "websocket":
+            if not same_origin(scope):
+                return Refusal(403, "a websocket opened with a session must come from this agent's pages (Origin)")
+        elif scope["method"] not in READ_METHODS and not session.csrf_matches(_header(scope, CSRF_HEADER)):
+            return Refusal(403, "missing or wrong X-CSRF-Token header for this session")
+        return principal
 
     def decide(self, scope: Scope, trusted_path: bool) -> Principal | None:
         """Bearer header; websockets may pass ?token= instead, since browsers cannot set their headers."""
@@ -135,12 +173,11 @@ class TokenAuth:
 
     def _require(self, connection: HTTPConnection, trusted_path: bool) -> None:
         scope = connection.scope
-        principal = scope.get("state", {}).get("principal") or self.decide(scope, trusted_path)
-        if principal is None or (principal.read_only and not _reads(scope)):
-            status, reason = (401, UNAUTHORIZED) if principal is None else (403, READ_ONLY)
+        decided = scope.get("state", {}).get("principal") or self.judge(scope, trusted_path)
+        if isinstance(decided, Refusal):
             if scope["type"] == "websocket":
-                raise WebSocketException(code=1008, reason=reason)
-            raise HTTPException(status_code=status, detail=reason, headers=_challenge(status))
+                raise WebSocketException(code=1008, reason=decided.message)
+            raise HTTPException(status_code=decided.status, detail=decided.message, headers=_challenge(decided.status))
 
 
 UNAUTHORIZED = "missing or wrong bearer token"
@@ -150,6 +187,25 @@ READ_ONLY = "this token is read-only: it may only read (GET)"
 def _query_token(scope: Scope) -> str:
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
     return parse_qs(query).get("token", [""])[0]
+
+
+def _header(scope: Scope, name: str) -> str:
+    wanted = name.encode()
+    return next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == wanted), "")
+
+
+def _cookie(scope: Scope, name: str) -> str:
+    for part in _header(scope, "cookie").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+def same_origin(scope: Scope) -> bool:
+    """The Origin header names this very host and port (what a browser sends from the agent's own pages)."""
+    origin, host = _header(scope, "origin"), _header(scope, "host")
+    return bool(origin and host) and origin.partition("://")[2].rstrip("/") == host
 
 
 def _reads(scope: Scope) -> bool:
@@ -184,13 +240,12 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if not (scope["type"] == "http" and scope["path"] in OPEN_PATHS):
-            principal = self.auth.decide(scope, self.trusted_path(scope))
-            if principal is None or (principal.read_only and not _reads(scope)):
-                status = 401 if principal is None else 403
-                await _refuse(scope, send, status, UNAUTHORIZED if principal is None else READ_ONLY)
+        if not _open(scope):
+            decided = self.auth.judge(scope, self.trusted_path(scope))
+            if isinstance(decided, Refusal):
+                await _refuse(scope, send, decided.status, decided.message)
                 return
-            scope.setdefault("state", {})["principal"] = principal
+            scope.setdefault("state", {})["principal"] = decided
         if scope["type"] == "http" and not self.streamed(scope):
             if _content_length(scope) > self.max_body_bytes:
                 await _refuse(scope, send, 413, self._too_large())
@@ -215,6 +270,11 @@ class AuthMiddleware:
             return message
 
         return bounded
+
+
+def _open(scope: Scope) -> bool:
+    path = str(scope["path"])
+    return scope["type"] == "http" and (path in OPEN_PATHS or path == DASHBOARD or path.startswith(DASHBOARD + "/"))
 
 
 def _content_length(scope: Scope) -> int:

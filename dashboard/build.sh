@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Bundle the dashboard into vmhost/api/dashboard_files (committed: the agent serves it offline, with no npm at
+# run time). Needs node and npm; versions are pinned by package-lock.json.
+set -euo pipefail
+cd "$(dirname "$0")"
+out=../vmhost/api/dashboard_files
+npm ci --no-audit --no-fund
+rm -rf "$out" && mkdir -p "$out"
+npx esbuild src/app.js --bundle --minify --format=esm --target=es2020 --outfile="$out/app.js" --legal-comments=eof
+npx esbuild src/app.css --bundle --minify --outfile="$out/app.css"
+cp src/index.html "$out/index.html"

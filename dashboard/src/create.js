@@ -1,0 +1,53 @@
+import { call, operation } from "./api.js";
+import { h, show, errorBox } from "./dom.js";
+
+const EXAMPLE = `# YAML or JSON: the same spec as \`vmhost create -f\`
+name: web-1
+memory: 512MiB
+cpu:
+  vcpus: 1
+`;
+
+// A spec editor: Validate shows every problem at its path (POST /v1/validate), then Create / Create and start.
+export function createPage() {
+  const editor = h("textarea", { id: "spec-editor", rows: 18, spellcheck: "false", "aria-describedby": "spec-help" });
+  editor.value = EXAMPLE;
+  const result = h("div", { id: "spec-result", "aria-live": "polite" });
+  const type = () => (editor.value.trim().startsWith("{") ? "application/json" : "application/yaml");
+
+  async function validate() {
+    result.replaceChildren(h("p", {}, "validating…"));
+    try {
+      const answer = await call("POST", "/v1/validate", editor.value, type());
+      result.replaceChildren(h("p", { class: "ok", id: "spec-valid" }, `valid: this host can create ${answer.name}`));
+      return answer.name;
+    } catch (error) {
+      result.replaceChildren(errorBox(error));
+      return null;
+    }
+  }
+
+  async function create(start) {
+    const name = await validate();
+    if (!name) return;
+    result.replaceChildren(h("p", {}, start ? "creating and starting…" : "creating…"));
+    try {
+      await operation("POST", `/v1/vms${start ? "?start=true" : ""}`, editor.value, type());
+      location.hash = `#/vm/${encodeURIComponent(name)}`;
+    } catch (error) {
+      result.replaceChildren(errorBox(error));
+    }
+  }
+
+  show(
+    h("h1", {}, "Create"),
+    h("label", { for: "spec-editor" }, "Spec"),
+    h("p", { id: "spec-help", class: "muted" }, "Fields: `vmhost explain` on the host, or the JSON Schema at /openapi.json."),
+    editor,
+    h("div", { class: "actions" },
+      h("button", { type: "button", id: "validate", onclick: validate }, "Validate"),
+      h("button", { type: "button", id: "create", onclick: () => create(false) }, "Create"),
+      h("button", { type: "button", id: "create-start", onclick: () => create(true) }, "Create and start")),
+    result,
+  );
+}

@@ -1,0 +1,223 @@
+"""The dashboard in a real browser (Debian's headless Chromium through chromedriver) against a real agent and real
+VMs: sign-in, the live VM list, start and the console, the spec editor, a read-only session, sign-out. Each page
+is saved as a screenshot in ARTIFACTS."""
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.eventually import eventually
+from tests.integration.running_agent import RunningAgent
+from vmhost.engine import Engine
+
+pytestmark = pytest.mark.integration
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(os.environ.get("VMHOST_TEST_ARTIFACTS", "/tmp/vmhost-test-artifacts")) / "dashboard"
+MARKER = "VMHOST-GUEST-READY"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if not CHROMEDRIVER.exists():
+        pytest.fail("chromedriver is missing: scripts/setup.sh installs chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(browser: WebDriver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def sign_in(browser: WebDriver, agent: RunningAgent, token: str | None = None) -> None:
+    browser.get(f"{agent.url}/ui/")
+    field = eventually(lambda: browser.find_element(By.ID, "token"), 10, 0.1, "the sign-in form")
+    field.send_keys(token or agent.token)
+    browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+    eventually(lambda: browser.find_element(By.ID, "vm-table"), 10, 0.1, "the VM list after sign-in")
+
+
+def row_state(browser: WebDriver, vm: str) -> str:
+    cells = browser.find_elements(By.CSS_SELECTOR, f'tr[data-vm="{vm}"] td.state')
+    return cells[0].text if cells else ""
+
+
+def fetch(browser: WebDriver, method: str, path: str, csrf: bool = True) -> Any:
+    """A request from the page itself (its cookie), with or without the session's CSRF token."""
+    return browser.execute_async_script(
+        """
+        const [method, path, withCsrf, done] = arguments;
+        const session = await (await fetch("/ui/session")).json().catch(() => ({}));
+        const headers = {"Content-Type": "application/json"};
+        if (withCsrf && session.csrf) headers["X-CSRF-Token"] = session.csrf;
+        const response = await fetch(path, {method, headers, body: method === "GET" ? undefined : "{}"});
+        done({status: response.status, body: await response.text()});
+        """,
+        method,
+        path,
+        csrf,
+    )
+
+
+def test_signed_in_the_list_shows_the_vm_and_its_state_changes_live_when_the_cli_stops_it_through_the_agent(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-list")
+    engine.create(guest_spec(name), start=True)
+    sign_in(browser, agent)
+    eventually(lambda: row_state(browser, name) == "running", 10, 0.05, "the VM running in the list")
+    screenshot(browser, "vm-list")
+    stopped = cli("--agent", agent.url, "--token", agent.token, "stop", name, "-F")
+    assert stopped.returncode == 0, stopped.stderr
+    returned = time.monotonic()
+    eventually(lambda: row_state(browser, name) == "stopped", 5, 0.02, "the list showing the stop")
+    assert time.monotonic() - returned <= 1.0, "the state change took more than a second to show"
+    browser.find_element(By.ID, "filter").send_keys("no-such-vm")
+    eventually(lambda: not browser.find_elements(By.CSS_SELECTOR, f'tr[data-vm="{name}"]'), 5, 0.05, "filtered out")
+
+
+def test_start_from_the_page_boots_the_guest_and_the_browser_console_shows_its_marker(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-start")
+    engine.create(guest_spec(name), start=False)
+    sign_in(browser, agent)
+    browser.get(f"{agent.url}/ui/#/vm/{name}")
+    start = eventually(lambda: browser.find_element(By.CSS_SELECTOR, "[data-action=start]"), 10, 0.1, "Start")
+    start.click()
+    eventually(lambda: browser.find_element(By.ID, "vm-state").text == "running", 60, 0.1, "the VM running")
+    assert engine.get(name)["state"] == "running"
+    browser.find_element(By.ID, "open-console").click()
+    eventually(lambda: MARKER in browser.find_element(By.CSS_SELECTOR, ".xterm-rows").text, 120, 0.3, "the marker")
+    screenshot(browser, "vm-console")
+
+
+def test_a_bad_spec_in_the_editor_shows_each_problem_at_its_path_and_creates_nothing(
+    agent: RunningAgent, engine: Engine, vm_name: Callable[[str], str], browser: WebDriver
+) -> None:
+    name = vm_name("ui-bad")
+    sign_in(browser, agent)
+    browser.get(f"{agent.url}/ui/#/create")
+    editor = eventually(lambda: browser.find_element(By.ID, "spec-editor"), 10, 0.1, "the editor")
+    browser.execute_script(
+        "arguments[0].value = arguments[1]", editor, f"name: {name}\nmemory: lots\ncpu:\n  vcpus: 0\n"
+    )
+    browser.find_element(By.ID, "create").click()
+    problems = eventually(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#spec-result .problems li"), 10, 0.1, "problems"
+    )
+    paths = {item.find_element(By.TAG_NAME, "code").text for item in problems}
+    assert {"memory.size", "cpu.vcpus"} <= paths, paths
+    screenshot(browser, "create-invalid")
+    assert name not in [record.name for record in engine.store.list_vms()]
+
+
+def test_a_read_only_session_shows_no_actions_and_a_forged_action_is_refused(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-ro")
+    engine.create(guest_spec(name), start=True)
+    made = cli("token", "create", "--read-only", "--name", "ui-viewer")
+    assert made.returncode == 0, made.stderr
+    token = next(word for word in made.stdout.split() if len(word) >= 32)
+    sign_in(browser, agent, token)
+    assert "read-only" in browser.find_element(By.ID, "who").text
+    browser.get(f"{agent.url}/ui/#/vm/{name}")
+    eventually(lambda: browser.find_element(By.ID, "vm-state").text == "running", 10, 0.1, "the VM page")
+    assert not browser.find_elements(By.ID, "vm-actions")
+    assert not browser.find_elements(By.ID, "snapshot")
+    screenshot(browser, "vm-read-only")
+    forged = fetch(browser, "POST", f"/v1/vms/{name}/stop")
+    assert forged["status"] == 403 and "read-only" in forged["body"], forged
+    assert engine.get(name)["state"] == "running"
+
+
+def test_an_action_without_the_csrf_token_is_refused_even_for_an_admin_session(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-csrf")
+    engine.create(guest_spec(name), start=True)
+    sign_in(browser, agent)
+    forged = fetch(browser, "POST", f"/v1/vms/{name}/kill", csrf=False)
+    assert forged["status"] == 403 and "X-CSRF-Token" in forged["body"], forged
+    assert engine.get(name)["state"] == "running"
+
+
+def test_sign_out_ends_the_session_and_its_cookie_opens_nothing_any_more(
+    agent: RunningAgent, browser: WebDriver
+) -> None:
+    sign_in(browser, agent)
+    cookie = browser.get_cookie("vmhost_session")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert fetch(browser, "GET", "/v1/vms")["status"] == 200
+    browser.find_element(By.ID, "sign-out").click()
+    eventually(lambda: browser.find_element(By.ID, "token"), 10, 0.1, "the sign-in form again")
+    assert fetch(browser, "GET", "/v1/vms")["status"] == 401
+    with agent.http() as client:
+        client.headers.pop("Authorization")
+        replayed = client.get("/v1/vms", cookies={"vmhost_session": cookie["value"]})
+    assert replayed.status_code == 401, replayed.text
+
+
+def test_the_host_page_shows_capacity_and_each_drivers_capabilities(agent: RunningAgent, browser: WebDriver) -> None:
+    sign_in(browser, agent)
+    browser.get(f"{agent.url}/ui/#/host")
+    facts = eventually(lambda: browser.find_element(By.ID, "host-facts").text, 10, 0.1, "the host's facts")
+    assert "CPUs" in facts and "free of" in facts
+    matrix = eventually(lambda: browser.find_element(By.ID, "capabilities").text, 10, 0.1, "the capability matrix")
+    assert "libvirt" in matrix and "live-migration" in matrix, matrix
+    screenshot(browser, "host")
+
+
+def test_reloading_the_list_again_and_again_never_waits_for_a_connection(
+    agent: RunningAgent, browser: WebDriver
+) -> None:
+    """Each page's event stream is given back when it is left: a browser has 6 connections per host."""
+    sign_in(browser, agent)
+    for _ in range(8):
+        browser.get("about:blank")
+        began = time.monotonic()
+        browser.get(f"{agent.url}/ui/#/vms")
+        eventually(lambda: browser.find_elements(By.ID, "vm-count"), 5, 0.02, "the list")
+        eventually(lambda: "shown" in browser.find_element(By.ID, "vm-count").text, 5, 0.02, "the list filled")
+        assert time.monotonic() - began < 5
