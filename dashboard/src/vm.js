@@ -1,7 +1,8 @@
 import { get, operation } from "./api.js";
-import { h, show, errorBox, notice, duration } from "./dom.js";
+import { h, show, errorBox, notice, duration, bytes } from "./dom.js";
 import { subscribe } from "./events.js";
 import { openConsole } from "./console.js";
+import { statsCharts } from "./charts.js";
 
 // Each action: the route, who may see it (by state), and whether it needs a yes first.
 const ACTIONS = [
@@ -25,6 +26,7 @@ export function vmPage(session, name) {
   const operations = h("tbody", { id: "vm-operations" });
   const snapshots = h("ul", { id: "vm-snapshots" });
   const consoleBox = h("div", { id: "console-box" });
+  const chartBox = h("div", { id: "chart-box" });
   let current = null;
   let closeConsole = null;
 
@@ -35,6 +37,7 @@ export function vmPage(session, name) {
     h("section", { "aria-labelledby": "h-console" }, h("h2", { id: "h-console" }, "Console"),
       h("button", { type: "button", id: "open-console", onclick: () => toggleConsole() }, "Open serial console"), consoleBox),
     h("section", { "aria-labelledby": "h-facts" }, h("h2", { id: "h-facts" }, "Runtime"), facts),
+    h("section", { "aria-labelledby": "h-charts" }, h("h2", { id: "h-charts" }, "Last minutes"), chartBox),
     h("section", { "aria-labelledby": "h-snap" }, h("h2", { id: "h-snap" }, "Snapshots"), snapshots,
       session.read_only ? null : h("button", { type: "button", id: "snapshot", onclick: snapshot }, "Take snapshot")),
     h("section", { "aria-labelledby": "h-ops" }, h("h2", { id: "h-ops" }, "Operations"),
@@ -103,7 +106,8 @@ export function vmPage(session, name) {
       state.textContent = vm.state;
       state.dataset.state = vm.state;
       reason.textContent = vm.state_reason || "";
-      spec.textContent = JSON.stringify(vm.spec ?? vm, null, 2);
+      const { state: _s, state_reason: _r, runtime: _rt, restart_status: _rs, pending: _p, created_at: _c, updated_at: _u, driver: _d, ...specOnly } = vm;
+      spec.textContent = JSON.stringify(specOnly, null, 2);
       renderFacts(vm, info);
       operations.replaceChildren(...ops.filter((o) => o.vm === name).slice(0, 20).map((o) => h("tr", {},
         h("td", {}, o.kind), h("td", {}, o.state), h("td", {}, o.progress || ""),
@@ -119,10 +123,12 @@ export function vmPage(session, name) {
   function renderFacts(vm, info) {
     const runtime = vm.runtime || {};
     const rows = [
-      ["kind", vm.spec?.kind], ["driver", vm.driver], ["vCPUs", vm.spec?.cpu?.vcpus], ["memory", vm.spec?.memory],
-      ["uptime", duration(runtime.uptime)], ["CPU time", runtime.cpu_time !== undefined ? `${runtime.cpu_time} s` : ""],
+      ["kind", vm.kind], ["driver", vm.driver], ["vCPUs", vm.cpu?.vcpus], ["memory", typeof vm.memory === "object" ? bytes(vm.memory.size) : vm.memory],
+      ["uptime", duration(runtime.uptime_seconds)],
+      ["CPU time", runtime.cpu_time_seconds !== undefined ? `${runtime.cpu_time_seconds} s` : ""],
       ["accel", runtime.accel], ["pid", runtime.pid],
       ["addresses", (info?.nics || runtime.nics || []).flatMap((n) => n.addresses || []).join(", ")],
+      ["pending for the next boot", (vm.pending || []).map((c) => c.path || JSON.stringify(c)).join(", ")],
       ["console log", info?.console_log],
     ];
     facts.replaceChildren(...rows.filter(([, v]) => v !== undefined && v !== null && v !== "").flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
@@ -140,8 +146,10 @@ export function vmPage(session, name) {
     load.timer = setTimeout(load, 300);
   }, load);
   load();
+  const closeCharts = statsCharts(chartBox, name);
   return () => {
     unsubscribe();
+    closeCharts();
     if (closeConsole) closeConsole();
   };
 }

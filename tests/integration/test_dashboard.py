@@ -221,3 +221,27 @@ def test_reloading_the_list_again_and_again_never_waits_for_a_connection(
         eventually(lambda: browser.find_elements(By.ID, "vm-count"), 5, 0.02, "the list")
         eventually(lambda: "shown" in browser.find_element(By.ID, "vm-count").text, 5, 0.02, "the list filled")
         assert time.monotonic() - began < 5
+
+
+def test_the_vm_page_charts_the_last_minutes_from_the_agents_own_samples(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-charts")
+    engine.create(guest_spec(name), start=True)
+    with agent.http() as client:
+        samples = eventually(lambda: len(client.get(f"/v1/vms/{name}/stats").json()["samples"]) >= 2, 20, 0.5)
+        assert samples
+        first = client.get(f"/v1/vms/{name}/stats").json()["samples"][0]
+        assert first["cpu_seconds"] > 0 and first["rss_bytes"] > 0, first
+    sign_in(browser, agent)
+    browser.get(f"{agent.url}/ui/#/vm/{name}")
+    charts = eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#charts figure canvas"), 15, 0.2, "charts")
+    assert len(charts) == 4
+    screenshot(browser, "vm-charts")
+    engine.stop(name, force=True)
+    with agent.http() as client:
+        eventually(lambda: client.get(f"/v1/vms/{name}/stats").json()["samples"] == [], 15, 0.5, "no samples")

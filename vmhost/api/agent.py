@@ -1,12 +1,13 @@
 """Everything the routes share: config, engine, operations, auth."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
 from vmhost.api.auth import TokenAuth
 from vmhost.api.operations import Operation, Operations
+from vmhost.api.stats import StatsHistory
 from vmhost.config import HostConfig
 from vmhost.drivers.base import EventSource
 from vmhost.engine import Engine
@@ -27,6 +28,11 @@ class Agent:
     """The fleet's desired state in etcd ([fleet] in the config); None on a stand-alone host."""
     reconciler: Reconciler | None = None
     """This host's reconciler of that desired state (started once recovery is done)."""
+    stats: StatsHistory = field(init=False)
+    """The last minutes of each running VM's counters (sampled while the agent serves)."""
+
+    def __post_init__(self) -> None:
+        self.stats = StatsHistory(self.engine)
 
     async def respond(self, operation: Operation, wait: bool) -> Response:
         """202 with the operation at once; with wait, the finished operation (or its error and status)."""

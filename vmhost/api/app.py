@@ -141,6 +141,8 @@ def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
         stop = threading.Event()
         thread = threading.Thread(target=_keep_store_fresh, args=(agent, stop), name="reconcile", daemon=True)
         thread.start()
+        sampler = threading.Thread(target=agent.stats.run, args=(stop,), name="stats", daemon=True)
+        sampler.start()
         yield
         if agent.reconciler is not None:
             await asyncio.to_thread(agent.reconciler.close)
@@ -148,6 +150,7 @@ def _lifespan(agent: Agent) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
         stop.set()
         agent.monitor.stop()
         await asyncio.to_thread(thread.join, 5)
+        await asyncio.to_thread(sampler.join, 5)
         agent.operations.shutdown()
 
     return lifespan

@@ -16,6 +16,19 @@ COUNTING_STATES = frozenset({DomainState.RUNNING, DomainState.PAUSED, DomainStat
 """Where a VM's counters mean something; a stopped VM reports none."""
 
 
+def own_active(engine: Engine) -> list[DomainStats]:
+    """Counters of this agent's VMs (by name and, where the driver says, UUID) that run now, from one bulk call:
+    the hypervisor also reports other agents' domains and stale counters of stopped ones."""
+    uuids = {record.name: record.uuid for record, _state in engine.list_vms_cached()}
+    return [
+        entry
+        for entry in engine.driver.domain_stats()
+        if entry.name in uuids
+        and (not entry.uuid or entry.uuid == uuids[entry.name])
+        and entry.state in COUNTING_STATES
+    ]
+
+
 class VmCollector(Collector):
     """One bulk statistics call per scrape (libvirt: domainListGetStats with NOWAIT), never one call per VM."""
 
@@ -24,22 +37,10 @@ class VmCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield self._states()
-        stats = self._own_active(self.engine.driver.domain_stats())
+        stats = own_active(self.engine)
         yield from _cpu_and_memory(stats)
         yield from _devices(stats, _disks, "device", DISK_COUNTERS, "block")
         yield from _devices(stats, _nics, "interface", NIC_COUNTERS, "network")
-
-    def _own_active(self, stats: list[DomainStats]) -> list[DomainStats]:
-        """Counters of this agent's VMs (by name and, where the driver says, UUID) that run now: the hypervisor
-        also reports other agents' domains and stale counters of stopped ones."""
-        uuids = {record.name: record.uuid for record, _state in self.engine.list_vms_cached()}
-        return [
-            entry
-            for entry in stats
-            if entry.name in uuids
-            and (not entry.uuid or entry.uuid == uuids[entry.name])
-            and entry.state in COUNTING_STATES
-        ]
 
     def _states(self) -> Metric:
         family = GaugeMetricFamily("vmhost_vm_state", "1 for the state each VM is in", labels=["vm", "uuid", "state"])

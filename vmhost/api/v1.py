@@ -138,6 +138,13 @@ def router(agent: Agent) -> APIRouter:
         """The VM: its spec (secrets masked) with `state`, `state_reason` and `runtime`."""
         return engine.get(vm)
 
+    @api.get("/vms/{vm}/stats", tags=["vms"])
+    def stats(vm: str) -> dict[str, Any]:
+        """The last minutes of the VM's counters (CPU seconds, memory, disk and network bytes since it started),
+        one sample every `interval` seconds while it runs; empty when it does not."""
+        name = engine.record(vm).name
+        return {"vm": name, "interval": agent.stats.interval, "samples": agent.stats.of(name)}
+
     @api.get("/vms/{vm}/info", tags=["vms"])
     def vm_info(vm: str) -> dict[str, Any]:
         return engine.info(vm)
