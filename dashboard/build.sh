@@ -6,6 +6,8 @@ cd "$(dirname "$0")"
 out=../vmhost/api/dashboard_files
 npm ci --no-audit --no-fund
 rm -rf "$out" && mkdir -p "$out"
-npx esbuild src/app.js --bundle --minify --format=esm --target=es2020 --outfile="$out/app.js" --legal-comments=eof
+# split: what a page needs only on demand (noVNC) is a chunk of its own, loaded by import() when first used
+npx esbuild src/app.js --bundle --minify --format=esm --target=es2020 --splitting --outdir="$out" \
+    --entry-names="[name]" --chunk-names="chunk-[hash]" --legal-comments=eof
 npx esbuild src/app.css --bundle --minify --outfile="$out/app.css"
 cp src/index.html "$out/index.html"

@@ -34,8 +34,8 @@ export function fleetPage(session) {
         h("td", {}, `${bytes(r.load?.memory ?? 0)} / ${bytes(r.memory ?? 0)}`),
         h("td", {}, Object.entries(r.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ")),
         h("td", {}, session.read_only ? "" : !r.cordoned
-          ? h("button", { type: "button", onclick: () => window.confirm(`Drain ${r.name}: live-migrate its VMs away?`) && change(`/v1/fleet/hosts/${encodeURIComponent(r.name)}/drain`, `drain ${r.name}`) }, "Drain")
-          : h("button", { type: "button", onclick: () => change(`/v1/fleet/hosts/${encodeURIComponent(r.name)}/uncordon`, `uncordon ${r.name}`) }, "Uncordon")))));
+          ? h("button", { type: "button", dataset: { action: "drain" }, onclick: () => window.confirm(`Drain ${r.name}: live-migrate its VMs away?`) && change(`/v1/fleet/hosts/${encodeURIComponent(r.name)}/drain`, `drain ${r.name}`) }, "Drain")
+          : h("button", { type: "button", dataset: { action: "uncordon" }, onclick: () => change(`/v1/fleet/hosts/${encodeURIComponent(r.name)}/uncordon`, `uncordon ${r.name}`) }, "Uncordon")))));
       vms.replaceChildren(...vmRows.map((r) => h("tr", {},
         h("td", {}, r.name), h("td", {}, r.host), h("td", {}, r.desired_state), h("td", {}, r.state),
         h("td", {}, `${r.observed_generation}/${r.generation}`), h("td", {}, r.error || r.reason || ""))));

@@ -1,8 +1,6 @@
 import { get, operation } from "./api.js";
 import { h, show, errorBox, notice, duration, bytes } from "./dom.js";
 import { subscribe } from "./events.js";
-import { openConsole } from "./console.js";
-import { statsCharts } from "./charts.js";
 
 // Each action: the route, who may see it (by state), and whether it needs a yes first.
 const ACTIONS = [
@@ -27,6 +25,9 @@ export function vmPage(session, name) {
   const snapshots = h("ul", { id: "vm-snapshots" });
   const consoleBox = h("div", { id: "console-box" });
   const chartBox = h("div", { id: "chart-box" });
+  const vncBox = h("div", { id: "vnc-box" });
+  const vncButton = h("button", { type: "button", id: "open-vnc", hidden: true, onclick: () => toggleVnc() }, "Open graphical console");
+  let closeVnc = null;
   let current = null;
   let closeConsole = null;
 
@@ -35,7 +36,9 @@ export function vmPage(session, name) {
     h("h1", {}, name, " ", state), reason,
     session.read_only ? null : actions, progress,
     h("section", { "aria-labelledby": "h-console" }, h("h2", { id: "h-console" }, "Console"),
-      h("button", { type: "button", id: "open-console", onclick: () => toggleConsole() }, "Open serial console"), consoleBox),
+      h("div", { class: "actions" },
+        h("button", { type: "button", id: "open-console", onclick: () => toggleConsole() }, "Open serial console"), vncButton),
+      consoleBox, vncBox),
     h("section", { "aria-labelledby": "h-facts" }, h("h2", { id: "h-facts" }, "Runtime"), facts),
     h("section", { "aria-labelledby": "h-charts" }, h("h2", { id: "h-charts" }, "Last minutes"), chartBox),
     h("section", { "aria-labelledby": "h-snap" }, h("h2", { id: "h-snap" }, "Snapshots"), snapshots,
@@ -45,7 +48,7 @@ export function vmPage(session, name) {
     h("section", { "aria-labelledby": "h-spec" }, h("h2", { id: "h-spec" }, "Spec (secrets masked)"), spec),
   );
 
-  function toggleConsole() {
+  async function toggleConsole() {
     if (closeConsole) {
       closeConsole();
       closeConsole = null;
@@ -53,8 +56,22 @@ export function vmPage(session, name) {
       document.getElementById("open-console").textContent = "Open serial console";
       return;
     }
-    closeConsole = openConsole(consoleBox, name, session.read_only);
     document.getElementById("open-console").textContent = "Close console";
+    const { openConsole } = await import("./console.js"); // xterm.js: loaded when first used
+    closeConsole = openConsole(consoleBox, name, session.read_only);
+  }
+
+  async function toggleVnc() {
+    if (closeVnc) {
+      closeVnc();
+      closeVnc = null;
+      vncBox.replaceChildren();
+      vncButton.textContent = "Open graphical console";
+      return;
+    }
+    vncButton.textContent = "Close graphical console";
+    const { openVnc } = await import("./vnc.js"); // noVNC is half the bundle: loaded when first used
+    closeVnc = openVnc(vncBox, name, session.read_only);
   }
 
   function renderActions() {
@@ -62,6 +79,9 @@ export function vmPage(session, name) {
     actions.replaceChildren(
       ...ACTIONS.filter((a) => a.when.includes(now)).map((a) =>
         h("button", { type: "button", dataset: { action: a.label.toLowerCase().replace(/ /g, "-") }, onclick: () => act(a) }, a.label)),
+      ["running", "paused", "stopped"].includes(now)
+        ? h("button", { type: "button", dataset: { action: "migrate" }, onclick: migrate }, "Migrate…")
+        : null,
       h("button", { type: "button", class: "danger", dataset: { action: "delete" }, onclick: remove }, "Delete…"),
     );
   }
@@ -75,6 +95,13 @@ export function vmPage(session, name) {
     if (!window.confirm(`Delete ${name} and the disks vmhost made for it? This cannot be undone.`)) return;
     const running = ["running", "paused"].includes(current?.state);
     if (await run(`delete ${name}`, "DELETE", `${path}${running ? "?force=true" : ""}`)) location.hash = "#/vms";
+  }
+
+  async function migrate() {
+    const offline = current?.state === "stopped";
+    const to = window.prompt(`Migrate ${name}${offline ? " (offline)" : " (live)"} to the vmhost agent at`, "https://");
+    if (!to || to === "https://") return;
+    if (await run(`migrate ${name} to ${to}`, "POST", `${path}/migrate`, { to, offline })) location.hash = "#/vms";
   }
 
   async function snapshot() {
@@ -103,6 +130,7 @@ export function vmPage(session, name) {
         get(path), get(`${path}/info`).catch(() => null), get("/v1/operations?limit=200"), get(`${path}/snapshots`).catch(() => []),
       ]);
       current = vm;
+      vncButton.hidden = vm.graphics?.type !== "vnc" || session.read_only;
       state.textContent = vm.state;
       state.dataset.state = vm.state;
       reason.textContent = vm.state_reason || "";
@@ -146,10 +174,16 @@ export function vmPage(session, name) {
     load.timer = setTimeout(load, 300);
   }, load);
   load();
-  const closeCharts = statsCharts(chartBox, name);
+  let closeCharts = () => {};
+  let left = false;
+  import("./charts.js").then(({ statsCharts }) => {
+    if (!left) closeCharts = statsCharts(chartBox, name);
+  });
   return () => {
+    left = true;
     unsubscribe();
     closeCharts();
     if (closeConsole) closeConsole();
+    if (closeVnc) closeVnc();
   };
 }

@@ -3,9 +3,11 @@ VMs: sign-in, the live VM list, start and the console, the spec editor, a read-o
 is saved as a screenshot in ARTIFACTS."""
 
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.eventually import eventually
+from tests.fleet.etcd_server import EtcdServer
 from tests.integration.running_agent import RunningAgent
+from vmhost.config import FleetConfig, HostConfig
 from vmhost.engine import Engine
 
 pytestmark = pytest.mark.integration
@@ -245,3 +249,73 @@ def test_the_vm_page_charts_the_last_minutes_from_the_agents_own_samples(
     engine.stop(name, force=True)
     with agent.http() as client:
         eventually(lambda: client.get(f"/v1/vms/{name}/stats").json()["samples"] == [], 15, 0.5, "no samples")
+
+
+def test_the_graphical_console_connects_to_a_password_protected_display_the_page_never_learns_the_password_of(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    browser: WebDriver,
+) -> None:
+    name = vm_name("ui-vnc")
+    engine.create(guest_spec(name, graphics={"type": "vnc", "password": "Vnc-pw2"}), start=True)
+    sign_in(browser, agent)
+    browser.get(f"{agent.url}/ui/#/vm/{name}")
+    eventually(lambda: browser.find_element(By.ID, "open-vnc").is_displayed(), 10, 0.1, "the VNC button")
+    browser.find_element(By.ID, "open-vnc").click()
+    status = lambda: browser.find_element(By.ID, "vnc-status").get_attribute("data-state")  # noqa: E731
+    eventually(lambda: status() == "connected", 20, 0.1, "noVNC connected")
+    assert browser.find_elements(By.CSS_SELECTOR, "#vnc-screen canvas")
+    screenshot(browser, "vm-vnc")
+    assert "Vnc-pw2" not in browser.page_source
+    seen = fetch(browser, "GET", f"/v1/vms/{name}")
+    assert "Vnc-pw2" not in seen["body"] and "********" in seen["body"]
+
+
+def test_the_fleet_page_shows_hosts_and_vms_and_cordons_and_uncordons_a_host(
+    config: HostConfig,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    tmp_path: Path,
+    browser: WebDriver,
+) -> None:
+    etcd = EtcdServer(tmp_path / "etcd")
+    etcd.start()
+    host = f"ui{secrets.token_hex(3)}"
+    fleet = FleetConfig(etcd_endpoints=(etcd.endpoint,), host_name=host, prefix=f"/t{secrets.token_hex(4)}")
+    try:
+        with RunningAgent(replace(config, fleet=fleet, agent_url="http://127.0.0.1:1")) as agent:
+            with agent.http() as client:
+                spec = guest_spec(vm_name("ui-fleet"))
+                assert client.post("/v1/fleet/vms", json={"spec": spec, "state": "stopped"}).status_code == 201
+            sign_in(browser, agent)
+            eventually(lambda: browser.find_element(By.ID, "nav-fleet").is_displayed(), 10, 0.1, "the Fleet link")
+            browser.get(f"{agent.url}/ui/#/fleet")
+            row = f'#fleet-hosts tr[data-host="{host}"]'
+            eventually(lambda: "yes" in browser.find_element(By.CSS_SELECTOR, row).text, 15, 0.2, "the host alive")
+            eventually(lambda: spec["name"] in browser.find_element(By.ID, "fleet-vms").text, 15, 0.2, "the VM")
+            screenshot(browser, "fleet")
+            browser.find_element(By.CSS_SELECTOR, f"{row} button").click()  # Drain: nowhere to go, so only cordoned
+            browser.switch_to.alert.accept()
+            uncordon = f"{row} button[data-action=uncordon]"
+            eventually(lambda: browser.find_elements(By.CSS_SELECTOR, uncordon), 30, 0.2, "Uncordon offered")
+            browser.find_element(By.CSS_SELECTOR, uncordon).click()
+            eventually(lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action=drain]"), 15, 0.2)
+            with agent.http() as client:
+                assert client.delete(f"/v1/fleet/vms/{spec['name']}").status_code == 200
+                eventually(lambda: client.get(f"/v1/vms/{spec['name']}").status_code == 404, 30, 0.2, "VM gone")
+            browser.get("about:blank")  # the page's event stream ends before the agent does
+    finally:
+        etcd.stop()
+
+
+def test_an_open_event_stream_does_not_keep_the_agent_from_stopping(config: HostConfig, engine: Engine) -> None:
+    running = RunningAgent(config).__enter__()
+    with running.http() as client, client.stream("GET", "/v1/events", params={"follow": "true"}) as stream:
+        assert stream.status_code == 200
+        began = time.monotonic()
+        running.__exit__(None, None, None)
+        assert not running.thread.is_alive()
+    assert time.monotonic() - began < 15

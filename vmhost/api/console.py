@@ -54,7 +54,7 @@ async def serve_console(websocket: WebSocket, agent: Agent, vm: str) -> None:
     try:
         stream = await asyncio.to_thread(agent.engine.open_console, vm)
     except VmhostError as exc:
-        await _refuse(websocket, exc)
+        await refuse_websocket(websocket, exc)
         return
     await websocket.accept()
     session = {
@@ -71,7 +71,8 @@ async def serve_console(websocket: WebSocket, agent: Agent, vm: str) -> None:
         log.info("console closed", extra={**session, "seconds": round(time.monotonic() - began, 3), "ended": ended})
 
 
-async def _refuse(websocket: WebSocket, exc: VmhostError) -> None:
+async def refuse_websocket(websocket: WebSocket, exc: VmhostError) -> None:
+    """The handshake answered with the API's error body (where the server can), else a close naming it."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(JSONResponse(error_body(exc), status_code=status_of(exc)))
         return

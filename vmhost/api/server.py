@@ -88,6 +88,11 @@ def listening_facts(config: HostConfig, listen: Listen, plugin_ports: list[int])
     }
 
 
+SHUTDOWN_GRACE = 5
+"""Seconds a stopping agent waits for open requests; then it cancels them. Event streams, consoles and a
+dashboard left open never end by themselves, and must not keep the agent from stopping."""
+
+
 def uvicorn_config(app: FastAPI, listen: Listen, port: int, config: HostConfig) -> uvicorn.Config:
     """Proxy headers only from the operator's `trusted_proxies`: uvicorn's default (believe X-Forwarded-For
     from 127.0.0.1) would let any local process pose as a trusted source."""
@@ -102,6 +107,7 @@ def uvicorn_config(app: FastAPI, listen: Listen, port: int, config: HostConfig) 
         ws_max_size=1 << 20,
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=list(config.trusted_proxies) or None,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
 
 

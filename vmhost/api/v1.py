@@ -18,6 +18,7 @@ from vmhost.api.console import follow_console_log, serve_console
 from vmhost.api.fleet import local_changes_guard
 from vmhost.api.models import DiskDetach, ErrorBody, HostView, OperationView, RebootOptions, StopOptions, VmSummary
 from vmhost.api.operations import CallbackTargets, Operation
+from vmhost.api.vnc import serve_vnc
 from vmhost.dialects.zstack import NAME_LABEL
 from vmhost.drivers.report import host_report
 from vmhost.engine import Engine
@@ -271,6 +272,12 @@ def router(agent: Agent) -> APIRouter:
     async def console(websocket: WebSocket, vm: str) -> None:
         """Serial console as a websocket: binary frames both ways (not in OpenAPI: websockets are not HTTP)."""
         await serve_console(websocket, agent, vm)
+
+    @api.websocket("/vms/{vm}/vnc")
+    async def vnc(websocket: WebSocket, vm: str) -> None:
+        """The VNC display as a websocket for noVNC: RFB 3.8 without a password; the agent authenticates to the
+        VM's display itself (vmhost/api/vnc.py)."""
+        await serve_vnc(websocket, agent, vm)
 
     @api.get(
         "/events",
