@@ -1,10 +1,10 @@
 import { get } from "./api.js";
-import { h, show, errorBox } from "./dom.js";
+import { h, show, errorBox, duration } from "./dom.js";
 import { subscribe } from "./events.js";
 
 const COLUMNS = [
   ["name", "Name"], ["kind", "Kind"], ["driver", "Driver"], ["state", "State"],
-  ["vcpus", "vCPUs"], ["memory", "Memory"], ["labels", "Labels"],
+  ["vcpus", "vCPUs"], ["memory", "Memory"], ["addresses", "Addresses"], ["uptime_seconds", "Uptime"], ["labels", "Labels"],
 ];
 
 // The VM list: fetched once (and again when a VM appears or goes), each state change applied from the stream.
@@ -38,6 +38,8 @@ export function vmList(session) {
 
   function text(row, key) {
     if (key === "labels") return Object.entries(row.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+    if (key === "addresses") return (row.addresses || []).join(" ");
+    if (key === "uptime_seconds") return row.state === "running" || row.state === "paused" ? duration(row.uptime_seconds) : "";
     return String(row[key] ?? "");
   }
 
@@ -66,10 +68,26 @@ export function vmList(session) {
       rows = await get("/v1/vms");
       render();
       if (!performance.getEntriesByName("vmhost:vm-list").length) performance.mark("vmhost:vm-list"); // bench/dashboard.py
+      addRuntime();
     } catch (error) {
       show(h("h1", {}, "VMs"), errorBox(error));
     }
   }
+  // Uptime and addresses cost the agent a hypervisor call per running VM: asked for after the list is shown.
+  async function addRuntime() {
+    if (!rows.some((r) => r.state === "running" || r.state === "paused")) return;
+    try {
+      const facts = new Map((await get("/v1/vms?runtime=true")).map((r) => [r.name, r]));
+      for (const row of rows) {
+        const known = facts.get(row.name);
+        if (known) Object.assign(row, { uptime_seconds: known.uptime_seconds, addresses: known.addresses || [] });
+      }
+      render();
+    } catch {
+      // the list stands without them
+    }
+  }
+
   function reload() {
     clearTimeout(pending);
     pending = setTimeout(load, 150);
@@ -82,6 +100,10 @@ export function vmList(session) {
     if (event.state && event.type !== "fleet") {
       row.state = event.state;
       render();
+      if (event.state === "running") {
+        clearTimeout(addRuntime.timer);
+        addRuntime.timer = setTimeout(addRuntime, 1000);
+      }
     }
   }, load);
   load();

@@ -260,3 +260,14 @@ def test_cli_through_the_agent_prints_what_local_mode_prints(agent, cli, guest_s
     wrong_token = cli("--agent", agent.url, "--token", "nope", "list")
     assert wrong_token.returncode == 1
     assert cli(*remote, "delete", name).returncode == 0
+
+
+def test_the_list_with_runtime_adds_uptime_and_addresses_of_running_vms_only(http, engine, guest_spec, vm_name):
+    running, stopped = vm_name("rt-on"), vm_name("rt-off")
+    engine.create(guest_spec(running), start=True)
+    engine.create(guest_spec(stopped), start=False)
+    rows = {row["name"]: row for row in http.get("/v1/vms", params={"runtime": "true"}).json()}
+    assert rows[running]["uptime_seconds"] >= 0 and rows[running]["addresses"] == []
+    assert rows[stopped].get("uptime_seconds") is None
+    plain = {row["name"]: row for row in http.get("/v1/vms").json()}
+    assert "uptime_seconds" not in plain[running]

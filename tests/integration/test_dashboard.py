@@ -97,6 +97,8 @@ def test_signed_in_the_list_shows_the_vm_and_its_state_changes_live_when_the_cli
     engine.create(guest_spec(name), start=True)
     sign_in(browser, agent)
     eventually(lambda: row_state(browser, name) == "running", 10, 0.05, "the VM running in the list")
+    uptime = f'tr[data-vm="{name}"] td.uptime_seconds'
+    eventually(lambda: browser.find_element(By.CSS_SELECTOR, uptime).text.endswith("s"), 10, 0.1, "its uptime")
     screenshot(browser, "vm-list")
     stopped = cli("--agent", agent.url, "--token", agent.token, "stop", name, "-F")
     assert stopped.returncode == 0, stopped.stderr

@@ -62,6 +62,8 @@ class VmSummary(BaseModel):
     nics: int
     description: str
     labels: dict[str, str]
+    uptime_seconds: float | None = Field(None, description="With runtime=true, for running VMs.")
+    addresses: list[str] = Field(default_factory=list, description="With runtime=true: the guest's addresses.")
 
 
 class HostView(BaseModel):

@@ -1,6 +1,7 @@
 """The native API, version 1."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from urllib.parse import urlencode
 import yaml
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from vmhost.api import changes
 from vmhost.api.agent import WAIT_LIMIT, Agent
@@ -56,7 +57,7 @@ SPEC_BODY = {
     }
 }
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
-LIST_PARAMS = ("state", "sort", "fields", "limit", "after")
+LIST_PARAMS = ("state", "sort", "fields", "limit", "after", "runtime")
 """GET /v1/vms's declared query params; any other is a field=value or label.KEY=value filter."""
 NEXT_PAGE = {
     "Link": {"description": '`<URL>; rel="next"` while more rows follow the page', "schema": {"type": "string"}}
@@ -119,6 +120,9 @@ def router(agent: Agent) -> APIRouter:
         fields: Annotated[str | None, Query(description="Comma-separated fields to answer (default: all).")] = None,
         limit: Annotated[int | None, Query(ge=1, le=1000, description="At most this many rows (a page).")] = None,
         after: Annotated[str | None, Query(description="The cursor of the previous page's Link rel=next.")] = None,
+        runtime: Annotated[
+            bool, Query(description="Add uptime_seconds and the guests' addresses of running VMs (a call each).")
+        ] = False,
     ) -> Response:
         """The VMs in the agent's store (kept fresh in the background), answered from memory until the store
         changes. Any other `field=value` or `label.KEY=value` query param filters; with `limit`, a Link header
@@ -132,6 +136,8 @@ def router(agent: Agent) -> APIRouter:
         except ValueError as exc:
             raise VmhostError(str(exc)) from None
         headers = {"Link": f'<{_next_page(request, page.after)}>; rel="next"'} if page.after else None
+        if runtime:
+            return JSONResponse(_with_runtime(engine, json.loads(page.body)), headers=headers)
         return Response(page.body, media_type="application/json", headers=headers)
 
     @api.get("/vms/{vm}", tags=["vms"])
@@ -358,6 +364,14 @@ async def _event_stream(
                 yield f"data: {json.dumps(event.view())}\n\n"
     finally:
         unsubscribe()
+
+
+def _with_runtime(engine: Engine, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        if row.get("state") in (VmState.RUNNING.value, VmState.PAUSED.value) and "name" in row:
+            with contextlib.suppress(VmhostError):  # gone or not answering since the page was made
+                row.update(engine.runtime_facts(row["name"]))
+    return rows
 
 
 def _next_page(request: Request, after: str) -> str:

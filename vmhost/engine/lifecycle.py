@@ -276,6 +276,9 @@ class Engine:
     def info(self, name: str) -> dict[str, Any]:
         return views.info_view(self.core, name)
 
+    def runtime_facts(self, name: str) -> dict[str, Any]:
+        return views.runtime_facts(self.core, name)
+
     def console_log_path(self, name: str) -> Path:
         return views.console_log_path(self.core, name)
 
