@@ -136,6 +136,11 @@ def test_a_bad_spec_in_the_editor_shows_each_problem_at_its_path_and_creates_not
     sign_in(browser, agent)
     browser.get(f"{agent.url}/ui/#/create")
     editor = eventually(lambda: browser.find_element(By.ID, "spec-editor"), 10, 0.1, "the editor")
+    memory = eventually(lambda: browser.find_element(By.CSS_SELECTOR, "[data-field=memory]"), 10, 0.1, "fields")
+    assert browser.find_element(By.CSS_SELECTOR, "[data-field=nics]")
+    browser.execute_script("arguments[0].value = ''", editor)
+    memory.click()
+    assert editor.get_attribute("value") == "memory: "
     browser.execute_script(
         "arguments[0].value = arguments[1]", editor, f"name: {name}\nmemory: lots\ncpu:\n  vcpus: 0\n"
     )
