@@ -326,3 +326,19 @@ def test_an_open_event_stream_does_not_keep_the_agent_from_stopping(config: Host
         running.__exit__(None, None, None)
         assert not running.thread.is_alive()
     assert time.monotonic() - began < 15
+
+
+def test_on_a_tablet_sized_screen_the_list_fits_without_scrolling_sideways(
+    agent: RunningAgent,
+    engine: Engine,
+    guest_spec: Callable[..., dict[str, Any]],
+    vm_name: Callable[[str], str],
+    browser: WebDriver,
+) -> None:
+    engine.create(guest_spec(vm_name("ui-tablet")), start=False)
+    browser.set_window_size(768, 1024)
+    sign_in(browser, agent)
+    eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#vm-table tbody tr"), 10, 0.1, "the list")
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow} px wider than the screen"
+    screenshot(browser, "vm-list-tablet")
