@@ -86,7 +86,9 @@ def router(agent: Agent) -> APIRouter:
             return Response(status_code=304, headers=headers)
         return Response(found.body, media_type=found.media_type, headers=headers)
 
-    @api.post("/session", response_model=SessionView, responses={401: {}, 415: {}, 422: {}})
+    # The session routes stay out of the OpenAPI document: they are the page's own, open by design (sign-in
+    # takes a token in its body), and every client other than a browser sends its token with each request.
+    @api.post("/session", response_model=SessionView, include_in_schema=False)
     async def sign_in(request: Request) -> Response:
         """Exchange a token for a session cookie. JSON only: a form of another site cannot send it."""
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -112,7 +114,7 @@ def router(agent: Agent) -> APIRouter:
         request.state.principal = principal
         return response
 
-    @api.get("/session", response_model=SessionView, responses={401: {}})
+    @api.get("/session", response_model=SessionView, include_in_schema=False)
     def current(request: Request) -> dict[str, Any]:
         """Who the cookie signs in as, and the CSRF token the page sends with changes (the cookie is HttpOnly)."""
         session_id = request.cookies.get(COOKIE, "")
@@ -123,7 +125,7 @@ def router(agent: Agent) -> APIRouter:
         request.state.principal = decided
         return _view(decided, session.csrf)
 
-    @api.delete("/session", status_code=204, responses={403: {}})
+    @api.delete("/session", status_code=204, include_in_schema=False)
     def sign_out(request: Request) -> Response:
         """Read-only sessions may end too; the CSRF header is still required (a change of the session)."""
         session_id = request.cookies.get(COOKIE, "")
