@@ -206,7 +206,7 @@ def test_sign_out_ends_the_session_and_its_cookie_opens_nothing_any_more(
     assert fetch(browser, "GET", "/v1/vms")["status"] == 401
     with agent.http() as client:
         client.headers.pop("Authorization")
-        replayed = client.get("/v1/vms", cookies={"vmhost_session": cookie["value"]})
+        replayed = client.get("/v1/vms", headers={"Cookie": f"vmhost_session={cookie['value']}"})
     assert replayed.status_code == 401, replayed.text
 
 
