@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmhost.api.principal import Principal
-from vmhost.api.sessions import COOKIE, CSRF_HEADER, Sessions
+from vmhost.api.sessions import COOKIE, CSRF_HEADER, Session, Sessions
 from vmhost.host.tokens import ADMIN, MIN_TOKEN_LENGTH, digest, token_path, tokens_path
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -130,13 +130,18 @@ class TokenAuth:
         read-only rule."""
         principal: Principal | Refusal | None = self.decide(scope, trusted_path)
         if principal is None:
-            session_id = _cookie(scope, COOKIE)
-            principal = self._session(scope, session_id) if session_id else Refusal(401, UNAUTHORIZED)
+            checked = self.session(scope)
+            principal = checked if isinstance(checked, Refusal) else checked[1]
         if isinstance(principal, Principal) and principal.read_only and not _reads(scope):
             return Refusal(403, READ_ONLY)
         return principal
 
-    def _session(self, scope: Scope, session_id: str) -> Principal | Refusal:
+    def session(self, scope: Scope) -> tuple[Session, Principal] | Refusal:
+        """The dashboard session the cookie names, and who it acts as: live, its token still valid, the CSRF
+        header on a change, this agent's Origin on a websocket (the read-only rule is judge's)."""
+        session_id = _cookie(scope, COOKIE)
+        if not session_id:
+            return Refusal(401, UNAUTHORIZED)
         session = self.sessions.find(session_id)
         if session is None:
             return Refusal(401, "the dashboard session has ended: sign in again")
@@ -149,7 +154,7 @@ class TokenAuth:
                 return Refusal(403, "a websocket opened with a session must come from this agent's pages (Origin)")
         elif scope["method"] not in READ_METHODS and not session.csrf_matches(_header(scope, CSRF_HEADER)):
             return Refusal(403, "missing or wrong X-CSRF-Token header for this session")
-        return principal
+        return session, principal
 
     def decide(self, scope: Scope, trusted_path: bool) -> Principal | None:
         """Bearer header; websockets may pass ?token= instead, since browsers cannot set their headers."""

@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
@@ -82,10 +83,12 @@ async def refuse_websocket(websocket: WebSocket, exc: VmhostError) -> None:
 
 async def _relay(websocket: WebSocket, stream: ConsoleStream) -> str:
     """Copies both ways until one side ends; returns which did ("the VM stopped" or "client left")."""
-    tasks = [
-        asyncio.create_task(_guest_to_client(websocket, stream)),
-        asyncio.create_task(_client_to_guest(websocket, stream)),
-    ]
+    return await first_to_end(_guest_to_client(websocket, stream), _client_to_guest(websocket, stream))
+
+
+async def first_to_end(*directions: Coroutine[Any, Any, str]) -> str:
+    """Both directions of a relay at once until one ends, the other cancelled; what the first one said."""
+    tasks = [asyncio.create_task(direction) for direction in directions]
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vmhost.api.agent import Agent
 from vmhost.api.auth import Refusal
 from vmhost.api.principal import Principal
-from vmhost.api.sessions import COOKIE, CSRF_HEADER, LIFETIME_SECONDS
+from vmhost.api.sessions import COOKIE, LIFETIME_SECONDS
 from vmhost.host.tokens import digest
 
 STATIC = Path(__file__).with_name("dashboard_files")
@@ -97,10 +97,11 @@ def router(agent: Agent) -> APIRouter:
             body = SignIn.model_validate_json(await request.body())
         except ValidationError:
             raise HTTPException(422, 'sign in with a JSON body {"token": ...}') from None
-        principal = auth.token_principal(body.token.strip())
+        token = body.token.strip()
+        principal = auth.token_principal(token)
         if principal is None:
             raise HTTPException(401, "wrong token")
-        session_id, session = auth.sessions.open(digest(body.token.strip()), principal)
+        session_id, session = auth.sessions.open(digest(token), principal)
         response = JSONResponse(_view(principal, session.csrf))
         response.set_cookie(
             COOKIE,
@@ -117,23 +118,22 @@ def router(agent: Agent) -> APIRouter:
     @api.get("/session", response_model=SessionView, include_in_schema=False)
     def current(request: Request) -> dict[str, Any]:
         """Who the cookie signs in as, and the CSRF token the page sends with changes (the cookie is HttpOnly)."""
-        session_id = request.cookies.get(COOKIE, "")
-        session = auth.sessions.find(session_id) if session_id else None
-        decided = auth.judge(request.scope, trusted_path=False)
-        if session is None or isinstance(decided, Refusal):
-            raise HTTPException(401, decided.message if isinstance(decided, Refusal) else "not signed in")
-        request.state.principal = decided
-        return _view(decided, session.csrf)
+        checked = auth.session(request.scope)
+        if isinstance(checked, Refusal):
+            raise HTTPException(checked.status, checked.message)
+        session, principal = checked
+        request.state.principal = principal
+        return _view(principal, session.csrf)
 
     @api.delete("/session", status_code=204, include_in_schema=False)
     def sign_out(request: Request) -> Response:
-        """Read-only sessions may end too; the CSRF header is still required (a change of the session)."""
-        session_id = request.cookies.get(COOKIE, "")
-        session = auth.sessions.find(session_id) if session_id else None
-        if session is not None:
-            if not session.csrf_matches(request.headers.get(CSRF_HEADER, "")):
-                raise HTTPException(403, "missing or wrong X-CSRF-Token header for this session")
-            auth.sessions.close(session_id)
+        """Read-only sessions may end too (no read-only rule here); the CSRF header is still required (a change
+        of the session). Without a live session there is nothing to end, and the cookie is cleared all the same."""
+        checked = auth.session(request.scope)
+        if isinstance(checked, Refusal) and checked.status == 403:
+            raise HTTPException(checked.status, checked.message)
+        if not isinstance(checked, Refusal):
+            auth.sessions.close(request.cookies.get(COOKIE, ""))
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from fastapi import WebSocket, WebSocketDisconnect
 
 from vmhost.api.agent import Agent
-from vmhost.api.console import refuse_websocket
+from vmhost.api.console import first_to_end, refuse_websocket
 from vmhost.errors import Conflict, VmhostError
 
 log = logging.getLogger("vmhost.http")
@@ -148,9 +148,7 @@ async def _relay(websocket: WebSocket, reader: asyncio.StreamReader, writer: asy
         except WebSocketDisconnect:
             return "the browser left"
 
-    tasks = [asyncio.create_task(to_browser()), asyncio.create_task(to_display())]
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    first = done.pop()
-    return first.result() if not first.exception() else f"error: {first.exception()}"
+    try:
+        return await first_to_end(to_browser(), to_display())
+    except Exception as exc:  # a connection that broke: logged as how the session ended
+        return f"error: {exc}"
