@@ -28,6 +28,7 @@ from harness import (
     percentile,
     progress,
     terminate,
+    wait_until,
 )
 from migrate import render_table
 from run import cleanup
@@ -40,6 +41,7 @@ VMS = 100
 TARGET = 1.0
 CHROMEDRIVER = "/usr/bin/chromedriver"
 MARK = "vmhost:vm-list"
+WAIT, POLL = 30.0, 0.02
 
 
 def browser() -> WebDriver:
@@ -52,18 +54,10 @@ def browser() -> WebDriver:
 
 def sign_in(driver: WebDriver, url: str, token: str) -> None:
     driver.get(f"{url}/ui/")
-    wait(lambda: driver.find_elements(By.ID, "token"), "the sign-in form")
+    wait_until(lambda: driver.find_elements(By.ID, "token"), "the sign-in form", WAIT, POLL)
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
-    wait(lambda: driver.find_elements(By.ID, "vm-table"), "the list after sign-in")
-
-
-def wait(condition: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.02)
+    wait_until(lambda: driver.find_elements(By.ID, "vm-table"), "the list after sign-in", WAIT, POLL)
 
 
 def load_list(driver: WebDriver, url: str, empty_cache: bool = False) -> float:
@@ -72,7 +66,8 @@ def load_list(driver: WebDriver, url: str, empty_cache: bool = False) -> float:
     if empty_cache:
         driver.execute_cdp_cmd("Network.clearBrowserCache", {})
     driver.get(f"{url}/ui/#/vms")
-    wait(lambda: driver.execute_script("return performance.getEntriesByName(arguments[0]).length", MARK), "the mark")
+    marked = lambda: driver.execute_script("return performance.getEntriesByName(arguments[0]).length", MARK)  # noqa: E731
+    wait_until(marked, "the mark", WAIT, POLL)
     rows = driver.execute_script("return document.querySelectorAll('#vm-table tbody tr').length")
     if rows < VMS:
         raise BenchError(f"the list rendered {rows} rows, not {VMS}")

@@ -46,6 +46,7 @@ from harness import (
     progress,
     quietly,
     terminate,
+    wait_until,
 )
 from migrate import activity, render_table
 
@@ -60,7 +61,6 @@ KEY_PREFIX = "/vmhost"
 MEMORY = "128MiB"
 VMS = 50
 CLIENTS = 10
-POLL = 0.05
 ALL_RUNNING_WAIT = 600.0
 GONE_WAIT = 300.0
 REACTION_WAIT = 10.0
@@ -106,16 +106,6 @@ def ours_running(hosts: list[TestHost]) -> dict[str, str]:
             if row["name"].startswith(PREFIX):
                 found[row["name"]] = row["state"]
     return found
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float) -> float:
-    """Poll every POLL seconds; the perf_counter time at which check first held."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(POLL)
-    return time.perf_counter()
 
 
 def fleet_converged(host: TestHost, names: set[str]) -> bool:

@@ -126,6 +126,17 @@ def wall_parallel(actions: Sequence[Callable[[], object]]) -> float:
         return time.perf_counter() - began
 
 
+def wait_until(check: Callable[[], object], what: str, timeout: float, poll: float = 0.05) -> float:
+    """Poll every `poll` seconds until `check` holds; the perf_counter time at which it first did. BenchError
+    naming `what` at the timeout. The benches' one polling helper."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(poll)
+    return time.perf_counter()
+
+
 def each_parallel(actions: Sequence[Callable[[], object]], workers: int = 10) -> None:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(action) for action in actions]:

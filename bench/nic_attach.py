@@ -16,7 +16,6 @@ import argparse
 import inspect
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from harness import (
     run,
     timed,
     virsh,
+    wait_until,
 )
 from lxml import etree
 
@@ -119,7 +119,7 @@ class _Pair:
 
     def wait_booted(self) -> None:
         for log in (self.engine.console_log_path(self.name), self.raw_log):
-            _wait(lambda log=log: "VMHOST-GUEST-DEVICES-DONE" in _text(log), BOOT_WAIT, f"guest boot ({log})")
+            wait_until(lambda log=log: "VMHOST-GUEST-DEVICES-DONE" in _text(log), f"guest boot ({log})", BOOT_WAIT, 0.2)
 
     def has_nic(self, name: str) -> bool:
         return MAC in self.conn.lookupByName(name).XMLDesc(0)
@@ -195,16 +195,8 @@ def bench_nic_attach(workspace: Workspace, rounds: int) -> NicAttachResult:
 
 def _unplugged(pair: _Pair, name: str, detach: Callable[[], object]) -> float:
     detach()
-    _wait(lambda: not pair.has_nic(name), UNPLUG_WAIT, f"NIC unplugged from {name}")
+    wait_until(lambda: not pair.has_nic(name), f"NIC unplugged from {name}", UNPLUG_WAIT, 0.2)
     return 0.0
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 def _text(path: Path) -> str:

@@ -47,3 +47,8 @@ export async function operation(method, path, body, onProgress) {
   if (op?.error) throw new ApiError(0, op.error);
   return op;
 }
+
+// A websocket of this agent, on the page's own origin (its session cookie goes with it; the agent checks Origin).
+export function socketUrl(path) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+}

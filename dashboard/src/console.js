@@ -1,5 +1,6 @@
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
+import { socketUrl } from "./api.js";
 import { h } from "./dom.js";
 
 // The serial console in the page: what the console said so far (its log), then the agent's console websocket
@@ -39,8 +40,7 @@ export function openConsole(box, name, readOnly) {
 }
 
 function connect(terminal, status, name, readOnly) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/vms/${encodeURIComponent(name)}/console`);
+  const socket = new WebSocket(socketUrl(`/v1/vms/${encodeURIComponent(name)}/console`));
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
     status.textContent = readOnly ? "connected (read-only sessions cannot type)" : "connected: type into the console";

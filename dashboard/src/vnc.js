@@ -1,4 +1,5 @@
 import RFB from "@novnc/novnc/lib/rfb.js";
+import { socketUrl } from "./api.js";
 import { h } from "./dom.js";
 
 // The graphical console (noVNC) over the agent's VNC websocket. The agent authenticates to the VM's display with
@@ -7,8 +8,7 @@ export function openVnc(box, name, readOnly) {
   const screen = h("div", { class: "vnc", id: "vnc-screen", role: "application", "aria-label": `Display of ${name}` });
   const status = h("p", { class: "muted", id: "vnc-status" }, "connecting…");
   box.replaceChildren(screen, status);
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const rfb = new RFB(screen, `${scheme}://${location.host}/v1/vms/${encodeURIComponent(name)}/vnc`);
+  const rfb = new RFB(screen, socketUrl(`/v1/vms/${encodeURIComponent(name)}/vnc`));
   rfb.scaleViewport = true;
   rfb.viewOnly = readOnly;
   rfb.addEventListener("connect", () => {
