@@ -49,6 +49,8 @@ class Domain:
     plugged: set[str] = field(default_factory=set)
     """Disk targets hot-plugged into the running domain."""
     pid: int | None = None
+    reason: str = ""
+    """Why it went down last, as the DomainEvent said (DomainInfo.reason)."""
     live: dict[str, Any] = field(default_factory=dict)
     """What the running domain has now: booted from the definition, then changed live (nics: MACs, vcpus,
     memory, disk sizes and media by target); empty while off."""
@@ -84,15 +86,16 @@ class FakeHypervisor:
         if self.sink is not None:
             self.sink(DomainEvent(name, kind, reason))
 
-    def crash(self, name: str) -> None:
-        """QEMU dies: the domain is off, crashed."""
+    def crash(self, name: str, announced: bool = True) -> None:
+        """QEMU dies: the domain is off, crashed; not `announced`: its event is late or lost."""
         domain = self.domains[name]
-        domain.state, domain.pid, domain.plugged = DomainState.CRASHED, None, set()
-        self.emit(name, DomainEventKind.CRASHED, "qemu-died")
+        domain.state, domain.pid, domain.plugged, domain.reason = DomainState.CRASHED, None, set(), "qemu-died"
+        if announced:
+            self.emit(name, DomainEventKind.CRASHED, "qemu-died")
 
     def destroy_outside(self, name: str) -> None:
         domain = self.domains[name]
-        domain.state, domain.pid, domain.plugged = DomainState.SHUTOFF, None, set()
+        domain.state, domain.pid, domain.plugged, domain.reason = DomainState.SHUTOFF, None, set(), "destroyed"
         self.emit(name, DomainEventKind.STOPPED, "destroyed")
 
     def running(self) -> set[str]:
@@ -333,6 +336,7 @@ class FakeDriver:
             name=name,
             uuid=domain.uuid,
             state=domain.state,
+            reason=domain.reason if domain.state not in LIVE else "",
             vcpus=int(domain.spec["cpu"]["vcpus"]),
             memory_bytes=1 << 28,
             pid=domain.pid,

@@ -6,11 +6,10 @@ import socket
 import threading
 
 import httpx
-import uvicorn
 
 from tests.eventually import eventually
 from vmhost.api.app import create_app
-from vmhost.api.server import Listen, build_agent, plugin_listeners, uvicorn_config
+from vmhost.api.server import AgentServer, Listen, build_agent, plugin_listeners, uvicorn_config
 from vmhost.config import HostConfig
 from vmhost.host.tokens import read_token
 from vmhost.plugins import Plugins
@@ -32,7 +31,9 @@ class RunningAgent:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = str(read_token(config.data_dir))
         app = create_app(self.agent, self.plugins)
-        self.server = uvicorn.Server(uvicorn_config(app, Listen("127.0.0.1", self.port), self.port, config))
+        self.server = AgentServer(
+            uvicorn_config(app, Listen("127.0.0.1", self.port), self.port, config), app.state.stopping
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self._listeners = contextlib.ExitStack()
 

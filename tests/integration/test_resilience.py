@@ -93,6 +93,7 @@ def test_guest_poweroff_is_seen_within_a_second_and_not_restarted_on_crash_polic
     stopped = events.wait(name, type="state", state="stopped", reason="the guest powered off")
     assert stopped["time"] - off_in_libvirt < 1
     assert [row["state"] for row in http.get("/v1/vms", params={"name": name}).json()] == ["stopped"]
+    assert engine.driver.info(name).reason == "guest-poweroff"
     time.sleep(3)
     assert http.get(f"/v1/vms/{name}").json()["state"] == "stopped"
     assert not [e for e in events.seen if e["vm"] == name and e["type"] == "restart-scheduled"]
@@ -114,6 +115,7 @@ def test_qemu_killed_under_each_restart_policy(policy, agent, http, engine, gues
         view = http.get(f"/v1/vms/{name}").json()
         assert view["state"] == "crashed"
         assert view["restart_status"]["last_exit_reason"] == "the QEMU process died"
+        assert engine.driver.info(name).reason == "crashed", "what an exit no event told is put down to"
         return
     restarted = events.wait(name, type="restarted")
     assert restarted["time"] - killed_at < CRASH_REPORT_LIMIT + 2 + 0.5

@@ -140,6 +140,8 @@ def test_a_real_console_whose_reader_stalls_buffers_a_bounded_backlog(agent, htt
 class Connected:
     """A request whose client stays connected and reads nothing more unless asked."""
 
+    app = SimpleNamespace(state=SimpleNamespace(stopping=asyncio.Event()))
+
     async def is_disconnected(self) -> bool:
         return False
 

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.eventually import eventually
 from tests.fakes.driver import FakeHypervisor
 from tests.fakes.engines import engine_on, spec
 from vmhost.drivers.base import Capability, DomainState
-from vmhost.engine import Engine
+from vmhost.engine import Engine, supervisor
 from vmhost.engine.hooks import Hook, HookFailed, Phase
 from vmhost.engine.locks import VmLocks
 from vmhost.engine.states import IllegalTransition, VmState
@@ -168,7 +169,8 @@ def test_a_failed_create_discards_its_lock_file_only_while_holding_it(engine, mo
     assert held_at_discard == [True]
 
 
-def test_reads_report_the_hypervisor_without_writing_the_store(engine, hypervisor):
+def test_reads_report_the_hypervisor_without_writing_the_store(engine, hypervisor, monkeypatch):
+    monkeypatch.setattr(supervisor, "EVENT_GRACE", 0.05)
     engine.create(spec("web"), start=True)
     hypervisor.sink = None  # the event is lost
     hypervisor.destroy_outside("web")
@@ -176,8 +178,9 @@ def test_reads_report_the_hypervisor_without_writing_the_store(engine, hyperviso
     assert engine.get("web")["state"] == "stopped"
     assert engine.info("web")["state"] == "stopped"
     assert engine.record("web") == before
-    engine.list_vms()  # the supervisor's reconcile is what writes
-    assert engine.record("web").state == "stopped"
+    engine.list_vms()  # the supervisor's reconcile is what writes, once no event came
+    eventually(lambda: engine.record("web").state == "stopped", timeout=5, what="the exit found and recorded")
+    assert engine.record("web").last_exit_reason == "destroyed outside vmhost"
 
 
 def test_pause_and_resume_follow_the_state_machine(engine, hypervisor):

@@ -3,6 +3,7 @@ operation is recovered with the operation's own steps; crashes seen live, during
 agent was down all get the same restart-policy decision."""
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from tests.eventually import eventually
 from tests.fakes.driver import FakeHypervisor
 from tests.fakes.engines import Killed, engine_on, killed_at, restarted, spec
 from vmhost.api.operations import Operations, OpState
-from vmhost.drivers.base import DomainState
-from vmhost.engine import Engine
+from vmhost.drivers.base import DomainEventKind, DomainState
+from vmhost.engine import Engine, supervisor
 from vmhost.engine.states import TRANSIENT
 from vmhost.engine.supervisor import FOUND_CRASHED
 
@@ -231,6 +232,68 @@ def test_a_crash_during_a_detach_is_restarted_once_the_lock_is_free(tmp_path):
     eventually(lambda: engine.record("web").restart_count == 1, timeout=5, what="restart after the lock was freed")
     eventually(lambda: engine.record("web").state == "running", timeout=5)
     assert engine.record("web").last_exit_reason == "the QEMU process died"
+
+
+def states(engine: Engine) -> dict[str, str]:
+    return {record.name: state.value for record, state in engine.list_vms()}
+
+
+def restarts_told(engine: Engine) -> list[str]:
+    return [e.type for e in engine.events.recent() if e.type.startswith("restart")]
+
+
+def test_a_crash_the_reconcile_sees_before_its_event_is_the_events_to_explain(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "EVENT_GRACE", 0.3)
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", restart_policy="on-crash", restart_backoff={"initial_seconds": 5}), start=True)
+    hypervisor.crash("web", announced=False)
+    assert states(engine) == {"web": "crashed"}
+    assert engine.record("web").state == "running", "the record waits for the event"
+    hypervisor.emit("web", DomainEventKind.CRASHED, "qemu-died")  # the event, a moment later
+    time.sleep(0.5)
+    assert states(engine) == {"web": "crashed"}
+    assert [e.reason for e in engine.events.recent() if e.state == "crashed" and e.type == "state"] == [
+        "the QEMU process died"
+    ]
+    assert restarts_told(engine) == ["restart-scheduled"]
+
+
+def test_a_crash_no_event_told_gets_its_reason_and_restart_policy(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "EVENT_GRACE", 0.1)
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", restart_policy="on-crash", restart_backoff=QUICK), start=True)
+    hypervisor.crash("web", announced=False)
+    engine.list_vms()  # what the agent does once events are connected again
+    eventually(lambda: engine.record("web").restart_count == 1, timeout=5, what="restarted by policy")
+    eventually(lambda: engine.record("web").state == "running", timeout=5)
+    assert engine.record("web").last_exit_reason == "the QEMU process died"
+    assert restarts_told(engine) == ["restart-scheduled", "restarted"]
+
+
+def test_an_exit_told_twice_gets_the_restart_policy_once(tmp_path):
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", restart_policy="on-crash", restart_backoff=QUICK), start=True)
+    hypervisor.crash("web")
+    hypervisor.emit("web", DomainEventKind.STOPPED, "guest-crash")  # libvirt tells a panic twice
+    eventually(lambda: engine.record("web").state == "running", timeout=5, what="restarted by policy")
+    assert restarts_told(engine) == ["restart-scheduled", "restarted"]
+
+
+def test_a_found_exit_of_a_vm_an_operation_holds_is_left_to_the_operation(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "EVENT_GRACE", 0.1)
+    hypervisor = FakeHypervisor()
+    engine = engine_on(hypervisor, tmp_path / "data")
+    engine.create(spec("web", restart_policy="on-crash", restart_backoff=QUICK), start=True)
+    hypervisor.crash("web", announced=False)
+    with engine.core.locks.hold("web"):
+        engine.list_vms()
+        time.sleep(0.2)
+        eventually(engine.supervisor.idle, timeout=5, what="the found exit looked at")
+    assert engine.record("web").state == "running"
+    assert restarts_told(engine) == []
 
 
 def test_operation_ids_answer_after_an_agent_restart(tmp_path, monkeypatch):

@@ -44,6 +44,8 @@ def create_app(agent: Agent, plugins: Plugins | None = None) -> FastAPI:
         redoc_url=None,
         description="Host agent for virtual machines. Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
+    app.state.stopping = asyncio.Event()
+    """Set once the server begins to stop (server.AgentServer): open event streams end then."""
 
     @app.get("/healthz", response_model=Health, tags=["host"], openapi_extra={"security": []})
     def healthz() -> dict[str, str]:

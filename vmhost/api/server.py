@@ -1,7 +1,9 @@
 """`vmhost serve`: build the agent and run it under uvicorn."""
 
+import asyncio
 import gc
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,7 +75,7 @@ def serve(config: HostConfig, listen: Listen) -> None:
     gc.freeze()  # start-up objects live forever: keep them out of every later full collection
     with plugin_listeners(agent, plugins, listen) as listeners:
         log.info("agent listening", extra=listening_facts(config, listen, [s.config.port for s in listeners]))
-        uvicorn.Server(uvicorn_config(app, listen, listen.port, config)).run()
+        AgentServer(uvicorn_config(app, listen, listen.port, config), app.state.stopping).run()
 
 
 def listening_facts(config: HostConfig, listen: Listen, plugin_ports: list[int]) -> dict[str, object]:
@@ -91,6 +93,19 @@ def listening_facts(config: HostConfig, listen: Listen, plugin_ports: list[int])
 SHUTDOWN_GRACE = 5
 """Seconds a stopping agent waits for open requests; then it cancels them. Event streams, consoles and a
 dashboard left open never end by themselves, and must not keep the agent from stopping."""
+
+
+class AgentServer(uvicorn.Server):
+    """Tells the app's open event streams to end the moment the agent begins to stop: they never end by
+    themselves, and uvicorn would wait SHUTDOWN_GRACE for them, then cancel them with an error in the log."""
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event):
+        super().__init__(config)
+        self.stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stopping.set()
+        await super().shutdown(sockets)
 
 
 def uvicorn_config(app: FastAPI, listen: Listen, port: int, config: HostConfig) -> uvicorn.Config:

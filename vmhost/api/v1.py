@@ -350,20 +350,32 @@ async def _event_stream(
             if vm in (None, event.vm):
                 yield f"data: {json.dumps(event.view())}\n\n"
         last, resume = (replayed[-1].seq, replayed[-1].time) if replayed else (0, since)
+        stopping: asyncio.Event = request.app.state.stopping
         while follow and not await request.is_disconnected():
             if behind.is_set():
                 yield f": too far behind; reconnect with since={resume}\n\n"
                 return
-            try:
-                event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+            arrived = await _next_event(live, stopping)
+            if stopping.is_set():
+                yield f": the agent is stopping; reconnect with since={resume}\n\n"
+                return
+            if arrived is None:
                 yield ": keepalive\n\n"
                 continue
-            if event.seq > last and vm in (None, event.vm):
-                resume = event.time
-                yield f"data: {json.dumps(event.view())}\n\n"
+            if arrived.seq > last and vm in (None, arrived.vm):
+                resume = arrived.time
+                yield f"data: {json.dumps(arrived.view())}\n\n"
     finally:
         unsubscribe()
+
+
+async def _next_event(live: asyncio.Queue[VmEvent], stopping: asyncio.Event) -> VmEvent | None:
+    """The next live event; None after KEEPALIVE_SECONDS without one, or once the agent is stopping."""
+    getting, waiting = asyncio.ensure_future(live.get()), asyncio.ensure_future(stopping.wait())
+    await asyncio.wait((getting, waiting), timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    getting.cancel()
+    waiting.cancel()
+    return getting.result() if getting.done() and not getting.cancelled() else None
 
 
 def _with_runtime(engine: Engine, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

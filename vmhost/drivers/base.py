@@ -99,6 +99,7 @@ class DomainInfo:
     uuid: str
     state: DomainState
     reason: str = ""
+    """Why it is in that state, in DomainEvent's words (qemu-died, guest-poweroff, ...); "" when not known."""
     vcpus: int = 0
     memory_bytes: int = 0
     cpu_time_ns: int = 0

@@ -38,7 +38,7 @@ def recover(core: Core, supervisor: Supervisor) -> list[VmRecord]:
         remove_orphan_directories(core, owned)
     to_restore: list[VmRecord] = []
     host_stopped = set(host_shutdown.stopped_for_host(core))
-    for record, state in supervisor.reconcile():
+    for record, state in supervisor.refresh():
         try:
             if state == VmState.CRASHED and record.desired_state == "running":
                 with core.locked(record.name) as current:

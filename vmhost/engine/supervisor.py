@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 
 from vmhost.drivers.base import DomainEvent, DomainEventKind, DomainState
+from vmhost.drivers.polling import TRANSITIONS
 from vmhost.engine.core import Core, moved_away
 from vmhost.engine.events import VmEvent
 from vmhost.engine.hooks import Phase
@@ -20,6 +21,8 @@ from vmhost.engine.states import OBSERVED, VmState, keeps_recorded
 from vmhost.errors import Conflict, NotFound, VmhostError
 from vmhost.store.sqlite import VmRecord
 
+EVENT_GRACE = 2.0
+"""How long a reconcile that found a VM down leaves its exit to the event before handling it itself."""
 STABLE_SECONDS = 60.0
 """A VM that ran this long before it stopped gets its restart count reset."""
 EVENT_KINDS = {
@@ -36,6 +39,7 @@ EVENT_REASONS = {
     "destroyed": "destroyed outside vmhost",
     "qemu-died": "the QEMU process died",
     "guest-crash": "the guest crashed",
+    "crashed": "QEMU or the guest crashed",
     "guest-panic": "the guest panicked",
     "undefined": "undefined outside vmhost",
     "io-error": "paused on a disk I/O error",
@@ -44,6 +48,8 @@ EVENT_REASONS = {
 }
 FOUND_CRASHED = "crashed while the agent was not running"
 EXITS = (DomainEventKind.STOPPED, DomainEventKind.CRASHED)
+DOWN = (VmState.STOPPED, VmState.CRASHED)
+UP = (VmState.RUNNING, VmState.PAUSED, VmState.STOPPING)
 log = logging.getLogger("vmhost.engine")
 
 
@@ -52,6 +58,8 @@ class Supervisor:
         self.core = core
         self._lock = threading.Lock()
         self._deferred: dict[str, list[DomainEvent]] = defaultdict(list)
+        self._awaited: set[str] = set()
+        """VMs found down while recorded up, whose exit event is awaited (reconcile)."""
         self._appliers = 0
 
     # ---- events ------------------------------------------------------------------------------
@@ -96,7 +104,7 @@ class Supervisor:
             threading.Thread(target=self._apply_deferred, args=(event.name,), daemon=True).start()
 
     def idle(self) -> bool:
-        """No deferred event waits for its VM's lock or is being applied."""
+        """No deferred event waits for its VM's lock or is being applied, and no found exit for its event."""
         with self._lock:
             return self._appliers == 0
 
@@ -126,8 +134,11 @@ class Supervisor:
         if event.kind == DomainEventKind.UNDEFINED and state == VmState.FAILED:
             core.set_state(record.name, state, reason)
             return
-        exited = state in (VmState.STOPPED, VmState.CRASHED) and event.kind in EXITS
-        if exited:
+        if state in DOWN and event.kind not in EXITS:
+            return  # gone since this event: its exit's own event says why
+        if state in DOWN and VmState(record.state) in DOWN:
+            return  # recorded already: by a reconcile that found it, or the operation that had the lock
+        if state in DOWN:
             self.exited(record, state, event.kind == DomainEventKind.CRASHED, event.reason == "guest-poweroff", reason)
             return
         core.set_state(record.name, state, "" if state == VmState.RUNNING else reason)
@@ -198,14 +209,64 @@ class Supervisor:
 
     # ---- reconciliation ----------------------------------------------------------------------
 
-    def reconcile(self) -> list[tuple[VmRecord, VmState]]:
-        """One bulk hypervisor query for all VMs, stored; VMs with an operation in flight keep their state."""
-        core = self.core
-        records = core.store.list_vms()  # before the snapshot: an operation finishing in between then wins
-        live = core.driver.states()
-        return [(record, self._reconciled(record, live.get(record.name, DomainState.ABSENT))) for record in records]
+    def refresh(self) -> list[tuple[VmRecord, VmState]]:
+        """Store what the hypervisor says of every VM, whatever it means: for recovery, which judges a VM found
+        down itself (it went down while no agent watched)."""
+        return [(record, self._stored(record, live)) for record, live in self._live_states()]
 
-    def _reconciled(self, record: VmRecord, live: DomainState) -> VmState:
+    def reconcile(self) -> list[tuple[VmRecord, VmState]]:
+        """Like refresh, but a VM found down that is recorded up is reported down and its record left alone for
+        now: its exit is its event's to explain (the event names the cause; libvirt's state says only "crashed"
+        for a killed QEMU and a panicked guest alike), and the event follows within milliseconds. If none came
+        EVENT_GRACE later (events are lost while libvirtd restarts), the exit is handled as found: reason,
+        restart policy."""
+        found = []
+        for record, live in self._live_states():
+            if VmState(record.state) in UP and OBSERVED[live] in DOWN:
+                self._await_exit_event(record.name)
+                found.append((record, OBSERVED[live]))
+            else:
+                found.append((record, self._stored(record, live)))
+        return found
+
+    def _live_states(self) -> list[tuple[VmRecord, DomainState]]:
+        """One bulk hypervisor query for all VMs."""
+        records = self.core.store.list_vms()  # before the snapshot: an operation finishing in between then wins
+        live = self.core.driver.states()
+        return [(record, live.get(record.name, DomainState.ABSENT)) for record in records]
+
+    def _stored(self, record: VmRecord, live: DomainState) -> VmState:
+        """VMs with an operation in flight keep their state."""
         if keeps_recorded(VmState(record.state), self.core.locks.is_held(record.name), moved_away(record)):
             return VmState(record.state)
         return self.core.store_observed(record, OBSERVED[live])
+
+    def _await_exit_event(self, name: str) -> None:
+        with self._lock:
+            if name in self._awaited:
+                return
+            self._awaited.add(name)
+            self._appliers += 1
+        timer = threading.Timer(EVENT_GRACE, self._exit_found, args=(name,))
+        timer.daemon = True
+        timer.start()
+
+    def _exit_found(self, name: str) -> None:
+        """An exit no event told: as the hypervisor explains it now (DomainInfo.reason, or the reason a polled
+        driver's event gives), under the VM's lock. An operation holding the lock owns the VM and sees it."""
+        core = self.core
+        try:
+            with core.locks.hold(name, timeout=0):
+                record = core.store.get_vm(name)
+                if record is not None and VmState(record.state) in UP:
+                    info = core.driver.info(name)
+                    kind, polled_reason = TRANSITIONS.get(info.state, (DomainEventKind.STOPPED, ""))
+                    self.apply(record, DomainEvent(name, kind, info.reason or polled_reason))
+        except (Conflict, NotFound):
+            pass
+        except Exception:
+            log.exception("could not apply an exit found by the reconcile", extra={"vm": name})
+        finally:
+            with self._lock:
+                self._awaited.discard(name)
+                self._appliers -= 1

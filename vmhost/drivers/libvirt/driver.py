@@ -52,6 +52,20 @@ _STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
 }
 _CRASHED_SHUTOFF = {libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED}
+_SHUTOFF_REASONS = {
+    libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN: "guest-poweroff",
+    libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED: "destroyed",
+    libvirt.VIR_DOMAIN_SHUTOFF_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED: "migrated",
+}
+"""Why a domain is off, in the words of DomainEvent. Coarser than its STOPPED event (events.py): the state says
+"crashed" for a killed QEMU (event: qemu-died) and a panicked guest (guest-crash) alike."""
+
+
+def _reason(state: int, reason: int) -> str:
+    if state == libvirt.VIR_DOMAIN_SHUTOFF:
+        return _SHUTOFF_REASONS.get(reason, "stopped")
+    return "guest-panic" if state == libvirt.VIR_DOMAIN_CRASHED else ""
 
 
 def _mapped(state: int, reason: int) -> DomainState:
@@ -363,11 +377,13 @@ class LibvirtDriver:
 
     def _info(self, dom: libvirt.virDomain) -> DomainInfo:
         _state, _max_kib, memory_kib, vcpus, cpu_time = self._call(dom.name(), "query", dom.info)
-        mapped = _mapped(*self._call(dom.name(), "query", dom.state))
+        state, reason = self._call(dom.name(), "query", dom.state)
+        mapped = _mapped(state, reason)
         return DomainInfo(
             name=dom.name(),
             uuid=dom.UUIDString(),
             state=mapped,
+            reason=_reason(state, reason),
             vcpus=vcpus,
             memory_bytes=memory_kib * 1024,
             cpu_time_ns=cpu_time,
