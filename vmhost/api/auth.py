@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from fastapi import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vmhost.api.guesses import WrongTokens
 from vmhost.api.principal import Principal
 from vmhost.api.sessions import COOKIE, CSRF_HEADER, Session, Sessions
 from vmhost.host.tokens import ADMIN, MIN_TOKEN_LENGTH, digest, token_path, tokens_path
@@ -40,6 +42,13 @@ class Refusal:
 
     status: int
     message: str
+    retry_after: int = 0
+    """Seconds, for a 429."""
+
+    def headers(self) -> dict[str, str]:
+        if self.status == 401:
+            return {"WWW-Authenticate": "Bearer"}
+        return {"Retry-After": str(self.retry_after)} if self.status == 429 else {}
 
 
 class _Watched(Generic[T]):
@@ -111,6 +120,7 @@ class TokenAuth:
         self._named = _Watched(tokens_path(data_dir), _named_tokens)
         self._trusted = [ipaddress.ip_network(source, strict=False) for source in trusted_sources]
         self.sessions = Sessions()
+        self.wrong_tokens = WrongTokens()
 
     def token_principal(self, presented: str) -> Principal | None:
         admin = self._admin.get()
@@ -127,7 +137,10 @@ class TokenAuth:
 
     def judge(self, scope: Scope, trusted_path: bool) -> Principal | Refusal:
         """The whole decision: a bearer token (or trusted source), else a dashboard session; then the
-        read-only rule."""
+        read-only rule. A source that guessed too many wrong tokens lately is refused first (guesses.py)."""
+        refused = self.guessed_too_often(scope)
+        if refused is not None:
+            return refused
         principal: Principal | Refusal | None = self.decide(scope, trusted_path)
         if principal is None:
             checked = self.session(scope)
@@ -156,6 +169,20 @@ class TokenAuth:
             return Refusal(403, "missing or wrong X-CSRF-Token header for this session")
         return session, principal
 
+    def guessed_too_often(self, scope: Scope) -> Refusal | None:
+        source = counted_source(scope)
+        wait = math.ceil(self.wrong_tokens.wait(source))
+        if wait <= 0:
+            return None
+        return Refusal(429, f"too many wrong tokens from {source}: try again in {wait} s", retry_after=wait)
+
+    def presented(self, scope: Scope, token: str) -> Principal | None:
+        """The principal of a token a caller presented; a wrong one counts against its source."""
+        principal = self.token_principal(token)
+        if principal is None and token:
+            self.wrong_tokens.failed(counted_source(scope))
+        return principal
+
     def decide(self, scope: Scope, trusted_path: bool) -> Principal | None:
         """Bearer header; websockets may pass ?token= instead, since browsers cannot set their headers."""
         if trusted_path and self._trusted:
@@ -167,7 +194,7 @@ class TokenAuth:
         scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" and scope["type"] == "websocket":
             scheme, presented = "bearer", _query_token(scope)
-        return self.token_principal(presented.strip()) if scheme.lower() == "bearer" else None
+        return self.presented(scope, presented.strip()) if scheme.lower() == "bearer" else None
 
     async def __call__(self, connection: HTTPConnection) -> None:
         """FastAPI dependency: reuses the middleware's decision, and makes it where a router runs without one."""
@@ -182,7 +209,7 @@ class TokenAuth:
         if isinstance(decided, Refusal):
             if scope["type"] == "websocket":
                 raise WebSocketException(code=1008, reason=decided.message)
-            raise HTTPException(status_code=decided.status, detail=decided.message, headers=_challenge(decided.status))
+            raise HTTPException(status_code=decided.status, detail=decided.message, headers=decided.headers())
 
 
 UNAUTHORIZED = "missing or wrong bearer token"
@@ -218,8 +245,11 @@ def _reads(scope: Scope) -> bool:
     return scope["type"] == "http" and scope["method"] in READ_METHODS
 
 
-def _challenge(status: int) -> dict[str, str]:
-    return {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+def counted_source(scope: Scope) -> str | None:
+    """Who a wrong token counts against (guesses.py): the peer's IP address, unless it is loopback."""
+    client = scope.get("client")
+    address = peer_address(str(client[0])) if client else None
+    return None if address is None or address.is_loopback else str(address)
 
 
 class AuthMiddleware:
@@ -248,12 +278,12 @@ class AuthMiddleware:
         if not _open(scope):
             decided = self.auth.judge(scope, self.trusted_path(scope))
             if isinstance(decided, Refusal):
-                await _refuse(scope, send, decided.status, decided.message)
+                await _refuse(scope, send, decided)
                 return
             scope.setdefault("state", {})["principal"] = decided
         if scope["type"] == "http" and not self.streamed(scope):
             if _content_length(scope) > self.max_body_bytes:
-                await _refuse(scope, send, 413, self._too_large())
+                await _refuse(scope, send, Refusal(413, self._too_large()))
                 return
             receive = self._bounded(receive)
         await self.app(scope, receive, send)
@@ -290,14 +320,15 @@ def _content_length(scope: Scope) -> int:
     return 0
 
 
-CODES = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large"}
+CODES = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_requests"}
 
 
-async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     """The API's error body; a websocket gets it as the handshake's answer where the server can send one."""
+    status, message = refusal.status, refusal.message
     body = json.dumps({"code": CODES[status], "message": message, "details": None}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in _challenge(status).items()]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]
     if scope["type"] == "websocket":
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008, "reason": message})

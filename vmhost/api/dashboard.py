@@ -90,7 +90,11 @@ def router(agent: Agent) -> APIRouter:
     # takes a token in its body), and every client other than a browser sends its token with each request.
     @api.post("/session", response_model=SessionView, include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        """Exchange a token for a session cookie. JSON only: a form of another site cannot send it."""
+        """Exchange a token for a session cookie. JSON only: a form of another site cannot send it. Wrong tokens
+        count against their source as on every other route (guesses.py)."""
+        refused = auth.guessed_too_often(request.scope)
+        if refused is not None:
+            raise HTTPException(refused.status, refused.message, headers=refused.headers())
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, 'sign in with a JSON body {"token": ...}')
         try:
@@ -98,7 +102,7 @@ def router(agent: Agent) -> APIRouter:
         except ValidationError:
             raise HTTPException(422, 'sign in with a JSON body {"token": ...}') from None
         token = body.token.strip()
-        principal = auth.token_principal(token)
+        principal = auth.presented(request.scope, token)
         if principal is None:
             raise HTTPException(401, "wrong token")
         session_id, session = auth.sessions.open(digest(token), principal)
