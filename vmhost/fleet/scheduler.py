@@ -2,7 +2,8 @@
 revision) and names a host, or says for each host why not. The caller writes the choice in a transaction that
 fails if that host's view changed meanwhile, and then asks again with fresh data."""
 
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vmhost.drivers.multi import CONTAINER_DRIVER
@@ -113,9 +114,18 @@ def refusal(view: HostView, kind: str, need: Load, placement: Placement) -> str 
     return None
 
 
-def choose(fleet: FleetView, kind: str, need: Load, placement: Placement, excluded: Iterable[str] = ()) -> HostView:
-    """Filter, then spread: the fitting host with the smallest share of its memory desired after this VM, then
-    the fewest VMs, then by name (so equal hosts fill in a stable order)."""
+def choose(
+    fleet: FleetView,
+    kind: str,
+    need: Load,
+    placement: Placement,
+    excluded: Iterable[str] = (),
+    *,
+    pick: Callable[[Sequence[HostView]], HostView] = random.choice,
+) -> HostView:
+    """Filter, then spread: the fitting hosts with the smallest share of their memory desired after this VM,
+    then the fewest VMs; `pick` takes one of those equal best (at random, as Kubernetes' scheduler picks among
+    its best-scored nodes): applies made at the same moment then seldom want the same host and retry."""
     skip = set(excluded)
     reasons: list[str] = []
     fitting: list[HostView] = []
@@ -132,10 +142,12 @@ def choose(fleet: FleetView, kind: str, need: Load, placement: Placement, exclud
         down = sorted(set(fleet.members) - set(fleet.hosts) - skip)
         reasons += [f"{name}: down" for name in down]
         raise NoHost("no host can take it: " + ("; ".join(reasons) if reasons else "the fleet has no live host"))
-    return min(
-        fitting,
-        key=lambda v: ((v.load.memory + need.memory) / max(v.record.memory, 1), v.load.vms, v.name),
-    )
+
+    def score(view: HostView) -> tuple[float, int]:
+        return (view.load.memory + need.memory) / max(view.record.memory, 1), view.load.vms
+
+    best = min(score(view) for view in fitting)
+    return pick([view for view in fitting if score(view) == best])
 
 
 def _mib(size: int) -> str:
